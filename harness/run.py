@@ -1,0 +1,337 @@
+"""Executing a plan: cache lookup, temp dir -> atomic rename -> manifest, run manifest.
+
+A stage dir ``<root>/stages/<stage>/<key>/`` exists only complete: the stage writes into
+``.tmp-<key>-<pid>-<rand>``, the executor writes ``manifest.json`` there, fsyncs and renames.
+A stage killed mid-way leaves only a temp dir, which is never reused and is removed by the
+next run once its owner is dead.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness import envs
+from harness.errors import StageError
+from harness.plan import MANIFEST, Plan, PlannedStage, file_sha256, save_history
+from harness.secrets import redact, scrub_text
+from harness.stage_main import package_versions
+from harness.stages.base import StageContext, StageResult
+from harness.tracking import DiskSink, Tracker, WandbSink, wandb_mode
+
+
+@dataclass
+class StageOutcome:
+    """How one stage went in a run."""
+
+    name: str
+    key: str
+    dir: Path
+    cached: bool
+    wall_s: float
+    result: StageResult
+
+
+@dataclass
+class RunSummary:
+    """What :func:`execute` returns."""
+
+    run_dir: Path
+    outcomes: list[StageOutcome] = field(default_factory=list)
+    wandb_dir: Path | None = None
+
+    def dir_of(self, stage: str) -> Path:
+        """The finished dir of a stage of this run."""
+        return next(o.dir for o in self.outcomes if o.name == stage)
+
+
+def _git_state(root: Path) -> dict[str, Any]:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+        return {"sha": sha, "dirty": dirty}
+    except (OSError, subprocess.CalledProcessError):
+        return {"sha": None, "dirty": None}
+
+
+def _host() -> dict[str, Any]:
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+    }
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(stage_root: Path, key: str) -> None:
+    for tmp in stage_root.glob(f".tmp-{key}-*"):
+        try:
+            pid = int(tmp.name.split("-")[2])
+        except (IndexError, ValueError):
+            pid = -1
+        if pid < 0 or not _pid_alive(pid) or pid == os.getpid():
+            shutil.rmtree(tmp, ignore_errors=True)
+    final = stage_root / key
+    if final.exists() and not (final / MANIFEST).is_file():
+        shutil.rmtree(final, ignore_errors=True)
+
+
+@contextmanager
+def _stage_lock(stage_root: Path, key: str) -> Iterator[None]:
+    """Serialises concurrent runs of the same stage key (e.g. parallel sweep trials)."""
+    stage_root.mkdir(parents=True, exist_ok=True)
+    with (stage_root / f".{key}.lock").open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _outputs(d: Path) -> dict[str, dict[str, Any]]:
+    return {
+        p.relative_to(d).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(d.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def load_manifest(stage_dir: Path) -> dict[str, Any]:
+    """The manifest of a finished stage dir."""
+    return json.loads((stage_dir / MANIFEST).read_text(encoding="utf-8"))
+
+
+def _run_stage_process(
+    plan: Plan, st: PlannedStage, tmp: Path, run_dir: Path, console: Console
+) -> tuple[StageResult, dict[str, Any]]:
+    log_dir = run_dir / "stages" / st.name
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ctx = StageContext(
+        stage=st.name,
+        key=st.key,
+        config=st.slice,
+        out=tmp,
+        inputs={role: plan.stage_dir(plan.by_name(s)) for role, s in st.inputs.items()},
+        upstream={s: plan.stage_dir(plan.by_name(s)) for s in dict.fromkeys(st.inputs.values())},
+        root=plan.project_root,
+        run_dir=run_dir,
+    )
+    ctx_file, result_file, log_file = (
+        log_dir / "context.json",
+        log_dir / "result.json",
+        log_dir / "stage.log",
+    )
+    ctx.write(ctx_file)
+    result_file.unlink(missing_ok=True)
+    result_file.with_suffix(".error").unlink(missing_ok=True)
+    python = envs.python_for(st.definition.env, envs.detect_platform(plan.loaded.spec.run.platform))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    cmd = [python, "-m", "harness.stage_main", str(ctx_file), str(result_file)]
+    with log_file.open("w", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=plan.project_root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None
+        with console.status(f"[bold]{st.name}[/] running (log: {log_file})") as status:
+            for line in proc.stdout:
+                line = scrub_text(line)
+                log.write(line)
+                log.flush()
+                text = line.strip()
+                if text:
+                    status.update(f"[bold]{st.name}[/] {text[:100]}")
+        rc = proc.wait()
+    if rc != 0 or not result_file.is_file():
+        err = result_file.with_suffix(".error")
+        if err.is_file():
+            raise StageError(f"stage `{st.name}` failed: {err.read_text(encoding='utf-8')}")
+        tail = "".join(log_file.read_text(encoding="utf-8").splitlines(True)[-30:])
+        raise StageError(
+            f"stage `{st.name}` failed (exit {rc}); log: {log_file}\n--- last lines ---\n{tail}"
+        )
+    payload = json.loads(result_file.read_text(encoding="utf-8"))
+    return StageResult.from_json(payload["result"]), payload
+
+
+def execute(
+    plan: Plan, *, console: Console | None = None, force: tuple[str, ...] = ()
+) -> RunSummary:
+    """Run every stage of a plan that is not cached, and log the run.
+
+    Args:
+        plan: The plan.
+        console: Where progress goes.
+        force: Stage names to re-run even when cached.
+
+    Returns:
+        Outcomes of all stages and the run dir.
+
+    Raises:
+        StageError: A stage failed (its temp dir is left for inspection, never reused).
+    """
+    console = console or Console(stderr=True)
+    spec = plan.loaded.spec
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = plan.root / "runs" / spec.name / f"{stamp}-{uuid.uuid4().hex[:6]}"
+    run_dir.mkdir(parents=True)
+    sinks: list[Any] = [DiskSink(run_dir)]
+    mode = wandb_mode(spec.tracking.mode)
+    if mode != "disabled":
+        sinks.append(
+            WandbSink(
+                run_dir,
+                project=spec.tracking.project,
+                entity=spec.tracking.entity,
+                mode=mode,
+                name=spec.name,
+                tags=spec.tracking.tags,
+            )
+        )
+    tracker = Tracker(sinks)
+    resolved = redact(plan.loaded.resolved)
+    tracker.log_config(resolved)
+    summary = RunSummary(run_dir=run_dir)
+    wb = tracker.wandb
+    summary.wandb_dir = wb.run_path if wb else None
+    manifest: dict[str, Any] = {
+        "spec": resolved,
+        "spec_files": [str(f) for f in plan.loaded.files],
+        "overrides": redact(list(plan.loaded.overrides)),
+        "git": _git_state(plan.project_root),
+        "packages": package_versions(),
+        "host": _host(),
+        "started": stamp,
+        "stages": {},
+    }
+    _write_json_atomic(run_dir / "run.json", manifest)
+    ok = False
+    try:
+        for st in plan.stages:
+            outcome = _execute_stage(plan, st, run_dir, console, st.name in force)
+            summary.outcomes.append(outcome)
+            tracker.log_stage(
+                st.name, st.key, outcome.result, outcome.dir, outcome.wall_s, outcome.cached
+            )
+            manifest["stages"][st.name] = {
+                "key": st.key,
+                "dir": str(outcome.dir),
+                "cached": outcome.cached,
+                "wall_s": outcome.wall_s,
+            }
+            _write_json_atomic(run_dir / "run.json", manifest)
+        ok = True
+    finally:
+        manifest["finished"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        manifest["status"] = "ok" if ok else "failed"
+        _write_json_atomic(run_dir / "run.json", manifest)
+        tracker.finish()
+        latest = run_dir.parent / "latest"
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(run_dir.name)
+    save_history(plan)
+    return summary
+
+
+def _execute_stage(
+    plan: Plan, st: PlannedStage, run_dir: Path, console: Console, force: bool
+) -> StageOutcome:
+    final = plan.stage_dir(st)
+    stage_root = final.parent
+    with _stage_lock(stage_root, st.key):
+        if force and final.exists():
+            shutil.rmtree(final)
+        if (final / MANIFEST).is_file():
+            m = load_manifest(final)
+            console.print(f"[green]✓[/] {st.name:<10} cached  {st.key}")
+            return StageOutcome(
+                st.name, st.key, final, True, 0.0, StageResult.from_json(m["result"])
+            )
+        _clean_stale(stage_root, st.key)
+        tmp = stage_root / f".tmp-{st.key}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        tmp.mkdir(parents=True)
+        t0 = time.perf_counter()
+        result, payload = _run_stage_process(plan, st, tmp, run_dir, console)
+        wall = time.perf_counter() - t0
+        manifest = {
+            "stage": st.name,
+            "key": st.key,
+            "version": st.definition.version,
+            "env": st.definition.env,
+            "slice": redact(st.slice),
+            "files": st.files,
+            "inputs": st.inputs,
+            "upstream_keys": st.upstream_keys,
+            "packages": payload["packages"],
+            "python": payload["python"],
+            "wall_s": wall,
+            "outputs": _outputs(tmp),
+            "result": result.to_json(),
+            "finished": datetime.now(UTC).isoformat(),
+        }
+        _write_json_atomic(tmp / MANIFEST, manifest)
+        _fsync_dir(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(stage_root)
+        console.print(f"[cyan]●[/] {st.name:<10} ran     {st.key}  {wall:.1f}s")
+        return StageOutcome(st.name, st.key, final, False, wall, result)

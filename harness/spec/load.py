@@ -1,0 +1,251 @@
+"""Reading specs: OmegaConf composition (``base:``), ``${...}`` interpolation, ``key=value``
+overrides, then strict pydantic validation. All problems are collected into one
+:class:`~harness.errors.SpecError` naming each dotted key, its file:line and a suggestion."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import BaseModel, ValidationError
+
+from harness.errors import SpecError
+from harness.spec.schema import SECTION_FOR_STAGE, STAGE_ORDER, Spec
+
+BASE_KEY = "base"
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec with its provenance.
+
+    Attributes:
+        spec: The validated model.
+        resolved: The resolved plain dict (interpolations done, aliases as in YAML).
+        path: The spec file.
+        files: Every YAML file that contributed, the spec file last.
+        overrides: The ``key=value`` overrides applied.
+    """
+
+    spec: Spec
+    resolved: dict[str, Any]
+    path: Path
+    files: tuple[Path, ...]
+    overrides: tuple[str, ...] = field(default=())
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise SpecError([f"file not found: {path}"])
+    try:
+        cfg = OmegaConf.load(path)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise SpecError([f"{where}: {e.problem or e}"]) from None
+    except (yaml.YAMLError, OmegaConfBaseException) as e:
+        raise SpecError([f"{path}: {e}"]) from None
+    if not isinstance(cfg, DictConfig):
+        raise SpecError([f"{path}: a spec must be a mapping at the top level"])
+    return cfg
+
+
+def _compose(path: Path, chain: tuple[Path, ...] = ()) -> tuple[DictConfig, list[Path]]:
+    """Merge ``base:`` files (relative to the including file) under ``path``."""
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise SpecError([f"`base` cycle: {cycle}"])
+    cfg = _read_yaml(path)
+    bases = cfg.pop(BASE_KEY, None)
+    if bases is None:
+        return cfg, [path]
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: DictConfig = OmegaConf.create({})
+    files: list[Path] = []
+    for b in bases:
+        if not isinstance(b, str):
+            raise SpecError([f"{path}: `base` must be a file name or a list of file names"])
+        base_cfg, base_files = _compose(path.parent / b, (*chain, path))
+        merged = OmegaConf.merge(merged, base_cfg)  # type: ignore[assignment]
+        files.extend(base_files)
+    return OmegaConf.merge(merged, cfg), [*files, path]  # type: ignore[return-value]
+
+
+def _line_of(files: list[Path], loc: tuple[str | int, ...]) -> str | None:
+    """``file:line`` of the last file defining the key path ``loc``, if any."""
+    for f in reversed(files):
+        try:
+            node = yaml.compose(f.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            continue
+        found = None
+        for part in loc:
+            if isinstance(node, yaml.MappingNode):
+                match = [(k, v) for k, v in node.value if k.value == str(part)]
+                if not match:
+                    break
+                found, node = match[-1][0], match[-1][1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if part >= len(node.value):
+                    break
+                node = node.value[part]
+                found = node
+            else:
+                break
+        else:
+            if found is not None:
+                return f"{f}:{found.start_mark.line + 1}"
+    return None
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (Optional, list, dict values), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list, dict, typing.Annotated):
+        for arg in typing.get_args(annotation):
+            m = _submodel(arg)
+            if m is not None:
+                return m
+    return None
+
+
+def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
+    """The YAML key names valid at the mapping addressed by ``loc``."""
+    model: type[BaseModel] | None = Spec
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        hit = next(
+            (f for n, f in model.model_fields.items() if part in (n, f.alias)),
+            None,
+        )
+        model = _submodel(hit.annotation) if hit else None
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _format_errors(err: ValidationError, files: list[Path], overrides: list[str]) -> list[str]:
+    problems = []
+    override_keys = {o.split("=", 1)[0] for o in overrides}
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # Drop the union-branch markers pydantic adds (e.g. 'int', "literal['auto']").
+        loc = tuple(
+            p
+            for p in loc
+            if not (isinstance(p, str) and (p in ("int", "str", "float", "bool") or "[" in p))
+        )
+        key = _dotted(loc)
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key `{key}`" + _suggest(str(loc[-1]), _fields_at(loc[:-1]))
+        elif e["type"] == "missing":
+            msg = f"missing required key `{key}`"
+        else:
+            got = e.get("input")
+            shown = repr(got) if not isinstance(got, dict) else "a mapping"
+            msg = f"`{key}`: {e['msg']} (got {shown})" if key else e["msg"]
+        where = "command-line override" if key in override_keys else _line_of(files, loc)
+        problems.append(f"{where}: {msg}" if where else msg)
+    return problems
+
+
+def _stage_name_problems(raw: dict[str, Any], files: list[Path]) -> list[str]:
+    stages = raw.get("stages")
+    if not isinstance(stages, list):
+        return []
+    problems = []
+    for i, name in enumerate(stages):
+        if isinstance(name, str) and name not in STAGE_ORDER:
+            where = _line_of(files, ("stages", i)) or _line_of(files, ("stages",))
+            msg = f"unknown stage `{name}` in `stages`" + _suggest(name, list(STAGE_ORDER))
+            problems.append(f"{where}: {msg}" if where else msg)
+    return problems
+
+
+def _section_problems(spec: Spec) -> list[str]:
+    problems = []
+    for name in spec.stages:
+        if name not in STAGE_ORDER:
+            continue
+        section = SECTION_FOR_STAGE[name]
+        if section is None:
+            continue
+        obj: Any = spec
+        for part in section.split("."):
+            obj = getattr(obj, part)
+        if obj is None:
+            problems.append(
+                f"stage `{name}` is listed in `stages` but section `{section}` is missing"
+            )
+    if len(set(spec.stages)) != len(spec.stages):
+        problems.append("`stages` lists a stage twice")
+    return problems
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    """Load, compose, override, resolve and validate a spec.
+
+    Args:
+        path: The spec YAML file.
+        overrides: ``dotted.key=value`` strings (OmegaConf dotlist syntax).
+
+    Returns:
+        The validated spec with its resolved dict and provenance.
+
+    Raises:
+        SpecError: Listing every problem found, each with its key path and file:line.
+    """
+    path = Path(path)
+    cfg, files = _compose(path)
+    overrides = list(overrides)
+    bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
+    if bad:
+        raise SpecError([f"override `{o}` is not of the form key=value" for o in bad], str(path))
+    if overrides:
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))  # type: ignore[assignment]
+        except OmegaConfBaseException as e:
+            raise SpecError([f"command-line override: {e}"], str(path)) from None
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        full_key = getattr(e, "full_key", None)
+        where = _line_of(files, tuple(str(full_key).split("."))) if full_key else None
+        msg = str(e).splitlines()[0]
+        raise SpecError([f"{where or path}: interpolation failed: {msg}"], str(path)) from None
+    assert isinstance(resolved, dict)
+    problems = _stage_name_problems(resolved, files)
+    try:
+        spec = Spec.model_validate(resolved)
+    except ValidationError as e:
+        raise SpecError(_format_errors(e, files, overrides) + problems, str(path)) from None
+    problems += _section_problems(spec)
+    if problems:
+        raise SpecError(problems, str(path))
+    return LoadedSpec(spec, resolved, path, tuple(files), tuple(overrides))

