@@ -131,6 +131,8 @@ def check_output_field(task_type: str, metric: str, value: Any) -> str | None:
         return None
     if isinstance(value, str):
         return None
+    if metric in ("rougel", "bleu", "jp-bleu"):
+        return f"output_field of a {metric!r} row must be a string"
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return None
     return "output_field must be a string or a non-empty list of strings"
