@@ -16,8 +16,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.spec.load import LoadedSpec
-from harness.spec.schema import STAGE_ORDER
-from harness.stages.base import StageDef, load_registry
+from harness.stages.base import StageDef, load_registry, stage_order
 
 KEY_CHARS = 20
 MANIFEST = "manifest.json"
@@ -190,7 +189,7 @@ def build_plan(
     registry = load_registry()
     spec = loaded.spec
     dumped = spec.model_dump(mode="json", by_alias=True)
-    wanted = [s for s in STAGE_ORDER if s in spec.stages]
+    wanted = [s for s in stage_order() if s in spec.stages]
     planned: dict[str, PlannedStage] = {}
     for name in wanted:
         if name not in registry:

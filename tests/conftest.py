@@ -14,6 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+# Two light plugin stages (tests/plugins/toy_stages.py) for executor and planner tests.
+os.environ["HARNESS_STAGE_PLUGINS"] = "tests.plugins.toy_stages"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

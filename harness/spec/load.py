@@ -179,11 +179,14 @@ def _stage_name_problems(raw: dict[str, Any], files: list[Path]) -> list[str]:
     stages = raw.get("stages")
     if not isinstance(stages, list):
         return []
+    from harness.stages.base import stage_order
+
+    known = stage_order()
     problems = []
     for i, name in enumerate(stages):
-        if isinstance(name, str) and name not in STAGE_ORDER:
+        if isinstance(name, str) and name not in known:
             where = _line_of(files, ("stages", i)) or _line_of(files, ("stages",))
-            msg = f"unknown stage `{name}` in `stages`" + _suggest(name, list(STAGE_ORDER))
+            msg = f"unknown stage `{name}` in `stages`" + _suggest(name, known)
             problems.append(f"{where}: {msg}" if where else msg)
     return problems
 

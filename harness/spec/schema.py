@@ -355,25 +355,45 @@ class DecodingParams(Section):
     seed: int | None = Field(None, description="Per-request seed (None: engine seed).")
 
 
-def _decoding(max_tokens: int) -> Any:
+DEFAULT_MAX_TOKENS = {
+    "multiple-choice": 1,
+    "retrieval": 8,
+    "ranking": 9,
+    "named_entity_recognition": 15,
+    "generation": 50,
+}
+
+
+def _decoding(task_type: str) -> Any:
+    cap = DEFAULT_MAX_TOKENS[task_type]
     return Field(
-        default_factory=lambda: DecodingParams(max_tokens=max_tokens),
-        description=f"Decoding for this task type (default max_tokens {max_tokens}).",
+        default_factory=lambda: DecodingParams(max_tokens=cap),
+        alias=task_type,
+        description=f"Decoding for {task_type} (default max_tokens {cap}).",
     )
 
 
 class DecodingConfig(Section):
-    """Decoding per task type; defaults are the winning team's token caps."""
+    """Decoding per task type; default token caps are the winning team's."""
 
-    multiple_choice: DecodingParams = Field(
-        default_factory=lambda: DecodingParams(max_tokens=1),
-        alias="multiple-choice",
-        description="Multiple-choice decoding (default max_tokens 1).",
-    )
-    retrieval: DecodingParams = _decoding(8)
-    ranking: DecodingParams = _decoding(9)
-    named_entity_recognition: DecodingParams = _decoding(15)
-    generation: DecodingParams = _decoding(50)
+    multiple_choice: DecodingParams = _decoding("multiple-choice")
+    retrieval: DecodingParams = _decoding("retrieval")
+    ranking: DecodingParams = _decoding("ranking")
+    named_entity_recognition: DecodingParams = _decoding("named_entity_recognition")
+    generation: DecodingParams = _decoding("generation")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_caps(cls, data: Any) -> Any:
+        # A partially given task section keeps its task type's token cap.
+        if isinstance(data, dict):
+            data = dict(data)
+            for task_type, cap in DEFAULT_MAX_TOKENS.items():
+                for key in (task_type, task_type.replace("-", "_")):
+                    sub = data.get(key)
+                    if isinstance(sub, dict) and "max_tokens" not in sub:
+                        data[key] = {**sub, "max_tokens": cap}
+        return data
 
     def for_task(self, task_type: str) -> DecodingParams:
         """The decoding parameters of a ShopBench task type."""
@@ -434,8 +454,11 @@ class Spec(Section):
     name: str = Field(description="Experiment name (W&B run name, plan history key).")
     description: str | None = Field(None, description="Free text.")
     stages: list[str] = Field(
-        default_factory=lambda: list(STAGE_ORDER),
-        description="Stages this experiment runs, from: " + ", ".join(STAGE_ORDER) + ".",
+        default_factory=lambda: ["model", "infer"],
+        description="Stages this experiment runs, from: "
+        + ", ".join(STAGE_ORDER)
+        + ". Default: `model`, every stage whose section is present, and `infer` "
+        "(+ `score`, `report` with an `eval` section).",
     )
     run: RunConfig = Field(default_factory=RunConfig, description="Run storage.")
     model: ModelConfig = Field(description="Base model.")
@@ -449,6 +472,25 @@ class Spec(Section):
     eval: EvalConfig | None = Field(None, description="Evaluation.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Tracking.")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Ray cluster.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_stages(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "stages" in data:
+            return data
+        data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
+        present = {
+            "model": True,
+            "synthesize": data_section.get("synthesis") is not None,
+            "mix": data_section.get("mix") is not None,
+            "finetune": data.get("finetune") is not None,
+            "pad": data.get("pad") is not None,
+            "quantize": data.get("quantize") is not None,
+            "infer": True,
+            "score": data.get("eval") is not None,
+            "report": data.get("eval") is not None,
+        }
+        return {**data, "stages": [s for s in STAGE_ORDER if present[s]]}
 
 
 SECTION_FOR_STAGE: dict[str, str | None] = {

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,9 +190,12 @@ def stage(
     inputs: dict[str, tuple[str, ...]] | None = None,
     optional_inputs: dict[str, tuple[str, ...]] | None = None,
 ) -> Callable[[StageFn], StageFn]:
-    """Register a stage function (decorator). See the module docstring for the fields."""
-    if name not in schema.STAGE_ORDER:
-        raise ValueError(f"stage name {name!r} is not in STAGE_ORDER")
+    """Register a stage function (decorator). See the module docstring for the fields.
+
+    Stages outside :data:`~harness.spec.schema.STAGE_ORDER` come from plugin modules named in
+    ``$HARNESS_STAGE_PLUGINS`` (comma-separated) and run after the built-in ones, in
+    registration order.
+    """
     if env not in ENVS:
         raise ValueError(f"stage {name!r}: env {env!r} is not one of {ENVS}")
 
@@ -213,14 +217,23 @@ def stage(
 
 
 def load_registry() -> dict[str, StageDef]:
-    """Import every stage module (light imports only) and return the registry."""
+    """Import every stage module and plugin (light imports only); return the registry."""
     for mod in STAGE_MODULES:
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
             if e.name != mod:
                 raise
+    plugins = os.environ.get("HARNESS_STAGE_PLUGINS", "")
+    for mod in filter(None, (m.strip() for m in plugins.split(","))):
+        importlib.import_module(mod)
     return REGISTRY
+
+
+def stage_order() -> list[str]:
+    """Every known stage name in execution order (built-ins, then plugins)."""
+    registry = load_registry()
+    return list(schema.STAGE_ORDER) + [n for n in registry if n not in schema.STAGE_ORDER]
 
 
 def read_json(path: Path) -> Any:

@@ -1,0 +1,167 @@
+"""nox sessions: run, tests, lint, validate, golden, bench, sweep.
+
+All sessions share one project virtualenv, ``.venv``, built with pip from the pinned
+``harness/envs/cpu.txt`` (every transitive dependency pinned, installed ``--no-deps``) plus
+the project itself in editable mode. It is rebuilt only when the pins or pyproject change.
+pip, not uv: uv ignores pip's local configuration and resolves torch to a CUDA build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+ROOT = Path(__file__).parent
+VENV = ROOT / ".venv"
+PINS = ROOT / "harness" / "envs" / "cpu.txt"
+DEV_PINS = ["ruff==0.17.6"]
+STAMP = VENV / ".pins-sha256"
+PYTEST_BASE = ["-p", "no:cacheprovider"]
+
+
+def _pins_digest() -> str:
+    h = hashlib.sha256()
+    for p in (PINS, ROOT / "pyproject.toml"):
+        h.update(p.read_bytes())
+    h.update(" ".join(DEV_PINS).encode())
+    return h.hexdigest()
+
+
+def _venv(session: nox.Session) -> Path:
+    """Create or refresh ``.venv`` from the pins; return its bin dir."""
+    digest = _pins_digest()
+    if STAMP.is_file() and STAMP.read_text().strip() == digest:
+        return VENV / "bin"
+    session.log(f"building {VENV} from {PINS.relative_to(ROOT)}")
+    if VENV.exists():
+        shutil.rmtree(VENV)
+    session.run(sys.executable, "-m", "venv", str(VENV), external=True)
+    py = str(VENV / "bin" / "python")
+    session.run(py, "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
+    session.run(
+        py, "-m", "pip", "install", "-q", "--no-deps", "-r", str(PINS), *DEV_PINS, external=True
+    )
+    session.run(py, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT), external=True)
+    session.run(py, "-c", "import vllm, awq, trl, peft, harness", external=True)
+    STAMP.write_text(digest)
+    return VENV / "bin"
+
+
+def _env() -> dict[str, str]:
+    return {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+
+
+@nox.session(python=False)
+def run(session: nox.Session) -> None:
+    """Run a spec: ``nox -s run -- SPEC [key=value ...]`` (default experiments/tiny_cpu.yaml)."""
+    bin_ = _venv(session)
+    args = session.posargs or ["experiments/tiny_cpu.yaml"]
+    session.run(str(bin_ / "harness"), "run", *args, env=_env(), external=True)
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """The test suite (unit, property, golden, integration with real engines); no benchmarks."""
+    bin_ = _venv(session)
+    args = session.posargs or ["tests", "-m", "not bench and not gpu"]
+    session.run(
+        str(bin_ / "python"), "-m", "pytest", *PYTEST_BASE, *args, env=_env(), external=True
+    )
+
+
+@nox.session(python=False)
+def gpu(session: nox.Session) -> None:
+    """Tests that need a CUDA GPU (skipped cleanly without one)."""
+    bin_ = _venv(session)
+    session.run(
+        str(bin_ / "python"), "-m", "pytest", *PYTEST_BASE, "tests", "-m", "gpu", external=True
+    )
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    bin_ = _venv(session)
+    targets = ["harness", "kernels", "tests", "noxfile.py"]
+    session.run(str(bin_ / "ruff"), "check", *targets, external=True)
+    session.run(str(bin_ / "ruff"), "format", "--check", *targets, external=True)
+
+
+@nox.session(python=False)
+def validate(session: nox.Session) -> None:
+    """Validate every spec (and sweep file) under experiments/, recursively."""
+    bin_ = _venv(session)
+    session.run(
+        str(bin_ / "harness"), "validate", *(session.posargs or ["experiments"]), external=True
+    )
+
+
+@nox.session(python=False)
+def golden(session: nox.Session) -> None:
+    """Compare golden files; ``-- --update "reason"`` rewrites them and logs the reason."""
+    bin_ = _venv(session)
+    args = list(session.posargs)
+    extra = []
+    if args and args[0] == "--update":
+        if len(args) < 2 or not args[1].strip():
+            session.error('give a reason: nox -s golden -- --update "why the goldens change"')
+        extra = ["--update-golden"]
+        with (ROOT / "golden" / "CHANGES.md").open("a", encoding="utf-8") as f:
+            f.write(f"- {datetime.now(UTC).date().isoformat()}: {args[1].strip()}\n")
+    session.run(
+        str(bin_ / "python"),
+        "-m",
+        "pytest",
+        *PYTEST_BASE,
+        "tests",
+        "-m",
+        "not bench and not gpu and not engine and not slow",
+        *extra,
+        env=_env(),
+        external=True,
+    )
+    if extra:
+        out = subprocess.run(["git", "status", "--short", "golden"], capture_output=True, text=True)
+        session.log("golden files changed:\n" + (out.stdout or "(none)"))
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks; each writes bench-results/<name>.json with ratios against a baseline."""
+    bin_ = _venv(session)
+    (ROOT / "bench-results").mkdir(exist_ok=True)
+    args = session.posargs or ["tests/benchmarks"]
+    session.run(
+        str(bin_ / "python"),
+        "-m",
+        "pytest",
+        *PYTEST_BASE,
+        *args,
+        "-m",
+        "bench",
+        "-s",
+        env=_env(),
+        external=True,
+    )
+
+
+@nox.session(python=False)
+def sweep(session: nox.Session) -> None:
+    """Run a sweep file: ``nox -s sweep -- experiments/sweeps/decoding.yaml``."""
+    bin_ = _venv(session)
+    if not session.posargs:
+        session.error("usage: nox -s sweep -- SWEEP.yaml")
+    session.run(str(bin_ / "harness"), "sweep", *session.posargs, env=_env(), external=True)

@@ -1,0 +1,46 @@
+"""Two light plugin stages for executor tests (loaded via HARNESS_STAGE_PLUGINS).
+
+``toy_a`` reads ``model.tiny.seed`` and writes a file in two halves with a pause between them
+(``TOY_SLEEP`` seconds), so a test can SIGKILL it half-way. ``toy_b`` reads the generation
+decoding settings and consumes ``toy_a``'s output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from harness.stages.base import StageContext, StageResult, stage
+
+
+@stage(name="toy_a", version="1", env="core", reads=("model.tiny.seed",))
+def toy_a(ctx: StageContext) -> StageResult:
+    seed = ctx.value("model.tiny.seed")
+    out = ctx.out / "numbers.txt"
+    with out.open("w") as f:
+        f.write(f"seed={seed}\n")
+        f.flush()
+        (ctx.run_dir / "toy_a.started").write_text(str(os.getpid()))
+        time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
+        f.write("done\n")
+    return StageResult(metrics={"seed": float(seed)}, tables={"rows": "rows.jsonl"})
+
+
+@stage(
+    name="toy_b",
+    version="1",
+    env="core",
+    reads=("decoding.generation",),
+    inputs={"numbers": ("toy_a",)},
+)
+def toy_b(ctx: StageContext) -> StageResult:
+    text = (ctx.inputs["numbers"] / "numbers.txt").read_text()
+    if "done" not in text:
+        raise RuntimeError("toy_a output is incomplete")
+    dec = ctx.value("decoding.generation")
+    rows = [{"i": i, "temperature": dec["temperature"]} for i in range(3)]
+    (ctx.out / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return StageResult(
+        metrics={"score": 0.5 + dec["temperature"] / 10}, tables={"rows": "rows.jsonl"}
+    )

@@ -1,0 +1,136 @@
+"""Planning: content-addressed keys (hypothesis properties), DAG wiring, change detection,
+and that planning imports neither torch nor vllm."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness.plan import build_plan, changed_fields, stage_key
+from harness.spec import load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "experiments" / "tiny_cpu.yaml"
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8))
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+slices = st.dictionaries(st.text(min_size=1, max_size=10), json_value, max_size=4)
+upstreams = st.dictionaries(
+    st.sampled_from(["model", "data"]), st.text("0123456789abcdef", min_size=4, max_size=8)
+)
+
+
+@given(slices, upstreams)
+def test_key_ignores_key_order(slice_: dict, up: dict) -> None:
+    reordered = dict(reversed(list(slice_.items())))
+    assert stage_key("s", "1", slice_, {}, up) == stage_key(
+        "s", "1", reordered, {}, dict(reversed(list(up.items())))
+    )
+
+
+@given(slices, slices, upstreams, upstreams)
+def test_key_changes_iff_slice_or_upstream_changes(a: dict, b: dict, ua: dict, ub: dict) -> None:
+    same_inputs = a == b and ua == ub
+    assert (stage_key("s", "1", a, {}, ua) == stage_key("s", "1", b, {}, ub)) == same_inputs
+
+
+@given(slices)
+def test_key_depends_on_stage_version_and_files(slice_: dict) -> None:
+    k = stage_key("s", "1", slice_, {}, {})
+    assert k != stage_key("s", "2", slice_, {}, {})
+    assert k != stage_key("s", "1", slice_, {"a.path": "sha"}, {})
+
+
+def _plan(*overrides: str):
+    return build_plan(load_spec(TINY, ["stages=[toy_a,toy_b]", *overrides]), REPO)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10**6), st.floats(0, 2, allow_nan=False))
+def test_fields_outside_slice_do_not_enter_keys(seed: int, temperature: float) -> None:
+    base = _plan()
+    p = _plan(
+        f"finetune.lora.rank={seed % 64 + 1}", "tracking.mode=disabled", "run.root=/elsewhere"
+    )
+    assert [s.key for s in p.stages] == [s.key for s in base.stages]
+    q = _plan(f"decoding.generation.temperature={temperature}")
+    a0, b0 = base.stages
+    a1, b1 = q.stages
+    assert a1.key == a0.key  # upstream stage unaffected
+    assert (b1.key == b0.key) == (temperature == 0.0)  # downstream re-keyed iff changed
+    if b1.key != b0.key:
+        record = {
+            "slice": b0.slice,
+            "files": b0.files,
+            "version": "1",
+            "upstream_keys": b0.upstream_keys,
+        }
+        assert changed_fields(record, b1) == ["decoding.generation.temperature"]
+
+
+def test_upstream_change_propagates() -> None:
+    base = _plan()
+    p = _plan("model.tiny.seed=5")
+    assert all(x.key != y.key for x, y in zip(base.stages, p.stages, strict=True))
+    assert p.stages[1].inputs == {"numbers": "toy_a"}
+
+
+def test_input_file_content_enters_key(tmp_path: Path) -> None:
+    data = tmp_path / "eval.jsonl"
+    data.write_text('{"a": 1}\n')
+    loaded = load_spec(TINY, ["stages=[model,infer,score]", f"eval.data={data}"])
+    k1 = build_plan(loaded, REPO).by_name("score").key
+    data.write_text('{"a": 2}\n')
+    k2 = (
+        build_plan(load_spec(TINY, ["stages=[model,infer,score]", f"eval.data={data}"]), REPO)
+        .by_name("score")
+        .key
+    )
+    assert k1 != k2
+
+
+def test_paper_plan_has_every_stage_without_heavy_imports() -> None:
+    code = (
+        "import sys\n"
+        "from harness.plan import build_plan\n"
+        "from harness.spec import load_spec\n"
+        "p = build_plan(load_spec('experiments/qwen2_awq.yaml'), strict=False)\n"
+        "print(','.join(s.name for s in p.stages))\n"
+        "print(sorted(m for m in ('torch', 'vllm', 'transformers', 'awq', 'trl') if m in sys.modules))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    names, heavy = proc.stdout.strip().splitlines()
+    assert names == "model,synthesize,mix,finetune,pad,quantize,infer,score,report"
+    assert heavy == "[]"
+
+
+def test_plan_cli_shows_every_paper_stage(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    assert main(["plan", str(REPO / "experiments" / "qwen2_awq.yaml")]) == 0
+    out = capsys.readouterr().out
+    for name in (
+        "model",
+        "synthesize",
+        "mix",
+        "finetune",
+        "pad",
+        "quantize",
+        "infer",
+        "score",
+        "report",
+    ):
+        assert f"│ {name} " in out or f"| {name} " in out

@@ -1,0 +1,141 @@
+"""Spec loading: strict validation with one message listing every problem, composition,
+interpolation, overrides, and the generated spec reference in README."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main as cli_main
+from harness.cli import spec_files
+from harness.errors import SpecError
+from harness.spec import load_spec
+from harness.spec.docs import spec_reference
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "experiments" / "tiny_cpu.yaml"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_every_experiment_validates(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["validate", str(REPO / "experiments")]) == 0
+    out = capsys.readouterr().out
+    n = len(spec_files([str(REPO / "experiments")]))
+    assert n >= 6
+    assert f"{n}/{n} specs valid" in out
+
+
+def test_typo_names_key_and_suggests(tmp_path: Path) -> None:
+    spec = write(tmp_path, "s.yaml", f"base: {TINY}\nfinetune:\n  lora:\n    rnak: 16\n")
+    with pytest.raises(SpecError) as e:
+        load_spec(spec)
+    msg = str(e.value)
+    assert "finetune.lora.rnak" in msg
+    assert "did you mean `rank`" in msg
+    assert f"{spec}:4" in msg
+
+
+def test_several_problems_in_one_message(tmp_path: Path) -> None:
+    spec = write(
+        tmp_path,
+        "s.yaml",
+        f"base: {TINY}\nstages: [model, infer, scor]\nfinetune:\n  max_steps: lots\n"
+        "infer:\n  tensor_paralel_size: 2\n",
+    )
+    with pytest.raises(SpecError) as e:
+        load_spec(spec)
+    problems = e.value.problems
+    assert len(problems) == 3
+    text = "\n".join(problems)
+    assert "finetune.max_steps" in text and "'lots'" in text
+    assert "did you mean `tensor_parallel_size`" in text
+    assert "unknown stage `scor`" in text and "did you mean `score`" in text
+
+
+def test_duplicate_key_names_file_and_line(tmp_path: Path) -> None:
+    spec = write(tmp_path, "s.yaml", "name: a\nmodel:\n  source: tiny\nname: b\n")
+    with pytest.raises(SpecError) as e:
+        load_spec(spec)
+    assert f"{spec}:4" in str(e.value) and "duplicate key" in str(e.value)
+
+
+def test_listed_stage_needs_its_section(tmp_path: Path) -> None:
+    spec = write(
+        tmp_path, "s.yaml", "name: a\nstages: [model, pad]\nmodel: {source: tiny, tiny: {}}\n"
+    )
+    with pytest.raises(SpecError, match="section `pad` is missing"):
+        load_spec(spec)
+
+
+def test_composition_interpolation_and_overrides(tmp_path: Path) -> None:
+    base = write(
+        tmp_path,
+        "base.yaml",
+        "name: base\nmodel: {source: tiny, tiny: {seed: 3}}\n"
+        "decoding:\n  generation: {max_tokens: '${model.tiny.seed}'}\n",
+    )
+    child = write(tmp_path, "child.yaml", f"base: {base.name}\nname: child\n")
+    loaded = load_spec(child, ["decoding.multiple-choice.temperature=0.5", "model.tiny.seed=7"])
+    spec = loaded.spec
+    assert spec.name == "child"
+    assert spec.decoding.for_task("multiple-choice").temperature == 0.5
+    assert spec.decoding.generation.max_tokens == 7  # interpolation sees the override
+    assert loaded.files == (base.resolve(), child.resolve())
+
+
+def test_override_typo_is_reported_as_override() -> None:
+    with pytest.raises(SpecError) as e:
+        load_spec(TINY, ["decoding.multiple-choice.temprature=1"])
+    assert "command-line override" in str(e.value)
+    assert "did you mean `temperature`" in str(e.value)
+
+
+def test_bad_interpolation(tmp_path: Path) -> None:
+    spec = write(tmp_path, "s.yaml", "name: ${nope}\nmodel: {source: tiny, tiny: {}}\n")
+    with pytest.raises(SpecError, match="interpolation failed"):
+        load_spec(spec)
+
+
+def test_cli_exit_2_without_traceback(tmp_path: Path) -> None:
+    spec = write(tmp_path, "s.yaml", f"base: {TINY}\nfinetune:\n  lora:\n    rnak: 16\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "validate", str(spec)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2
+    assert "finetune.lora.rnak" in proc.stderr and "rank" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_spec_is_frozen() -> None:
+    spec = load_spec(TINY).spec
+    with pytest.raises(Exception, match="frozen"):
+        spec.infer.tensor_parallel_size = 3  # type: ignore[misc]
+
+
+def test_readme_spec_reference_is_current() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- spec-reference:start -->") + len("<!-- spec-reference:start -->")
+    end = readme.index("<!-- spec-reference:end -->")
+    assert readme[start:end].strip() == spec_reference().strip(), (
+        "README spec reference is stale: regenerate it with `harness docs`"
+    )
+
+
+def test_partial_decoding_section_keeps_task_cap(tmp_path: Path) -> None:
+    spec = load_spec(
+        TINY, ["decoding.generation.temperature=0.3", "decoding.ranking.top_p=0.9"]
+    ).spec
+    assert spec.decoding.generation.max_tokens == 50
+    assert spec.decoding.ranking.max_tokens == 9
+    assert spec.decoding.for_task("multiple-choice").max_tokens == 1
