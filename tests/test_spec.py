@@ -139,3 +139,17 @@ def test_partial_decoding_section_keeps_task_cap(tmp_path: Path) -> None:
     assert spec.decoding.generation.max_tokens == 50
     assert spec.decoding.ranking.max_tokens == 9
     assert spec.decoding.for_task("multiple-choice").max_tokens == 1
+
+
+def test_tensor_parallel_that_cannot_shard_fails_validation_with_pad_target() -> None:
+    # 320 = 64 x 5: at TP 2 with AWQ group 64 each down_proj shard holds 160 columns.
+    with pytest.raises(SpecError) as e:
+        load_spec(TINY, ["stages=[model,quantize,infer]"])
+    msg = str(e.value)
+    assert "infer.tensor_parallel_size" in msg and "384" in msg
+    # With the pad stage (auto target) the same spec is valid.
+    assert (
+        load_spec(TINY, ["stages=[model,pad,quantize,infer]"]).spec.infer.tensor_parallel_size == 2
+    )
+    with pytest.raises(SpecError, match=r"num_key_value_heads|KV heads|key_value"):
+        load_spec(TINY, ["infer.tensor_parallel_size=3"])

@@ -211,6 +211,17 @@ def _section_problems(spec: Spec) -> list[str]:
     return problems
 
 
+def _tp_problems(spec: Spec) -> list[str]:
+    """Tensor-parallel problems knowable from the spec alone (tiny or local models)."""
+    try:
+        from harness.inference.validate import spec_tp_problems
+    except ModuleNotFoundError as e:  # an installation without the inference package
+        if (e.name or "").startswith("harness"):
+            return []
+        raise
+    return spec_tp_problems(spec)
+
+
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
     """Load, compose, override, resolve and validate a spec.
 
@@ -249,6 +260,8 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     except ValidationError as e:
         raise SpecError(_format_errors(e, files, overrides) + problems, str(path)) from None
     problems += _section_problems(spec)
+    if not problems:
+        problems += _tp_problems(spec)
     if problems:
         raise SpecError(problems, str(path))
     return LoadedSpec(spec, resolved, path, tuple(files), tuple(overrides))
