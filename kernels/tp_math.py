@@ -79,7 +79,9 @@ class ModelDims:
                 raise PaddingError(f"config.json: missing key `{key}`")
             value = config[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise PaddingError(f"config.json: `{key}` must be a positive integer, got {value!r}")
+                raise PaddingError(
+                    f"config.json: `{key}` must be a positive integer, got {value!r}"
+                )
             return value
 
         hidden = req("hidden_size")
@@ -341,9 +343,7 @@ def awq_shape_problems(config: Mapping[str, Any], group_size: int) -> list[str]:
     out = []
     for name, (n_in, n_out) in linears.items():
         if group_size != -1 and n_in % group_size:
-            out.append(
-                f"{name}: in_features {n_in} is not divisible by group_size {group_size}"
-            )
+            out.append(f"{name}: in_features {n_in} is not divisible by group_size {group_size}")
         if n_out % AWQ_PACK_FACTOR:
             out.append(
                 f"{name}: out_features {n_out} is not divisible by the pack factor "
@@ -360,24 +360,36 @@ def awq_shape_problems(config: Mapping[str, Any], group_size: int) -> list[str]:
 def padding_table(
     config: Mapping[str, Any],
     group_size: int | None,
-    tp_sizes: Iterable[int],
+    tp_sizes: Iterable[int] = (),
     candidates: Iterable[int] = DEFAULT_TP_CANDIDATES,
+    target: int | None = None,
 ) -> dict[str, Any]:
-    """Which TP sizes work before and after padding to the target for ``tp_sizes``.
+    """Which TP sizes work before and after padding.
 
     Args:
         config: The model's ``config.json`` dict.
         group_size: AWQ group size (or -1), or None for an unquantised model.
         tp_sizes: TP sizes the target must serve.
         candidates: TP sizes tabulated.
+        target: An explicit target (default: :func:`pad_target` for ``tp_sizes``).
 
     Returns:
-        ``{"group_size", "tp_sizes", "before": {...}, "after": {...}}`` where each side has
-        ``intermediate_size``, ``valid_tp`` and ``problems`` (failing TP size -> reasons), and
-        ``after`` also ``awq_shape_problems`` when a group size is given.
+        ``{"group_size", "tp_sizes", "target", "serves_tp_sizes", "before", "after"}``; each
+        side has ``intermediate_size``, ``valid_tp`` and ``problems`` (failing TP size ->
+        reasons), plus ``awq_shape_problems`` when a group size is given.
+
+    Raises:
+        PaddingError: No target can be derived, or ``target`` is below the current size.
     """
-    target = pad_target(config, tp_sizes, group_size)
-    cands = sorted(set(candidates))
+    tps = sorted(set(tp_sizes))
+    if target is None:
+        target = pad_target(config, tps, group_size)
+    current = ModelDims.from_config(config).intermediate_size
+    if target < current:
+        raise PaddingError(
+            f"target intermediate_size {target} is smaller than the current {current}"
+        )
+    cands = sorted(set(candidates) | set(tps))
 
     def side(cfg: Mapping[str, Any]) -> dict[str, Any]:
         probs = {str(tp): check_tp(cfg, tp, group_size) for tp in cands}
@@ -390,9 +402,12 @@ def padding_table(
             entry["awq_shape_problems"] = awq_shape_problems(cfg, group_size)
         return entry
 
+    after = side({**config, "intermediate_size": target})
     return {
         "group_size": group_size,
-        "tp_sizes": sorted(set(tp_sizes)),
+        "tp_sizes": tps,
+        "target": target,
+        "serves_tp_sizes": all(tp in after["valid_tp"] for tp in tps),
         "before": side(config),
-        "after": side({**config, "intermediate_size": target}),
+        "after": after,
     }

@@ -1,0 +1,83 @@
+"""The ``pad`` stage: zero-pad the merged model's ``intermediate_size`` for tensor parallel AWQ.
+
+Reads ``pad`` plus the two settings an ``auto`` target derives from:
+``infer.tensor_parallel_size`` (unless ``pad.tensor_parallel_sizes`` is given) and
+``quantize.q_group_size`` (None without a ``quantize`` section: unquantised serving). Takes
+its model from ``finetune`` (the merged model), else ``model``, and writes the padded model
+to ``<stage dir>/model`` with :func:`kernels.pad_checkpoint.pad_checkpoint` (streaming,
+exact, atomic). A target that does not serve the TP sizes fails before anything is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.spec.schema import PadConfig
+from harness.stages.base import StageContext, StageResult, stage
+
+
+def resolve_pad(cfg: PadConfig, infer_tp: int | None) -> tuple[int | None, list[int]]:
+    """The explicit target (None for ``auto``) and the TP sizes the padded model must serve.
+
+    Args:
+        cfg: The ``pad`` section.
+        infer_tp: ``infer.tensor_parallel_size``.
+
+    Returns:
+        ``(target, tp_sizes)``.
+
+    Raises:
+        HarnessError: ``auto`` with no TP size to derive the target from.
+    """
+    tps = list(cfg.tensor_parallel_sizes or ([infer_tp] if infer_tp else []))
+    if any(tp < 1 for tp in tps):
+        raise HarnessError(f"`pad.tensor_parallel_sizes`: sizes must be positive, got {tps}")
+    target = None if cfg.target == "auto" else int(cfg.target)
+    if target is None and not tps:
+        raise HarnessError(
+            "`pad.target: auto` needs `pad.tensor_parallel_sizes` or `infer.tensor_parallel_size`"
+        )
+    return target, tps
+
+
+@stage(
+    name="pad",
+    version="1",
+    env="core",
+    reads=("pad", "infer.tensor_parallel_size", "quantize.q_group_size"),
+    inputs={"model": ("finetune", "model")},
+)
+def run(ctx: StageContext) -> StageResult:
+    """Pad the upstream model; the summary carries the sizes, placement and output sha256s."""
+    from harness.stages.model import model_dir
+    from kernels.pad_checkpoint import pad_checkpoint
+
+    cfg = ctx.section("pad", PadConfig)
+    group_size: int | None = ctx.value("quantize.q_group_size")
+    target, tps = resolve_pad(cfg, ctx.value("infer.tensor_parallel_size"))
+    src = model_dir(ctx.inputs["model"])
+    result: dict[str, Any] = pad_checkpoint(
+        src,
+        ctx.out / "model",
+        target,
+        tp_sizes=tps,
+        group_size=group_size,
+        placement=cfg.placement,
+    )
+    before = result["intermediate_size"]["before"]
+    after = result["intermediate_size"]["after"]
+    result["tp_sizes"] = tps
+    result["group_size"] = group_size
+    result["output"] = "model"
+    result.pop("source", None)
+    return StageResult(
+        metrics={
+            "intermediate_size_before": float(before),
+            "intermediate_size_after": float(after),
+            "padded_channels": float(after - before),
+            "tensors_padded": float(result["tensors_padded"]),
+            "seconds": float(result["seconds"]),
+        },
+        summary=result,
+    )

@@ -1,0 +1,265 @@
+"""Benchmark: streaming intermediate_size padding of a >= 2 GB multi-shard bf16 checkpoint.
+
+Measured in one run, each in its own subprocess (peak RSS = the child's VmHWM):
+
+* ``cp`` of the same shard bytes (and ``cp`` + ``sync``, the same durability as the pad);
+* the streaming pad, durable (fsync, the default) and not;
+* the load-everything recipe: every shard into RAM with ``safetensors.torch``, pad with
+  torch, save shard by shard.
+
+Asserts: streaming peak RSS < 3 x the largest tensor + 300 MB, and streaming wall time
+within 2x of copying the same bytes (durable vs ``cp`` + ``sync``, non-durable vs ``cp``).
+Writes ``bench-results/padding.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "bench-results" / "padding.json"
+MB = 1 << 20
+
+# Qwen2-like, bf16: 12 layers of hidden 2048 / intermediate 11008 plus a 32000-token
+# vocabulary, about 2.1 GB in 500 MB shards. 11008 / 4 = 2752 = 128 x 21.5, like 29568 at
+# TP 4, so padding to 11264 (= 512 x 22) is what TP 4 with AWQ group 128 needs.
+CONFIG = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "hidden_size": 2048,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 2,
+    "vocab_size": 32000,
+    "torch_dtype": "bfloat16",
+    "tie_word_embeddings": False,
+}
+SHARD_BYTES = 500 * MB
+POOL = 1 << 24  # random bf16 values the tensors are cut from
+TP, GROUP = 4, 128
+
+_RSS = """
+def _peak_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+"""
+
+STREAM_CHILD = (
+    _RSS
+    + """
+import json, sys, time
+from kernels.pad_checkpoint import pad_checkpoint
+src, dst, durable = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+t = time.perf_counter()
+res = pad_checkpoint(src, dst, tp_sizes=[4], group_size=128, durable=durable)
+wall = time.perf_counter() - t
+print(json.dumps({"wall_s": wall, "peak_rss_mb": _peak_rss_mb(),
+                  "target": res["intermediate_size"]["after"]}))
+"""
+)
+
+LOAD_ALL_CHILD = (
+    _RSS
+    + """
+import json, shutil, sys, time
+from pathlib import Path
+import torch
+from safetensors.torch import load_file, save_file
+src, dst, target = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+t = time.perf_counter()
+index = json.loads((src / "model.safetensors.index.json").read_text())
+shards = sorted(set(index["weight_map"].values()))
+state = {n: load_file(src / n) for n in shards}  # the whole model in RAM
+dst.mkdir()
+for n, tensors in state.items():
+    out = {}
+    for k, v in tensors.items():
+        if k.endswith(("gate_proj.weight", "up_proj.weight")):
+            v = torch.cat([v, v.new_zeros(target - v.shape[0], v.shape[1])], 0)
+        elif k.endswith("down_proj.weight"):
+            v = torch.cat([v, v.new_zeros(v.shape[0], target - v.shape[1])], 1)
+        out[k] = v.contiguous()
+    save_file(out, dst / n, metadata={"format": "pt"})
+cfg = json.loads((src / "config.json").read_text())
+cfg["intermediate_size"] = target
+(dst / "config.json").write_text(json.dumps(cfg, indent=2))
+shutil.copy(src / "model.safetensors.index.json", dst)
+wall = time.perf_counter() - t
+print(json.dumps({"wall_s": wall, "peak_rss_mb": _peak_rss_mb()}))
+"""
+)
+
+
+def _tensor_specs() -> list[tuple[str, tuple[int, ...]]]:
+    h, i, v = CONFIG["hidden_size"], CONFIG["intermediate_size"], CONFIG["vocab_size"]
+    kv = CONFIG["num_key_value_heads"] * h // CONFIG["num_attention_heads"]
+    specs = [("model.embed_tokens.weight", (v, h))]
+    for n in range(CONFIG["num_hidden_layers"]):
+        p = f"model.layers.{n}."
+        specs += [
+            (p + "input_layernorm.weight", (h,)),
+            (p + "self_attn.q_proj.weight", (h, h)),
+            (p + "self_attn.q_proj.bias", (h,)),
+            (p + "self_attn.k_proj.weight", (kv, h)),
+            (p + "self_attn.k_proj.bias", (kv,)),
+            (p + "self_attn.v_proj.weight", (kv, h)),
+            (p + "self_attn.v_proj.bias", (kv,)),
+            (p + "self_attn.o_proj.weight", (h, h)),
+            (p + "post_attention_layernorm.weight", (h,)),
+            (p + "mlp.gate_proj.weight", (i, h)),
+            (p + "mlp.up_proj.weight", (i, h)),
+            (p + "mlp.down_proj.weight", (h, i)),
+        ]
+    specs += [("model.norm.weight", (h,)), ("lm_head.weight", (v, h))]
+    return specs
+
+
+def _write_checkpoint(root: Path) -> tuple[int, int]:
+    """Write the synthetic sharded bf16 checkpoint; returns (total bytes, largest tensor)."""
+    import torch
+    from safetensors.torch import save_file
+
+    # Values are slices of one random pool: padding speed does not depend on them, and
+    # drawing 1e9 fresh normals would dominate the bench.
+    gen = torch.Generator().manual_seed(0)
+    pool = (torch.randn(POOL, generator=gen) * 0.02).to(torch.bfloat16)
+    specs = _tensor_specs()
+    groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]
+    size = 0
+    for name, shape in specs:
+        nbytes = 2 * int(torch.Size(shape).numel())
+        if groups[-1] and size + nbytes > SHARD_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append((name, shape))
+        size += nbytes
+    weight_map, total, largest = {}, 0, 0
+    for k, group in enumerate(groups, 1):
+        fname = f"model-{k:05d}-of-{len(groups):05d}.safetensors"
+        tensors = {}
+        for n, s in group:
+            k = int(torch.Size(s).numel())
+            if k <= POOL:
+                start = int(torch.randint(0, POOL - k + 1, (1,), generator=gen))
+                flat = pool[start : start + k]
+            else:
+                flat = pool.repeat(-(-k // POOL))[:k]
+            tensors[n] = flat.reshape(s).clone()
+        save_file(tensors, root / fname, metadata={"format": "pt"})
+        for n, t in tensors.items():
+            weight_map[n] = fname
+            total += t.numel() * 2
+            largest = max(largest, t.numel() * 2)
+        del tensors
+    (root / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+    )
+    (root / "config.json").write_text(json.dumps(CONFIG, indent=2))
+    (root / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ x }}"}))
+    return total, largest
+
+
+def _child(code: str, *args: str) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t
+
+
+def _drop(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    subprocess.run(["sync"], check=True)  # don't let the previous write-back bill the next timing
+
+
+@pytest.mark.bench
+def test_bench_streaming_padding() -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-padding-", dir="/tmp"))
+    try:
+        src = work / "src"
+        src.mkdir()
+        t = time.perf_counter()
+        total, largest = _write_checkpoint(src)
+        write_s = time.perf_counter() - t
+        assert total >= 2_000_000_000
+        shard_files = sorted(str(p) for p in src.glob("*.safetensors"))
+        subprocess.run(["sync"], check=True)
+
+        cp_s, cp_sync_s, pad_s, pad_fast_s = [], [], [], []
+        peak = []
+        for rep in range(2):
+            dst = work / f"cp{rep}"
+            dst.mkdir()
+            cp_s.append(_timed(["cp", *shard_files, str(dst)]))
+            _drop(dst)
+            dst.mkdir()
+            cp_sync_s.append(_timed(["sh", "-c", 'cp "$@" && sync', "cp", *shard_files, str(dst)]))
+            _drop(dst)
+            r = _child(STREAM_CHILD, str(src), str(work / f"pad{rep}"), "1")
+            pad_s.append(r["wall_s"])
+            peak.append(r["peak_rss_mb"])
+            target = int(r["target"])
+            _drop(work / f"pad{rep}")
+            r = _child(STREAM_CHILD, str(src), str(work / f"padfast{rep}"), "0")
+            pad_fast_s.append(r["wall_s"])
+            peak.append(r["peak_rss_mb"])
+            _drop(work / f"padfast{rep}")
+
+        load_all = _child(LOAD_ALL_CHILD, str(src), str(work / "loadall"), str(target))
+        _drop(work / "loadall")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    limit_mb = 3 * largest / MB + 300
+    result = {
+        "checkpoint": {
+            "bytes": total,
+            "shards": len(shard_files),
+            "largest_tensor_bytes": largest,
+            "dtype": "bf16",
+            "intermediate_size": [CONFIG["intermediate_size"], target],
+            "write_s": round(write_s, 2),
+        },
+        "baseline_cp_s": round(min(cp_s), 3),
+        "baseline_cp_sync_s": round(min(cp_sync_s), 3),
+        "streaming_durable_s": round(min(pad_s), 3),
+        "streaming_nondurable_s": round(min(pad_fast_s), 3),
+        "ratio_durable_vs_cp_sync": round(min(pad_s) / min(cp_sync_s), 3),
+        "ratio_nondurable_vs_cp": round(min(pad_fast_s) / min(cp_s), 3),
+        "ratio_durable_vs_cp": round(min(pad_s) / min(cp_s), 3),
+        "streaming_peak_rss_mb": round(max(peak), 1),
+        "rss_limit_mb": round(limit_mb, 1),
+        "load_all_peak_rss_mb": round(load_all["peak_rss_mb"], 1),
+        "load_all_s": round(load_all["wall_s"], 3),
+        "rss_ratio_load_all_vs_streaming": round(load_all["peak_rss_mb"] / max(peak), 2),
+        "runs": {"cp_s": cp_s, "cp_sync_s": cp_sync_s, "pad_s": pad_s, "pad_fast_s": pad_fast_s},
+        "cpus": os.cpu_count(),
+    }
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+
+    assert target == 11264
+    assert max(peak) < limit_mb, result
+    assert result["ratio_durable_vs_cp_sync"] <= 2.0, result
+    assert result["ratio_nondurable_vs_cp"] <= 2.0, result
+    assert load_all["peak_rss_mb"] > total / MB  # the baseline really holds the model
