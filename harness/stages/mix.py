@@ -1,0 +1,107 @@
+"""The ``mix`` stage: the training mix in ECInstruct format.
+
+Reads ``data.mix`` (sources, weights, caps, held-out fraction, seed; the contents of every
+source ``path`` enter the key) and ``eval.data`` (for the contamination check), and
+optionally the ``synthesize`` stage's examples (``kind: synthetic``).
+
+Writes ``train.jsonl`` and ``heldout.jsonl`` (one ECInstruct object per line: ``instruction,
+input, options, output, task, task_type``), ``heldout_shopbench.jsonl`` (the held-out items
+that have a ShopBench dev-format form, for evaluating the tune), ``task_stats.jsonl`` and
+``stats.json`` (per-task counts, lengths and multiple-choice answer positions).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.spec.schema import MixConfig
+from harness.stages.base import StageContext, StageResult, stage
+from harness.stages.synthesize import CATALOGUE_DIR, write_json, write_jsonl
+
+
+@stage(
+    name="mix",
+    version="1",
+    env="core",
+    reads=("data.mix", "eval.data"),
+    files=("data.mix.sources[*].path", "eval.data"),
+    optional_inputs={"synthetic": ("synthesize",)},
+)
+def run(ctx: StageContext) -> StageResult:
+    """Build and write the mix."""
+    from harness.data.catalogue import load_catalogue
+    from harness.data.errors import MixError
+    from harness.data.mix import build_mix, ec_row, load_source
+    from harness.shopbench.data import load_eval_data
+
+    raw = ctx.value("data.mix")
+    if raw is None:
+        raise MixError("the mix stage needs a `data.mix` section")
+    cfg = MixConfig.model_validate(raw)
+    catalogue_dir = ctx.path(CATALOGUE_DIR)
+    catalogue = load_catalogue(catalogue_dir) if catalogue_dir.is_dir() else None
+    skipped: list[str] = []
+    loaded = [
+        (
+            src,
+            load_source(
+                src,
+                root=ctx.root,
+                synthetic=ctx.inputs.get("synthetic"),
+                catalogue=catalogue,
+                skipped=skipped,
+            ),
+        )
+        for src in cfg.sources
+    ]
+    eval_path = ctx.value("eval.data")
+    eval_prompts = None
+    if eval_path:
+        eval_prompts = [r.input_field for r in load_eval_data(ctx.path(Path(eval_path)))]
+    result = build_mix(loaded, cfg, eval_prompts)
+
+    write_jsonl(ctx.out / "train.jsonl", [ec_row(it) for it in result.train])
+    write_jsonl(ctx.out / "heldout.jsonl", [ec_row(it) for it in result.heldout])
+    write_jsonl(
+        ctx.out / "heldout_shopbench.jsonl", [it.dev for it in result.heldout if it.dev is not None]
+    )
+    tasks = result.stats["tasks"]
+    rows = [
+        {
+            "task": t,
+            "task_type": st["task_type"],
+            "train": st["train"],
+            "heldout": st["heldout"],
+            "input_chars_mean": st.get("input_chars_mean"),
+            "answer_positions": st.get("answer_positions"),
+        }
+        for t, st in tasks.items()
+    ]
+    write_jsonl(ctx.out / "task_stats.jsonl", rows)
+    stats = {**result.stats, "skipped_rows": len(skipped), "skipped_sample": skipped[:20]}
+    write_json(ctx.out / "stats.json", stats)
+    shares = [
+        st["answer_position_max_share"]
+        for st in tasks.values()
+        if "answer_position_max_share" in st
+    ]
+    metrics = {
+        "train": float(len(result.train)),
+        "heldout": float(len(result.heldout)),
+        "heldout_shopbench": float(sum(it.dev is not None for it in result.heldout)),
+        "contaminated": float(len(result.contaminated)),
+        "tasks": float(len(tasks)),
+    }
+    if shares:
+        metrics["mc_answer_position_max_share"] = max(shares)
+    metrics.update({f"train/{t}": float(st["train"]) for t, st in tasks.items()})
+    return StageResult(
+        metrics=metrics,
+        tables={"task_stats": "task_stats.jsonl"},
+        summary={
+            "train": len(result.train),
+            "heldout": len(result.heldout),
+            "sources": result.stats["sources"],
+            "contamination_checked": result.stats["contamination_checked"],
+        },
+    )

@@ -1,0 +1,101 @@
+"""The ``synthesize`` stage: generate ShopBench-format training examples from source records.
+
+Reads ``data.sources`` (products, categories, reviews, few-shot examples; their contents
+enter the key) and ``data.synthesis``. The ``template`` generator is offline and
+deterministic; ``openai`` sends the catalogue's prompts (``experiments/prompts/synth``) to
+an OpenAI-compatible endpoint through a request cache under ``<runs root>/cache/openai``
+(``$HARNESS_SYNTH_CACHE`` overrides), so a re-run after a crash re-sends nothing that
+was answered.
+
+Writes ``examples.jsonl`` (dev format + ``meta``), ``rejected.jsonl`` (``reason``,
+``detail`` and the example or request), ``task_stats.jsonl`` and ``stats.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.spec.schema import SourcesConfig, SynthesisConfig
+from harness.stages.base import StageContext, StageResult, stage
+
+CATALOGUE_DIR = Path("experiments/prompts/synth")
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write JSON Lines through a temp file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON through a temp file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@stage(
+    name="synthesize",
+    version="1",
+    env="core",
+    reads=("data.sources", "data.synthesis"),
+    files=(
+        "data.sources.products",
+        "data.sources.categories",
+        "data.sources.reviews",
+        "data.sources.examples",
+    ),
+)
+def run(ctx: StageContext) -> StageResult:
+    """Generate, clean and write the synthetic examples."""
+    from harness.data.catalogue import load_catalogue
+    from harness.data.errors import SourceError
+    from harness.data.openai_gen import default_cache_dir
+    from harness.data.sources import load_sources
+    from harness.data.synthesize import load_few_shot, synthesize
+
+    src = ctx.section("data.sources", SourcesConfig)
+    raw = ctx.value("data.synthesis")
+    if raw is None:
+        raise SourceError("the synthesize stage needs a `data.synthesis` section")
+    cfg = SynthesisConfig.model_validate(raw)
+
+    def resolve(p: str | None) -> Path | None:
+        return ctx.path(p) if p else None
+
+    sources = load_sources(
+        resolve(src.products), resolve(src.categories), resolve(src.reviews), cfg.locales
+    )
+    catalogue = load_catalogue(ctx.path(CATALOGUE_DIR))
+    few_shot = load_few_shot(resolve(src.examples)) if cfg.generator == "openai" else {}
+    cache_dir = default_cache_dir(ctx.out) if cfg.generator == "openai" else None
+    result = synthesize(sources, catalogue, cfg, few_shot=few_shot, cache_dir=cache_dir)
+    if not result.examples:
+        raise SourceError(
+            "synthesis produced no examples; rejections per reason: "
+            f"{result.stats.get('rejected_per_reason')}"
+        )
+    write_jsonl(ctx.out / "examples.jsonl", result.examples)
+    write_jsonl(ctx.out / "rejected.jsonl", result.rejected)
+    per_task = result.stats["per_task"]
+    rejected = result.stats["rejected_per_task"]
+    task_rows = [
+        {"task": t, "examples": n, "rejected": rejected.get(t, 0)} for t, n in per_task.items()
+    ]
+    write_jsonl(ctx.out / "task_stats.jsonl", task_rows)
+    write_json(ctx.out / "stats.json", result.stats)
+    return StageResult(
+        metrics=result.metrics,
+        tables={"task_stats": "task_stats.jsonl", "rejected": "rejected.jsonl"},
+        summary={
+            k: result.stats[k]
+            for k in ("generator", "examples", "rejected", "rejected_per_reason")
+            if k in result.stats
+        },
+    )
