@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 # A numbered line: "0. mouse pad", "12. Product", "1.stability", "3) foo" (not "2.5 inch").
 _ITEM = re.compile(r"^[ \t]*(\d{1,3})[.)](?!\d)[ \t]*(.*)$", re.M)
@@ -82,9 +83,15 @@ def _items(prompt: str) -> list[_Item]:
 
 def _last_block(prompt: str, consecutive: bool) -> list[_Item]:
     """The last run of numbered lines, numbers increasing (by exactly 1 if consecutive)."""
+    return list(_last_block_cached(prompt, consecutive))
+
+
+@lru_cache(maxsize=1024)
+def _last_block_cached(prompt: str, consecutive: bool) -> tuple[_Item, ...]:
+    # Routing, parsing and validation ask about the same prompt several times.
     items = _items(prompt)
     if not items:
-        return []
+        return ()
     block = [items[-1]]
     for item in reversed(items[:-1]):
         cur = block[0].number
@@ -103,7 +110,7 @@ def _last_block(prompt: str, consecutive: bool) -> list[_Item]:
         if m:
             start = line_start + m.start(1)
             block.insert(0, _Item(first.number - 1, m.group(1).strip(), start, first.start - 1))
-    return block
+    return tuple(block)
 
 
 def numbered_items(prompt: str) -> dict[int, str]:

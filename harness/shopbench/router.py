@@ -44,13 +44,18 @@ _ENDS_ANSWER = re.compile(r"answer\s*:\s*$", re.I)
 _ANSWER_STARTED = re.compile(r"\banswer\s*:[ \t]*\S[^\n]*$", re.I)
 
 
+def _tail(prompt: str) -> str:
+    """The end of the prompt, where the end-anchored patterns look."""
+    return prompt.rstrip()[-200:]
+
+
 def _looks_multiple_choice(prompt: str) -> bool:
-    stripped = prompt.rstrip()
-    if _ANSWER_STARTED.search(stripped):
+    tail = _tail(prompt)
+    if _ANSWER_STARTED.search(tail):
         return False
-    if _ENDS_ANSWER.search(stripped) and prompt_info.mc_options(prompt):
+    if _ENDS_ANSWER.search(tail) and prompt_info.mc_options(prompt):
         return True
-    if prompt_info.mc_option_texts(prompt) and not _ENDS_OUTPUT.search(stripped):
+    if prompt_info.mc_option_texts(prompt) and not _ENDS_OUTPUT.search(tail):
         return True
     return bool(prompt_info.mc_options(prompt)) and not prompt_info.mc_option_texts(prompt)
 
@@ -75,7 +80,7 @@ def route(prompt: str, is_multiple_choice: bool | None = None) -> TaskType:
         return "named_entity_recognition"
     if (
         len(prompt_info.candidate_indices(prompt)) >= 2
-        and not _ANSWER_STARTED.search(prompt.rstrip())
+        and not _ANSWER_STARTED.search(_tail(prompt))
         and (prompt_info.retrieval_k(prompt) is not None or _RETRIEVAL_ASK.search(prompt))
     ):
         return "retrieval"
