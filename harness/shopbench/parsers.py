@@ -341,25 +341,34 @@ def _rank_lines(text: str) -> list[int] | None:
     return [int(m.group(2)) for m in pairs]
 
 
-def _number_runs(text: str) -> list[list[int]]:
+def _number_runs(text: str, ordered: bool) -> list[list[int]] | None:
     """Maximal runs of integers separated only by punctuation, spaces or filler words.
 
-    A repeated number starts a new run ("3, 1, 2, 5, 4 -- product 3 is best" is a list
-    followed by a mention).
+    A number repeated after a filler word starts a new run ("3, 1, 2, 5, 4 -- product 3 is
+    best" is a list followed by a mention). Repeated back to back ("3, 3, 1") it is a
+    duplicate: None for an ordered list (an inconsistent ranking), skipped for a set.
     """
     text = _DECIMAL.sub(" x ", text)  # "2.5 inch" is a word, not the numbers 2 and 5
     runs: list[list[int]] = [[]]
+    after_number = False
     for m in _TOKEN.finditer(text):
         tok = m.group(0)
         if tok.isdigit() and tok.isascii() and len(tok) <= 4:
             value = int(tok)
             if value in runs[-1]:
+                if after_number:
+                    if ordered:
+                        return None
+                    continue
                 runs.append([])
             runs[-1].append(value)
+            after_number = True
         elif tok.lower() in _RUN_WORDS:
-            continue
-        elif runs[-1]:
-            runs.append([])
+            after_number = False
+        else:
+            after_number = False
+            if runs[-1]:
+                runs.append([])
     return [r for r in runs if r]
 
 
@@ -376,7 +385,9 @@ def _extract_list(text: str, ordered: bool) -> tuple[list[int] | None, str | Non
     found = _rank_lines(text)
     if found is not None:
         return found, None
-    runs = _number_runs(text)
+    runs = _number_runs(text, ordered)
+    if runs is None:
+        return None, "duplicate items"
     if not runs:
         return None, "no numbers"
     long_runs = [r for r in runs if len(r) >= 2]
