@@ -122,7 +122,7 @@ class Plan:
 
     def stage_dir(self, st: PlannedStage) -> Path:
         """The finished dir of a stage (exists iff complete, with a manifest)."""
-        return self.root / "stages" / st.name / st.key
+        return self.root / "stages" / st.definition.name / st.key
 
     def is_cached(self, st: PlannedStage) -> bool:
         """True when the stage's finished dir with its manifest exists."""
@@ -186,10 +186,25 @@ def build_plan(
             input file is missing.
     """
     project_root = (project_root or Path.cwd()).resolve()
+    spec = loaded.spec
+    stages = _plan_stages(loaded, project_root, strict, with_report=True)
+    if "report" in stages and spec.report.baselines:
+        stages = _add_baselines(loaded, project_root, strict, stages)
+    runs_root = Path(spec.run.root)
+    runs_root = runs_root if runs_root.is_absolute() else project_root / runs_root
+    env_root = os.environ.get("HARNESS_RUNS_ROOT")
+    if env_root:
+        runs_root = Path(env_root).resolve()
+    return Plan(loaded, tuple(stages.values()), runs_root, project_root)
+
+
+def _plan_stages(
+    loaded: LoadedSpec, project_root: Path, strict: bool, *, with_report: bool
+) -> dict[str, PlannedStage]:
     registry = load_registry()
     spec = loaded.spec
     dumped = spec.model_dump(mode="json", by_alias=True)
-    wanted = [s for s in stage_order() if s in spec.stages]
+    wanted = [s for s in stage_order() if s in spec.stages and (with_report or s != "report")]
     planned: dict[str, PlannedStage] = {}
     for name in wanted:
         if name not in registry:
@@ -212,12 +227,44 @@ def build_plan(
         planned[name] = PlannedStage(
             name, d, slice_, files, inputs, upstream_keys, key, tuple(missing)
         )
-    runs_root = Path(spec.run.root)
-    runs_root = runs_root if runs_root.is_absolute() else project_root / runs_root
-    env_root = os.environ.get("HARNESS_RUNS_ROOT")
-    if env_root:
-        runs_root = Path(env_root).resolve()
-    return Plan(loaded, tuple(planned.values()), runs_root, project_root)
+    return planned
+
+
+def _add_baselines(
+    loaded: LoadedSpec, project_root: Path, strict: bool, main: dict[str, PlannedStage]
+) -> dict[str, PlannedStage]:
+    """Add each ``report.baselines`` variant's stages (deduplicated by key) before the
+    report, and wire the variant's score into the report as input ``baseline:<name>``."""
+    from harness.spec.load import load_spec
+
+    report = main.pop("report")
+    out = dict(main)
+    by_key = {st.key: name for name, st in main.items()}
+    extra_inputs: dict[str, str] = {}
+    for bname, overrides in loaded.spec.report.baselines.items():
+        variant = load_spec(loaded.path, [*loaded.overrides, *overrides])
+        sub = _plan_stages(variant, project_root, strict, with_report=False)
+        if "score" not in sub:
+            raise HarnessError(f"`report.baselines.{bname}`: the variant has no `score` stage")
+        rename: dict[str, str] = {}
+        for name, st in sub.items():
+            if st.key in by_key:
+                rename[name] = by_key[st.key]
+                continue
+            new = f"{bname}/{name}"
+            rename[name] = by_key[st.key] = new
+            inputs = {role: rename[s] for role, s in st.inputs.items()}
+            out[new] = PlannedStage(
+                new, st.definition, st.slice, st.files, inputs, st.upstream_keys, st.key, st.missing
+            )
+        extra_inputs[f"baseline:{bname}"] = rename["score"]
+    inputs = {**report.inputs, **extra_inputs}
+    upstream_keys = {role: out[s].key for role, s in inputs.items()}
+    key = stage_key("report", report.definition.version, report.slice, report.files, upstream_keys)
+    out["report"] = PlannedStage(
+        "report", report.definition, report.slice, report.files, inputs, upstream_keys, key
+    )
+    return out
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

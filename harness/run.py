@@ -160,7 +160,7 @@ def _run_stage_process(
     log_dir = run_dir / "stages" / st.name
     log_dir.mkdir(parents=True, exist_ok=True)
     ctx = StageContext(
-        stage=st.name,
+        stage=st.definition.name,
         key=st.key,
         config=st.slice,
         out=tmp,

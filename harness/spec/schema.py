@@ -436,6 +436,17 @@ class ClusterConfig(Section):
     object_store_memory_gib: float = Field(1.0, gt=0, description="Local object store cap.")
 
 
+class ReportConfig(Section):
+    """The report and the comparison runs shown beside this one."""
+
+    baselines: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Named variants of this spec as `key=value` overrides (e.g. an untuned "
+        "model: `untuned: ['stages=[model,infer,score]']`); their stages join the plan "
+        "(shared stages run once) and their scores appear beside this run's.",
+    )
+
+
 class RunConfig(Section):
     """Where and how runs are stored."""
 
@@ -470,6 +481,7 @@ class Spec(Section):
     prompts: PromptsConfig = Field(default_factory=PromptsConfig, description="Prompts.")
     decoding: DecodingConfig = Field(default_factory=DecodingConfig, description="Decoding.")
     eval: EvalConfig | None = Field(None, description="Evaluation.")
+    report: ReportConfig = Field(default_factory=ReportConfig, description="Report.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Tracking.")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Ray cluster.")
 

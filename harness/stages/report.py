@@ -73,11 +73,44 @@ def _scores_section(score_dir: Path) -> tuple[list[str], dict[str, Any]]:
     }
 
 
+def _parse_rates(score_dir: Path) -> dict[str, float]:
+    metrics = _manifest_result(score_dir)["metrics"]
+    return {k: v for k, v in metrics.items() if "parse_rate" in k}
+
+
+def _baseline_section(
+    score_dir: Path, baselines: dict[str, Path], facts: dict[str, Any]
+) -> list[str]:
+    runs = {"this run": score_dir, **baselines}
+    scores = {}
+    for name, d in runs.items():
+        p = d / "scores.json"
+        scores[name] = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+    rates = {name: _parse_rates(d) for name, d in runs.items()}
+    keys = sorted({k for r in rates.values() for k in r})
+    names = list(runs)
+    lines = ["## Comparison with baselines", ""]
+    lines += ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines.append(
+        "| overall score | "
+        + " | ".join(_fmt(scores[n]["overall"]) if scores[n] else "-" for n in names)
+        + " |"
+    )
+    lines += [
+        f"| {k} | " + " | ".join(_fmt(rates[n].get(k, "-")) for n in names) + " |" for k in keys
+    ]
+    facts["baselines"] = {
+        n: {"overall": scores[n]["overall"] if scores[n] else None, "parse_rates": rates[n]}
+        for n in names
+    }
+    return [*lines, ""]
+
+
 @stage(
     name="report",
     version="1",
     env="core",
-    reads=("eval.parser",),
+    reads=("eval.parser", "report"),
     inputs={"score": ("score",)},
     optional_inputs={name: (name,) for name in SECTIONS if name != "score"},
 )
@@ -89,6 +122,9 @@ def run(ctx: StageContext) -> StageResult:
     score_lines, score_facts = _scores_section(ctx.inputs["score"])
     lines += score_lines
     facts["scores"] = score_facts
+    baselines = {r.split(":", 1)[1]: d for r, d in ctx.inputs.items() if r.startswith("baseline:")}
+    if baselines:
+        lines += _baseline_section(ctx.inputs["score"], baselines, facts)
     for name in SECTIONS:
         d = ctx.inputs.get(name)
         if d is None:
