@@ -1,0 +1,398 @@
+"""Running a sweep: W&B agents online, Ray tasks offline (or plain calls, ``local``).
+
+Every executor runs :func:`harness.sweeps.trial.run_trial`. Offline, trials run as Ray
+tasks on a local Ray (``cluster.num_cpus``, object store capped by
+``cluster.object_store_memory_gib``, no dashboard) or on the cluster at ``cluster.address``,
+at most ``concurrency`` at once. Online, a real W&B sweep is created (or continued: its id is
+kept in the sweep dir) and ``concurrency`` agents, each a Ray task, run its trials.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness.errors import HarnessError
+from harness.secrets import _SECRET_NAME, SECRET_ENV
+from harness.spec.schema import ClusterConfig
+from harness.sweeps.config import Sweep, SweepError
+from harness.sweeps.space import TrialSource, planned_trials
+from harness.sweeps.trial import (
+    TrialJob,
+    TrialRecord,
+    failed_record,
+    finished_record,
+    prepare,
+    read_ledger,
+    run_trial,
+    trial_id,
+    write_record,
+)
+from harness.tracking import wandb_mode
+
+EXECUTORS = ("auto", "wandb", "ray", "local")
+FORWARDED_ENV = ("HARNESS_", "HF_", "TRANSFORMERS_", "VLLM_", "WANDB_", "TOKENIZERS_")
+WANDB_STATE = "wandb_sweep.json"
+
+
+@dataclass
+class SweepRun:
+    """What :func:`run_sweep` returns.
+
+    Attributes:
+        sweep: The sweep.
+        dir: ``<runs root>/sweeps/<name>``.
+        executor: Which executor ran it (``wandb``, ``ray`` or ``local``).
+        records: One record per trial, in the sweep's order.
+        files: Result name -> file (``results``, ``plot``, ``best_spec``, ``best``).
+        best: The best trial, if any succeeded with the metric.
+        wandb_dir: The W&B run that holds the sweep's table and plot.
+    """
+
+    sweep: Sweep
+    dir: Path
+    executor: str
+    records: list[TrialRecord] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+    best: TrialRecord | None = None
+    wandb_dir: Path | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many trials ran, were skipped as finished, or failed."""
+        return {
+            "ran": sum(r.ok and not r.skipped for r in self.records),
+            "skipped": sum(r.skipped for r in self.records),
+            "failed": sum(not r.ok for r in self.records),
+        }
+
+
+def sweep_dir(sweep: Sweep, project_root: Path) -> Path:
+    """``<runs root>/sweeps/<sweep name>``, the runs root being the one the base spec's plans
+    use (``$HARNESS_RUNS_ROOT``, else ``run.root`` against the project root)."""
+    env_root = os.environ.get("HARNESS_RUNS_ROOT")
+    root = Path(sweep.base.spec.run.root)
+    if env_root:
+        root = Path(env_root).resolve()
+    elif not root.is_absolute():
+        root = project_root / root
+    return root / "sweeps" / sweep.name
+
+
+def choose_executor(sweep: Sweep, executor: str) -> str:
+    """Resolve ``auto``: a W&B sweep when online, else Ray.
+
+    Raises:
+        SweepError: ``wandb`` was asked for without a key or with tracking off.
+    """
+    if executor not in EXECUTORS:
+        raise SweepError([f"unknown executor `{executor}` (one of {', '.join(EXECUTORS)})"])
+    online = wandb_mode(sweep.base.spec.tracking.mode) == "online"
+    if executor == "auto":
+        return "wandb" if online else "ray"
+    if executor == "wandb" and not online:
+        raise SweepError(
+            [
+                f"{sweep.path}: the `wandb` executor needs a W&B server: set WANDB_API_KEY and "
+                "`tracking.mode` online or auto (offline sweeps run with `--executor ray`)"
+            ]
+        )
+    return executor
+
+
+def _forwarded_env() -> dict[str, str]:
+    """Non-secret settings a remote cluster's workers need (secrets stay on the nodes)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith(FORWARDED_ENV) and k not in SECRET_ENV and not _SECRET_NAME.search(k)
+    }
+
+
+def ray_init(cluster: ClusterConfig, concurrency: int) -> bool:
+    """Start (or join) Ray unless it already runs here.
+
+    Args:
+        cluster: The spec's ``cluster`` section.
+        concurrency: Trials at once (sizes a local Ray: no more CPUs than that).
+
+    Returns:
+        True when this call started the connection (the caller shuts it down).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if cluster.address:
+        ray.init(address=cluster.address, runtime_env={"env_vars": _forwarded_env()}, **common)
+    else:
+        ray.init(
+            num_cpus=cluster.num_cpus or max(1, min(concurrency, os.cpu_count() or 1)),
+            object_store_memory=int(cluster.object_store_memory_gib * 2**30),
+            include_dashboard=False,
+            **common,
+        )
+    return True
+
+
+def _cpus_per_trial(concurrency: int) -> float:
+    import ray
+
+    return max(0.01, float(ray.cluster_resources().get("CPU", 1.0)) / concurrency)
+
+
+Report = Callable[[TrialRecord, int], None]
+
+
+def _drive(
+    source: TrialSource,
+    job: TrialJob,
+    concurrency: int,
+    submit: Callable[[dict[str, Any]], Any],
+    wait_one: Callable[[list[Any]], tuple[Any, TrialRecord | BaseException]],
+    report: Report,
+) -> list[TrialRecord]:
+    """Feed trials to a pool ``concurrency`` at a time; skip finished ones; record all."""
+    records: list[TrialRecord] = []
+    pending: dict[Any, tuple[int, dict[str, Any]]] = {}
+    index = 0
+
+    def finish(rec: TrialRecord, i: int, params: dict[str, Any]) -> None:
+        rec.index = i
+        records.append(rec)
+        source.complete(params, rec.metric if rec.ok else None)
+        report(rec, source.total)
+
+    while True:
+        while len(pending) < concurrency:
+            params = source.next()
+            if params is None:
+                break
+            i, index = index, index + 1
+            try:
+                done = finished_record(job, params, prepare(job, params))
+            except Exception as e:  # an invalid trial spec fails that trial only
+                rec = failed_record(job, params, e)
+                write_record(job.sweep_dir, rec)
+                finish(rec, i, params)
+                continue
+            if done is not None:
+                finish(done, i, params)
+                continue
+            pending[submit(params)] = (i, params)
+        if not pending:
+            break
+        handle, result = wait_one(list(pending))
+        i, params = pending.pop(handle)
+        if isinstance(result, BaseException):  # the worker itself died
+            result = failed_record(job, params, result)
+            write_record(job.sweep_dir, result)
+        finish(result, i, params)
+    return sorted(records, key=lambda r: r.index)
+
+
+def _finished_for_search(sweep: Sweep, d: Path) -> list[tuple[dict[str, Any], float]]:
+    digest = sweep.digest()
+    return [
+        (r.params, r.metric)
+        for r in read_ledger(d).values()
+        if r.ok and r.sweep_digest == digest and r.metric is not None
+    ]
+
+
+def run_local(sweep: Sweep, job: TrialJob, report: Report) -> list[TrialRecord]:
+    """Run the trials one after another in this process."""
+    source = TrialSource(sweep, _finished_for_search(sweep, Path(job.sweep_dir)))
+    done: dict[int, TrialRecord] = {}
+
+    def submit(params: dict[str, Any]) -> int:
+        done[len(done)] = run_trial(job, params)
+        return len(done) - 1
+
+    def wait_one(handles: list[int]) -> tuple[int, TrialRecord | BaseException]:
+        return handles[0], done[handles[0]]
+
+    return _drive(source, job, 1, submit, wait_one, report)
+
+
+def run_ray(sweep: Sweep, job: TrialJob, concurrency: int, report: Report) -> list[TrialRecord]:
+    """Run the trials as Ray tasks, at most ``concurrency`` at once."""
+    import ray
+
+    source = TrialSource(sweep, _finished_for_search(sweep, Path(job.sweep_dir)))
+    started = ray_init(sweep.base.spec.cluster, concurrency)
+    try:
+        task = ray.remote(num_cpus=_cpus_per_trial(concurrency), max_retries=0)(run_trial)
+
+        def submit(params: dict[str, Any]) -> Any:
+            return task.remote(job, params)
+
+        def wait_one(handles: list[Any]) -> tuple[Any, TrialRecord | BaseException]:
+            ready, _ = ray.wait(handles, num_returns=1)
+            try:
+                return ready[0], ray.get(ready[0])
+            except Exception as e:  # worker crash, OOM kill
+                return ready[0], e
+
+        return _drive(source, job, concurrency, submit, wait_one, report)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_agent(
+    job: TrialJob, sweep_id: str, project: str, entity: str | None, count: int, keys: list[str]
+) -> int:
+    """A W&B agent whose function runs trials through :func:`run_trial`.
+
+    Each W&B run records its trial's parameters, scores and every stage metric; the trial's
+    own harness run keeps its disk records (its W&B logging is off: the agent's run is it).
+
+    Returns:
+        How many trials this agent ran.
+    """
+    import wandb
+
+    n = 0
+
+    def trial() -> None:
+        nonlocal n
+        run = wandb.init()
+        try:
+            params = {k: run.config[k] for k in keys}
+            rec = run_trial(job, params)
+            n += 1
+            data: dict[str, Any] = {**rec.metrics, **rec.scores, "trial": rec.trial}
+            if rec.metric is not None:
+                data[job.metric] = rec.metric
+            run.log(data)
+            run.summary.update({"status": rec.status, "error": rec.error or ""})
+        finally:
+            run.finish(exit_code=0)
+
+    wandb.agent(sweep_id, function=trial, project=project, entity=entity, count=count)
+    return n
+
+
+def run_wandb(sweep: Sweep, job: TrialJob, concurrency: int, console: Console) -> list[TrialRecord]:
+    """Create (or continue) a W&B sweep and run ``concurrency`` agents as Ray tasks."""
+    import ray
+    import wandb
+
+    d = Path(job.sweep_dir)
+    state = d / WANDB_STATE
+    digest = sweep.digest()
+    sweep_id = None
+    if state.is_file():
+        saved = json.loads(state.read_text(encoding="utf-8"))
+        if saved.get("digest") == digest:
+            sweep_id = saved["id"]
+    if sweep_id is None:
+        sweep_id = wandb.sweep(sweep.wandb_config(), project=sweep.project, entity=sweep.entity)
+        tmp = state.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"id": sweep_id, "digest": digest}), encoding="utf-8")
+        os.replace(tmp, state)
+    console.print(f"W&B sweep {sweep_id} ({sweep.project})")
+    total = len(planned_trials(sweep)) if sweep.method == "grid" else sweep.run_cap or 1
+    per_agent = math.ceil(total / concurrency)
+    agent_job = job.with_overrides("tracking.mode=disabled")
+    started = ray_init(sweep.base.spec.cluster, concurrency)
+    try:
+        agent = ray.remote(num_cpus=_cpus_per_trial(concurrency), max_retries=0)(run_agent)
+        ray.get(
+            [
+                agent.remote(
+                    agent_job, sweep_id, sweep.project, sweep.entity, per_agent, sweep.keys
+                )
+                for _ in range(concurrency)
+            ]
+        )
+    finally:
+        if started:
+            ray.shutdown()
+    records = [r for r in read_ledger(d).values() if r.sweep_digest == digest]
+    for i, r in enumerate(sorted(records, key=lambda r: r.finished or "")):
+        r.index = i
+    return sorted(records, key=lambda r: r.index)
+
+
+def run_sweep(
+    sweep: Sweep,
+    *,
+    executor: str = "auto",
+    concurrency: int = 2,
+    project_root: Path | None = None,
+    console: Console | None = None,
+) -> SweepRun:
+    """Run a sweep's trials, then write its results (table, plot, best spec) and log them.
+
+    Args:
+        sweep: The validated sweep.
+        executor: ``auto`` (W&B online, else Ray), ``wandb``, ``ray`` or ``local``.
+        concurrency: Trials at once (``local`` runs one at a time).
+        project_root: Root for relative spec paths (default: the current directory).
+        console: Where progress goes.
+
+    Returns:
+        The records and result files.
+
+    Raises:
+        SweepError: A bad executor choice, or no trial reported the sweep metric.
+    """
+    from harness.sweeps.results import write_results
+
+    if concurrency < 1:
+        raise HarnessError("--concurrency must be at least 1")
+    console = console or Console(stderr=True)
+    root = (project_root or Path.cwd()).resolve()
+    kind = choose_executor(sweep, executor)
+    d = sweep_dir(sweep, root)
+    d.mkdir(parents=True, exist_ok=True)
+    job = TrialJob.for_sweep(sweep, d, root)
+
+    def report(rec: TrialRecord, total: int) -> None:
+        params = ", ".join(f"{k}={v}" for k, v in rec.params.items())
+        if rec.skipped:
+            what = "[green]finished earlier[/]"
+        elif rec.ok:
+            ran = ", ".join(rec.ran) or "all cached"
+            what = f"[cyan]ok[/] {rec.wall_s:.1f}s (ran: {ran})"
+        else:
+            what = f"[red]failed[/] ({(rec.error or '').splitlines()[0][:120]})"
+        value = "" if rec.metric is None else f"  {sweep.metric.name}={rec.metric:.4g}"
+        console.print(f"trial {rec.index + 1}/{total} {rec.trial[:8]} {params}: {what}{value}")
+
+    console.print(
+        f"sweep [bold]{sweep.name}[/]: {sweep.method} over {', '.join(sweep.keys)} "
+        f"({kind}, concurrency {concurrency if kind != 'local' else 1}) -> {d}"
+    )
+    if kind == "wandb":
+        records = run_wandb(sweep, job, concurrency, console)
+    elif kind == "ray":
+        records = run_ray(sweep, job, concurrency, report)
+    else:
+        records = run_local(sweep, job, report)
+    run = SweepRun(sweep=sweep, dir=d, executor=kind, records=records)
+    write_results(run, job)
+    return run
+
+
+__all__ = [
+    "EXECUTORS",
+    "SweepRun",
+    "choose_executor",
+    "ray_init",
+    "run_sweep",
+    "sweep_dir",
+    "trial_id",
+]

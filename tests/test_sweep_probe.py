@@ -1,0 +1,38 @@
+"""A plugin stage for the sweep tests (no tests here).
+
+``sweep_probe`` reads the generation decoding settings, takes ``toy_b``'s output, sleeps
+``SWEEP_PROBE_SLEEP`` seconds (a window to kill a sweep in) and fails for ``top_k == 13``
+(a trial that breaks inside a stage). It registers only when ``SWEEP_PROBE=1``, so importing
+this module elsewhere (test collection) leaves the stage registry alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from harness.stages.base import StageContext, StageResult, stage
+
+UNLUCKY_TOP_K = 13
+PROBE: dict[str, Any] = {
+    "name": "sweep_probe",
+    "version": "1",
+    "env": "core",
+    "reads": ("decoding.generation",),
+    "inputs": {"rows": ("toy_b",)},
+}
+
+
+def sweep_probe(ctx: StageContext) -> StageResult:
+    """Score ``0.5 + temperature / 10``; fail for the unlucky ``top_k``."""
+    dec = ctx.value("decoding.generation")
+    time.sleep(float(os.environ.get("SWEEP_PROBE_SLEEP", "0")))
+    if dec["top_k"] == UNLUCKY_TOP_K:
+        raise RuntimeError(f"sweep_probe: top_k {UNLUCKY_TOP_K} is unlucky")
+    (ctx.out / "probe.txt").write_text(str(dec["temperature"]))
+    return StageResult(metrics={"score": 0.5 + dec["temperature"] / 10, "top_k": dec["top_k"]})
+
+
+if os.environ.get("SWEEP_PROBE") == "1":
+    stage(**PROBE)(sweep_probe)
