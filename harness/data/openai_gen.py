@@ -82,7 +82,7 @@ class RequestCache:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def keys(self) -> set[str]:
+    def stored_keys(self) -> set[str]:
         """Keys of every stored record."""
         return {p.stem for p in self.directory.glob("??/*.json")}
 
@@ -248,7 +248,9 @@ class Generator:
                         self.usage.failed_requests += 1
                         out.error = f"request_failed: {type(e).__name__}: {str(e)[:300]}"
                         return out
-                self.cache.put(key, {"request": body, "base_url": self.base_url, "reply": reply})
+                # Off the event loop: the fsync must not stall the other requests.
+                record = {"request": body, "base_url": self.base_url, "reply": reply}
+                await asyncio.to_thread(self.cache.put, key, record)
                 self.usage.add_reply(reply.get("usage") or {}, cached=False)
             out.content = reply["content"]
             try:

@@ -108,6 +108,9 @@ class FakeOpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; with Nagle on, the body waits for the
+            # client's delayed ACK (~40 ms per request).
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -125,6 +128,13 @@ class FakeOpenAIServer:
             def do_GET(self) -> None:
                 if self.path.rstrip("/") in ("/health", "/v1/health"):
                     self._send(200, b"{}")
+                elif self.path.rstrip("/") == "/stats":
+                    with server.state.lock:
+                        stats = {
+                            "outcomes": dict(Counter(o for _, o in server.state.log)),
+                            "max_in_flight": server.state.max_in_flight,
+                        }
+                    self._send(200, json.dumps(stats).encode())
                 elif self.path.rstrip("/") == "/v1/models":
                     self._send(200, json.dumps({"data": [{"id": server.model}]}).encode())
                 else:
@@ -194,3 +204,22 @@ class FakeOpenAIServer:
                 self._send(200, json.dumps(payload).encode())
 
         return Handler
+
+
+def main() -> None:
+    """Serve in the foreground (a separate process, e.g. for benchmarks): prints the port,
+    answers with the echo responder after ``--delay-s``, reports counts at ``GET /stats``."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--delay-s", type=float, default=0.0)
+    args = ap.parse_args()
+    srv = FakeOpenAIServer(delay_s=args.delay_s)
+    print(srv.base_url.split(":")[-1].split("/")[0], flush=True)
+    sys.stdout.close()
+    srv._httpd.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
