@@ -170,6 +170,8 @@ def m_bleu(pred: str, truth: str, japanese: bool = False) -> float:
 
 # --------------------------------------------------------------------------- local_evaluation
 
+_MODEL_CACHE: dict[str, Any] = {}
+
 
 def ref_evaluate(
     data_path: str | Path, outputs: list[str], sentence_model_paths: dict[str, str]
@@ -187,12 +189,13 @@ def ref_evaluate(
     from sentence_transformers import SentenceTransformer
 
     df = pd.read_json(data_path, lines=True)
-    models: dict[str, Any] = {}
 
     def model(name: str) -> Any:
-        if name not in models:
-            models[name] = SentenceTransformer(sentence_model_paths[name], device="cpu")
-        return models[name]
+        # Loaded once per process, like the kit's model cache.
+        path = sentence_model_paths[name]
+        if path not in _MODEL_CACHE:
+            _MODEL_CACHE[path] = SentenceTransformer(path, device="cpu")
+        return _MODEL_CACHE[path]
 
     methods = {
         "accuracy": m_accuracy,
