@@ -1,0 +1,63 @@
+"""``harness pad``: the standalone command, through the harness CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from tests.test_pad_checkpoint import TOL, _ids, build_qwen2, logits
+
+
+def test_pad_with_tp_and_group_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    model = build_qwen2(src, hidden=64, inter=96)
+    assert main(["pad", str(src), str(dst), "--tp", "2", "--tp", "4", "--group-size", "16"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["intermediate_size"] == {"before": 96, "after": 128}
+    assert summary["placement"] == "interleave"
+    ids = _ids(128, 5)
+    assert (logits(model, ids) - logits(dst, ids)).abs().max().item() <= TOL
+
+
+def test_pad_with_explicit_target_and_append(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    build_qwen2(src, hidden=32, inter=40, layers=1)
+    rc = main(["pad", str(src), str(dst), "--target", "48", "--placement", "append", "--no-fsync"])
+    assert rc == 0
+    assert json.loads((dst / "config.json").read_text())["intermediate_size"] == 48
+    assert json.loads(capsys.readouterr().out)["placement"] == "append"
+
+
+def test_dry_run_prints_the_table_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    build_qwen2(src, hidden=256, inter=320, layers=1, heads=4, kv=2)
+    assert main(["pad", str(src), str(dst), "--tp", "2", "--group-size", "64", "--dry-run"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["target"] == 384 and table["serves_tp_sizes"] is True
+    assert 2 not in table["before"]["valid_tp"] and 2 in table["after"]["valid_tp"]
+    assert "2" in table["before"]["problems"]
+    assert not dst.exists()
+
+
+def test_errors_exit_2_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    build_qwen2(src, hidden=64, inter=96, layers=1)
+    assert main(["pad", str(src), str(dst)]) == 2
+    assert "give --target N or at least one --tp N" in capsys.readouterr().err
+    assert main(["pad", str(src), str(dst), "--target", "64"]) == 2
+    assert "smaller than the current 96" in capsys.readouterr().err
+    assert (
+        main(["pad", str(src), str(dst), "--target", "112", "--tp", "4", "--group-size", "16"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "does not serve" in err and "pad intermediate_size to 128" in err
+    assert not dst.exists()
+    with pytest.raises(SystemExit):
+        main(["pad", str(src), str(dst), "--tp", "2", "--group-size", "zero"])

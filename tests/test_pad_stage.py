@@ -1,0 +1,136 @@
+"""The ``pad`` stage: its slice, ``auto`` targets, and a real run through the executor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.plan import MANIFEST, build_plan
+from harness.spec import load_spec
+from harness.stages.base import StageContext, load_registry
+from tests.test_pad_checkpoint import TOL, _ids, build_qwen2, logits
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "experiments" / "tiny_cpu.yaml"
+
+
+def _ctx(tmp_path: Path, upstream: Path, config: dict[str, Any]) -> StageContext:
+    out = tmp_path / "out"
+    out.mkdir(parents=True)
+    return StageContext(
+        stage="pad",
+        key="test",
+        config=config,
+        out=out,
+        inputs={"model": upstream},
+        upstream={"model": upstream},
+        root=REPO,
+        run_dir=tmp_path,
+    )
+
+
+def _slice(pad: dict[str, Any], tp: int | None = 2, group: int | None = 64) -> dict[str, Any]:
+    base = {"target": "auto", "tensor_parallel_sizes": None, "placement": "interleave"}
+    return {
+        "pad": {**base, **pad},
+        "infer.tensor_parallel_size": tp,
+        "quantize.q_group_size": group,
+    }
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> tuple[Path, Any]:
+    stage_dir = tmp_path / "finetune"
+    model = build_qwen2(stage_dir / "model", hidden=256, inter=320, layers=1, heads=4, kv=2)
+    return stage_dir, model
+
+
+def test_auto_target_from_infer_tp_and_group(tmp_path: Path, upstream: tuple[Path, Any]) -> None:
+    stage_dir, model = upstream
+    fn = load_registry()["pad"].fn
+    result = fn(_ctx(tmp_path, stage_dir, _slice({})))
+    out = tmp_path / "out" / "model"
+    assert json.loads((out / "config.json").read_text())["intermediate_size"] == 384
+    assert result.metrics["intermediate_size_before"] == 320
+    assert result.metrics["intermediate_size_after"] == 384
+    assert result.summary["tp_sizes"] == [2] and result.summary["group_size"] == 64
+    assert result.summary["files"]["config.json"]
+    ids = _ids(128, 7)
+    assert (logits(model, ids) - logits(out, ids)).abs().max().item() <= TOL
+
+
+def test_explicit_sizes_and_no_quantisation(tmp_path: Path, upstream: tuple[Path, Any]) -> None:
+    stage_dir, _ = upstream
+    fn = load_registry()["pad"].fn
+    # Without a quantize section only plain TP rules apply; heads cannot be split over 3.
+    with pytest.raises(HarnessError, match="num_attention_heads 4 is not divisible by tp 3"):
+        fn(_ctx(tmp_path / "a", stage_dir, _slice({"tensor_parallel_sizes": [3]}, group=None)))
+    assert not (tmp_path / "a" / "out" / "model").exists()
+    with pytest.raises(HarnessError, match=r"needs `pad\.tensor_parallel_sizes`"):
+        fn(_ctx(tmp_path / "b", stage_dir, _slice({}, tp=None)))
+    result = fn(_ctx(tmp_path / "c", stage_dir, _slice({"target": 512}, tp=4)))
+    assert result.metrics["intermediate_size_after"] == 512
+    assert result.summary["tp_sizes"] == [4]
+    result = fn(_ctx(tmp_path / "d", stage_dir, _slice({"tensor_parallel_sizes": [2, 4]}, tp=1)))
+    assert result.metrics["intermediate_size_after"] == 512  # lcm(2, 4) x 64
+    assert result.summary["tp_sizes"] == [2, 4]
+
+
+def test_explicit_target_that_fails_tp_is_refused(
+    tmp_path: Path, upstream: tuple[Path, Any]
+) -> None:
+    stage_dir, _ = upstream
+    fn = load_registry()["pad"].fn
+    with pytest.raises(HarnessError, match="does not serve"):
+        fn(_ctx(tmp_path, stage_dir, _slice({"target": 352})))
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_pad_key_follows_its_slice_only() -> None:
+    def key(*overrides: str) -> str:
+        spec = load_spec(TINY, ["stages=[model,pad]", "tracking.mode=disabled", *overrides])
+        return build_plan(spec, REPO, strict=False).by_name("pad").key
+
+    base = key()
+    assert key("decoding.generation.temperature=0.7") == base
+    assert key("infer.tensor_parallel_size=4") != base
+    assert key("quantize.q_group_size=128") != base
+    assert key("pad.placement=append") != base
+    spec = load_spec(TINY, ["stages=[model,pad]", "tracking.mode=disabled"])
+    st = build_plan(spec, REPO, strict=False).by_name("pad")
+    assert set(st.slice) == {"pad", "infer.tensor_parallel_size", "quantize.q_group_size"}
+    assert st.inputs == {"model": "model"}
+
+
+@pytest.mark.slow
+def test_tiny_cpu_model_then_pad_through_the_executor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.run import execute
+    from harness.stages.model import model_dir
+
+    monkeypatch.setenv("HARNESS_RUNS_ROOT", str(tmp_path / "runs"))
+    spec = load_spec(TINY, ["stages=[model,pad]", "tracking.mode=disabled"])
+    plan = build_plan(spec, REPO)
+    result = execute(plan)
+    pad_dir = result.dir_of("pad")
+    manifest = json.loads((pad_dir / MANIFEST).read_text())
+    summary = manifest["result"]["summary"]
+    assert summary["intermediate_size"] == {"before": 320, "after": 384}
+    padded = model_dir(pad_dir)
+    assert padded == pad_dir / "model"
+    for rel, sha in summary["files"].items():
+        assert manifest["outputs"][f"model/{rel}"]["sha256"] == sha
+    source = model_dir(result.dir_of("model"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        assert (padded / name).read_bytes() == (source / name).read_bytes()
+    ids = _ids(256, 8)
+    assert (logits(source, ids) - logits(padded, ids)).abs().max().item() <= TOL
+    again = execute(
+        build_plan(load_spec(TINY, ["stages=[model,pad]", "tracking.mode=disabled"]), REPO)
+    )
+    assert all(o.cached for o in again.outcomes)
