@@ -1,0 +1,114 @@
+"""The ``score`` stage: ShopBench scores of the ``infer`` stage's predictions.
+
+Reads the ``eval`` section (data, primary parser mode, track filter, sentence-model paths)
+and ``infer.limit`` (infer scores only the first N rows), pairs ``predictions.jsonl`` with
+the evaluation rows in data order, and scores them with both parsers. Writes
+``scores_official.json``, ``scores_robust.json``, ``scores.json`` (the primary mode),
+``rows_official.jsonl``, ``rows_robust.jsonl``, ``rows.jsonl`` (primary) and ``scores.png``
+(per task, official vs robust). Metrics: ``<mode>/overall``, ``<mode>/track/<track>``,
+``<mode>/task/<task>``, ``<mode>/parse_rate/<task type>``, and ``overall`` for the primary
+mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.spec.schema import EvalConfig
+from harness.stages.base import StageContext, StageResult, stage
+
+PREDICTIONS = "predictions.jsonl"
+
+
+def _pair(ctx: StageContext, cfg: EvalConfig) -> tuple[list[Any], list[str]]:
+    from harness.shopbench.data import load_eval_data, load_prediction_rows
+    from harness.shopbench.errors import ScoringError
+
+    data = ctx.path(cfg.data)
+    records = load_eval_data(data)
+    limit = ctx.value("infer.limit")
+    if limit is not None:
+        records = records[:limit]
+    pred_path = ctx.inputs["predictions"] / PREDICTIONS
+    if not pred_path.is_file():
+        raise HarnessError(f"stage `score`: {pred_path} not found (infer output)")
+    rows = load_prediction_rows(pred_path)
+    if len(rows) != len(records):
+        raise ScoringError(
+            f"{pred_path}: {len(rows)} predictions but {data} has {len(records)} rows"
+            + (f" (first {limit}, infer.limit)" if limit is not None else "")
+        )
+    predictions: list[str] = []
+    for (where, row), rec in zip(rows, records, strict=True):
+        raw = row.get("prediction")
+        if not isinstance(raw, str):
+            raise ScoringError(f"{where}: `prediction` must be a string")
+        named = row.get("task_name")
+        if named is not None and rec.task_name is not None and named != rec.task_name:
+            raise ScoringError(
+                f"{where}: prediction is for task {named!r} but the data row "
+                f"({rec.source}) is {rec.task_name!r}: predictions are out of data order"
+            )
+        predictions.append(raw)
+    if cfg.tracks is not None:
+        keep = [i for i, r in enumerate(records) if r.track in cfg.tracks]
+        if not keep:
+            raise ScoringError(f"eval.tracks {cfg.tracks} selects no rows of {data}")
+        records = [records[i] for i in keep]
+        predictions = [predictions[i] for i in keep]
+    return records, predictions
+
+
+@stage(
+    name="score",
+    version="1",
+    env="core",
+    reads=("eval", "infer.limit"),
+    files=("eval.data",),
+    inputs={"predictions": ("infer",)},
+)
+def run(ctx: StageContext) -> StageResult:
+    """Score the predictions with the official and the robust parser."""
+    from harness.shopbench.evaluate import (
+        evaluate,
+        plot_scores,
+        write_json_atomic,
+        write_jsonl_atomic,
+    )
+
+    if ctx.value("eval") is None:
+        raise HarnessError("stage `score` needs an `eval` section (data to score against)")
+    cfg = ctx.section("eval", EvalConfig)
+    records, predictions = _pair(ctx, cfg)
+    results = {
+        mode: evaluate(records, predictions, mode, cfg.sentence_models)
+        for mode in ("official", "robust")
+    }
+    metrics: dict[str, float] = {}
+    for mode, result in results.items():
+        write_json_atomic(ctx.out / f"scores_{mode}.json", result.scores)
+        write_jsonl_atomic(ctx.out / f"rows_{mode}.jsonl", (r.to_json() for r in result.rows))
+        metrics[f"{mode}/overall"] = result.scores["overall"]
+        for track, score in result.scores["tracks"].items():
+            metrics[f"{mode}/track/{track}"] = score
+        for task, t in result.scores["tasks"].items():
+            metrics[f"{mode}/task/{task}"] = t["score"]
+        for task_type, rate in result.parse_rates.items():
+            metrics[f"{mode}/parse_rate/{task_type}"] = rate
+    primary = results[cfg.parser]
+    write_json_atomic(ctx.out / "scores.json", primary.scores)
+    write_jsonl_atomic(ctx.out / "rows.jsonl", (r.to_json() for r in primary.rows))
+    plot_scores(results["official"], results["robust"], ctx.out / "scores.png")
+    metrics["overall"] = primary.scores["overall"]
+    return StageResult(
+        metrics=metrics,
+        tables={f"rows_{mode}": f"rows_{mode}.jsonl" for mode in results},
+        images={"scores": "scores.png"},
+        summary={
+            "parser": cfg.parser,
+            "rows": len(records),
+            "overall": {mode: r.scores["overall"] for mode, r in results.items()},
+            "tracks": {mode: r.scores["tracks"] for mode, r in results.items()},
+        },
+    )
