@@ -18,6 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
+
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 
 
@@ -84,14 +86,24 @@ def merge_unsloth(model: Any, out_dir: Path, tokenizer: Any, *, max_shard_size: 
         ``out_dir``.
     """
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    buffers = out_dir.with_name(f".{out_dir.name}.buffers")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained_merged(
-        str(tmp),
-        tokenizer,
-        save_method="merged_16bit",
-        safe_serialization=True,
-        max_shard_size=max_shard_size,
-    )
+    try:
+        model.save_pretrained_merged(
+            str(tmp),
+            tokenizer,
+            save_method="merged_16bit",
+            # None pins safetensors (True lets unsloth fall back to pickles on small hosts).
+            safe_serialization=None,
+            max_shard_size=max_shard_size,
+            # Its default is relative to the working directory (the project root).
+            temporary_location=str(buffers),
+        )
+    finally:
+        shutil.rmtree(buffers, ignore_errors=True)
+    pickles = [p.name for p in tmp.glob("*.bin")]
+    if pickles or not list(tmp.glob("*.safetensors")):
+        raise HarnessError(f"unsloth's merged save wrote no safetensors ({pickles or 'nothing'})")
     tokenizer.save_pretrained(str(tmp))
     _replace_dir(tmp, out_dir)
     return out_dir

@@ -128,6 +128,8 @@ def _lora_kwargs(cfg: FinetuneConfig) -> dict[str, Any]:
         "lora_dropout": cfg.lora.dropout,
         "target_modules": list(cfg.lora.target_modules),
         "bias": "none",
+        # Fully trained extra modules (e.g. lm_head of a randomly initialised tiny model).
+        "modules_to_save": list(getattr(cfg.lora, "modules_to_save", None) or []) or None,
     }
 
 
@@ -269,6 +271,24 @@ def training_args(cfg: FinetuneConfig, resume_dir: Path, backend: str) -> Any:
     )
 
 
+def _check_answer_only_labels(trainer: Any) -> None:
+    """Fail if the trainer's prepared data or collator lost the prompt masking.
+
+    Backends patch the trainer (unsloth replaces trl's); a silent fallback to full-sequence
+    loss would train the model to recite prompts.
+    """
+    from harness.training.data import IGNORE_INDEX
+
+    ds = trainer.train_dataset
+    batch = trainer.data_collator([ds[i] for i in range(min(2, len(ds)))])
+    labels = batch.get("labels")
+    if labels is None or not bool((labels == IGNORE_INDEX).any()):
+        raise HarnessError(
+            "the trainer's batches carry no masked prompt tokens: answer-only loss was lost "
+            "(trainer or collator ignored the `labels` column)"
+        )
+
+
 @dataclass(frozen=True)
 class TrainOutcome:
     """What a training run left behind.
@@ -333,6 +353,7 @@ def train(
         processing_class=tokenizer,
         callbacks=[_throughput_callback(), *callbacks],
     )
+    _check_answer_only_labels(trainer)
     # The throughput callback prints one line per log; the default printer would repeat it.
     from transformers import PrinterCallback
 
