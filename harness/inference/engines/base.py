@@ -1,0 +1,142 @@
+"""The engine interface: requests in, raw completions out, in request order.
+
+Every engine receives the same :class:`GenRequest` objects (prompt text, its token ids, chat
+messages, decoding parameters, per-request seed and optional constraint) and returns one
+:class:`GenResult` per request. Engines never reorder, drop or parse outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from harness.inference.constraints import Constraint
+from harness.spec.schema import DecodingParams, InferConfig
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """One prompt to complete.
+
+    Attributes:
+        index: The row's position in the evaluation data.
+        task_type: The (routed) task type; requests are grouped by it.
+        text: The prompt text the model sees (chat template applied when configured).
+        token_ids: ``text`` tokenized with the model's tokenizer (None without a local one).
+        messages: The chat messages (system, user) for chat endpoints.
+        params: Decoding parameters of the task type.
+        seed: The request's sampling seed (base seed + row index).
+        constraint: The output constraint, or None.
+    """
+
+    index: int
+    task_type: str
+    text: str
+    token_ids: tuple[int, ...] | None
+    messages: tuple[dict[str, str], ...]
+    params: DecodingParams
+    seed: int
+    constraint: Constraint | None = None
+
+
+@dataclass(frozen=True)
+class GenResult:
+    """One completion.
+
+    Attributes:
+        index: The request's row index.
+        text: The raw output text (stop strings and the end-of-sequence token removed).
+        token_ids: The generated token ids without end-of-sequence/padding tokens.
+        prompt_tokens: Tokens in the prompt.
+        output_tokens: Tokens generated (as the engine counts them).
+        finish_reason: ``stop`` (end of sequence or a stop string) or ``length``.
+        latency_s: Seconds from submitting the request to its completion.
+    """
+
+    index: int
+    text: str
+    token_ids: tuple[int, ...]
+    prompt_tokens: int
+    output_tokens: int
+    finish_reason: str
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything needed to start an engine; picklable, so Ray replicas can start their own.
+
+    Attributes:
+        infer: The ``infer`` section.
+        model_dir: The local Hugging Face model dir (None for a hosted ``openai`` model).
+        trust_remote_code: ``model.trust_remote_code``.
+        chat: Whether prompts go through the chat template (``prompts.chat_template``).
+        env: Environment variables to set before the engine starts.
+    """
+
+    infer: InferConfig
+    model_dir: str | None
+    trust_remote_code: bool = False
+    chat: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """An inference engine."""
+
+    name: str
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        """Complete the requests (same order).
+
+        Args:
+            requests: Requests of one task type.
+
+        Returns:
+            One result per request, in request order.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the engine's processes and memory."""
+        ...
+
+
+def strip_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest stop string, as vLLM does (the stop string is dropped).
+
+    Args:
+        text: Generated text.
+        stops: Stop strings.
+
+    Returns:
+        The text and whether a stop string was found.
+    """
+    cut = min((i for s in stops if s and (i := text.find(s)) >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def make_engine(spec: EngineSpec) -> Any:
+    """Start the engine a spec names.
+
+    Args:
+        spec: The engine spec.
+
+    Returns:
+        An :class:`Engine`.
+    """
+    import os
+
+    os.environ.update(spec.env)
+    if spec.infer.engine == "vllm":
+        from harness.inference.engines.vllm_engine import VLLMEngine
+
+        return VLLMEngine(spec)
+    if spec.infer.engine == "transformers":
+        from harness.inference.engines.hf_engine import TransformersEngine
+
+        return TransformersEngine(spec)
+    from harness.inference.engines.openai_engine import OpenAIEngine
+
+    return OpenAIEngine(spec)
