@@ -220,7 +220,8 @@ def _clean(raw: str) -> str:
     """Code fences, tags and bold markers removed; echoed labels dropped."""
     text = _FENCE.sub("\n", raw)
     text = _TAG.sub(" ", text)
-    text = text.replace("**", "").replace("__", "")
+    # Replaced by spaces, not deleted: "1**2" must not become the number 12.
+    text = text.replace("**", " ").replace("__", " ")
     return _strip_labels(text.strip())
 
 
