@@ -19,6 +19,7 @@ from harness.training.data import (
     check_special_tokens,
     format_user_turn,
     load_ecinstruct,
+    parse_record,
     tokenize_record,
 )
 
@@ -69,16 +70,64 @@ def test_multiple_choice_turn_looks_like_a_shopbench_prompt() -> None:
 
 def test_other_turns_number_from_one_and_end_with_output() -> None:
     text = format_user_turn("Pick the best two.", "", ["a mat", "a pan", "a pot"], "retrieval")
-    assert text == "Pick the best two.\n1. a mat\n2. a pan\n3. a pot\nOutput:"
+    assert text == "Pick the best two.\n1. a mat\n2. a pan\n3. a pot\nOutput: "
     plain = format_user_turn("Extract the color.", "Title: red pan", [], "named_entity_recognition")
-    assert plain == "Extract the color.\nTitle: red pan\nOutput:"
+    assert plain == "Extract the color.\nTitle: red pan\nOutput: "
 
 
-def test_labelled_options_and_existing_trailers_are_kept() -> None:
-    text = format_user_turn("Choose.", "", ["A: red", "B: blue"], "multiple-choice")
-    assert text == "Choose.\nA: red\nB: blue\nAnswer: "
-    shopbench = "Instructions: Explain the product type\nInput: Watch Band\nOutput:"
-    assert format_user_turn(shopbench, "", [], "generation") == shopbench
+def test_letter_labels_are_renumbered_and_existing_trailers_kept() -> None:
+    text = format_user_turn("Choose.", "", ["A: red", "(B) blue"], "multiple-choice")
+    assert text == "Choose.\n0. red\n1. blue\nAnswer: "
+    ends = "Choose the colour.\nAnswer:"
+    assert format_user_turn(ends, "", [], "generation") == ends
+
+
+def test_a_shopbench_prompt_in_the_input_is_the_user_turn_verbatim(shared_data: Path) -> None:
+    from harness.data.ecinstruct import dev_to_ec
+
+    rows = [
+        json.loads(line)
+        for line in (shared_data / "shopbench_dev" / "development.json").read_text().splitlines()
+    ]
+    for row in rows:
+        item = dev_to_ec(row)
+        rec = parse_record(item, "dev")
+        # What the infer stage sends (plain variant) is what training conditions on.
+        assert (
+            format_user_turn(rec.instruction, rec.input, rec.options, rec.task_type)
+            == (row["input_field"])
+        )
+
+
+def test_imported_ecinstruct_items_match_their_heldout_prompts() -> None:
+    from harness.data.ecinstruct import ec_to_dev
+
+    items = [
+        {
+            "instruction": "Which option describes the product?",
+            "input": "Product: red yoga mat",
+            "options": ["A: kitchen tool", "B: sports gear", "C: garden hose"],
+            "output": "B",
+            "task": "ecinstruct/PRP",
+            "task_type": "multiple-choice",
+        },
+        {
+            "instruction": "Write a short title.",
+            "input": "A red yoga mat, 6 mm thick.",
+            "options": [],
+            "output": "Red yoga mat",
+            "task": "ecinstruct/title",
+            "task_type": "generation",
+        },
+    ]
+    for item in items:
+        dev = ec_to_dev(item)
+        assert dev is not None
+        rec = parse_record(item, "ec")
+        assert (
+            format_user_turn(rec.instruction, rec.input, rec.options, rec.task_type)
+            == (dev["input_field"])
+        )
 
 
 def test_messages_have_system_user_and_answer_turns() -> None:

@@ -25,9 +25,10 @@ from harness.errors import HarnessError
 from harness.spec.schema import TASK_TYPES
 
 IGNORE_INDEX = -100
-# An option that already carries its own label: "A: red", "0. red", "3) red".
-_LABELLED_OPTION = re.compile(r"^\s*(?:[A-Za-z]|\d{1,3})\s*[.):]\s")
-_TRAILERS = ("Answer:", "Output:")
+# A letter label on an option, as ECInstruct writes them: "A: red", "(B) blue", "C. green".
+_LETTER_LABEL = re.compile(r"^\s*\(?[A-Z]\)?\s*[:.)]\s*")
+# The last line of a ShopBench prompt: "Answer: ", "Output:", "Output (answer in ...): ".
+_TRAILER_LINE = re.compile(r"^[ \t]*(?:Answer|Output)\b[^\n]*:[ \t]*$")
 
 
 class FinetuneDataError(HarnessError):
@@ -185,17 +186,27 @@ def load_ecinstruct(path: str | Path) -> list[EcRecord]:
     return out
 
 
+def is_shopbench_prompt(text: str) -> bool:
+    """Whether ``text`` is a complete ShopBench prompt: its last non-blank line is a trailer
+    such as ``Answer:``, ``Output:`` or ``Output (answer in three comma-separated numbers):``."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return bool(lines) and bool(_TRAILER_LINE.match(lines[-1]))
+
+
 def format_user_turn(
     instruction: str, text_input: str, options: Sequence[str], task_type: str
 ) -> str:
     """The user turn of a record, laid out like a ShopBench prompt.
 
-    Lines: the instruction, the input (when not empty), the options as a numbered list
-    (ShopBench numbers multiple-choice options from 0 and other candidate lists from 1;
-    options that already carry a label such as ``A: ...`` are kept as they are), then the
-    trailer ShopBench ends its prompts with: ``Answer: `` for multiple-choice, ``Output:``
-    otherwise. No trailer is added when the text already ends with one (records derived
-    from ShopBench prompts carry their own).
+    * A record whose ``input`` is already a complete ShopBench prompt (the mix stage stores
+      ShopBench-format items so, beside a generic per-task-type instruction) and that has no
+      separate options becomes that prompt verbatim: at inference the model sees exactly it.
+    * Otherwise the lines are the instruction, the input (when not empty), the options as a
+      numbered list (from 0 for multiple-choice, as ShopBench numbers options, from 1 for other
+      candidate lists; ECInstruct's letter labels ``A:`` are replaced by the numbers), then the
+      trailer ShopBench prompts end with: ``Answer: `` for multiple-choice, ``Output: ``
+      otherwise. This is the layout the mix stage gives held-out ECInstruct items for
+      evaluation. No trailer is added to text that already ends with one.
 
     Args:
         instruction: The instruction.
@@ -206,19 +217,19 @@ def format_user_turn(
     Returns:
         The user turn's text.
     """
-    lines = [instruction.strip()]
-    if text_input.strip():
-        lines.append(text_input.strip())
-    if options:
-        if all(_LABELLED_OPTION.match(o) for o in options):
-            lines += [o.strip() for o in options]
-        else:
-            start = 0 if task_type == "multiple-choice" else 1
-            lines += [f"{i}. {o.strip()}" for i, o in enumerate(options, start=start)]
+    if not options and is_shopbench_prompt(text_input):
+        return text_input
+    lines = [instruction]
+    if text_input:
+        lines.append(text_input)
+    start = 0 if task_type == "multiple-choice" else 1
+    lines += [
+        f"{i}. {_LETTER_LABEL.sub('', o, count=1).strip()}" for i, o in enumerate(options, start)
+    ]
     text = "\n".join(lines)
-    if text.rstrip().endswith(_TRAILERS):
+    if is_shopbench_prompt(text):
         return text
-    return text + ("\nAnswer: " if task_type == "multiple-choice" else "\nOutput:")
+    return text + ("\nAnswer: " if task_type == "multiple-choice" else "\nOutput: ")
 
 
 def build_messages(record: EcRecord, system: str | None) -> list[dict[str, str]]:
