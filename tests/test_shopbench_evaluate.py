@@ -144,3 +144,19 @@ def test_bad_input_is_a_clear_error() -> None:
         evaluate([_rec(**ner), _rec()], ["a", "1"])
     with pytest.raises(ScoringError, match="no rows"):
         evaluate([], [])
+
+
+def test_core_imports_no_heavy_packages() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import harness.shopbench.evaluate, harness.shopbench.score_cli, harness.shopbench.router\n"
+        "import harness.shopbench.validators, harness.stages.score\n"
+        "heavy = ('torch', 'sentence_transformers', 'transformers', 'rouge_score', 'nltk',"
+        " 'sacrebleu', 'matplotlib')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
