@@ -282,8 +282,14 @@ def test_bayes_runs_through_a_tune_searcher_or_says_what_to_install(
             TrialSource(sweep)
         return
     run = run_sweep(sweep, executor="local", project_root=REPO)
-    assert len(run.records) == 3 and all(r.ok for r in run.records)
+    assert len(run.records) == 3 and all(r.ok and not r.skipped for r in run.records)
     assert all(0.0 <= r.params[TEMPERATURE] <= 2.0 for r in run.records)
+    assert len(stage_dirs(runs, "toy_a")) == 1
+    # A rerun with a higher cap starts the search from the finished trials.
+    more = load_sweep(write_sweep(tmp_path, {**body, "run_cap": 4}))
+    again = run_sweep(more, executor="local", project_root=REPO)
+    assert [r.skipped for r in again.records] == [True, True, True, False]
+    assert {r.trial for r in again.records[:3]} == {r.trial for r in run.records}
 
 
 # --------------------------------------------------------------------------- running
@@ -365,6 +371,26 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(
 
 
 @pytest.mark.slow
+def test_a_metric_no_trial_reports_is_named_with_what_they_did(runs: Path, tmp_path: Path) -> None:
+    body = {
+        "method": "grid",
+        "metric": {"name": "scores", "goal": "maximize"},
+        "overrides": TOY,
+        "parameters": {TEMPERATURE: {"values": [0.2]}},
+    }
+    path = write_sweep(tmp_path, body)
+    with pytest.raises(SweepError) as e:
+        run_sweep(load_sweep(path), executor="local", project_root=REPO)
+    msg = str(e.value)
+    assert "no trial reported metric `scores` (did you mean `score`?)" in msg
+    assert "toy_a/seed" in msg and "toy_b/score" in msg
+    line = path.read_text().splitlines().index("  name: scores") + 1
+    assert f"{path}:{line}:" in msg
+    rows = (runs / "sweeps" / "toy" / "results.jsonl").read_text().splitlines()
+    assert json.loads(rows[0])["toy_b/score"] == pytest.approx(0.52), "the table is still written"
+
+
+@pytest.mark.slow
 def test_the_trial_function_behind_every_executor(runs: Path, tmp_path: Path) -> None:
     overrides = ["stages=[toy_a,toy_b]"]  # tracking auto: offline W&B without a key
     body = {
@@ -417,14 +443,21 @@ def test_results_are_logged_to_a_wandb_offline_run(runs: Path, tmp_path: Path) -
     run = run_sweep(load_sweep(write_sweep(tmp_path, body)), executor="local", project_root=REPO)
     assert run.wandb_dir is not None and "offline-run" in run.wandb_dir.name
     logged = read_run(run.wandb_dir)
-    assert run.best is not None and logged["summary"]["best/trial"] == run.best.trial
-    assert logged["summary"]["best/score"] == pytest.approx(0.6)
-    assert logged["summary"][f"best/{TEMPERATURE}"] == 1.0
-    assert logged["summary"]["ran"] == 2 and logged["summary"]["failed"] == 0
     assert logged["config"]["sweep"]["method"] == "grid"
-    row = next(h for h in logged["history"] if "trials" in h)
-    assert row["trials"]["_type"] == "table-file" and row["trials"]["nrows"] == 2
-    assert any("score_vs_params" in h for h in logged["history"])
+    (row,) = [h for h in logged["history"] if "trials" in h or "trials/nrows" in h]
+    row = {k.replace("/", "."): v for k, v in row.items()}
+    assert run.best is not None and row["best.trial"] == run.best.trial
+    assert row["best.score"] == pytest.approx(0.6)
+    assert row[f"best.{TEMPERATURE}"] == 1.0
+    assert row["ran"] == 2 and row["failed"] == 0
+    assert row["trials._type"] == "table-file" and row["trials.nrows"] == 2
+    assert row["score_vs_params._type"] == "image-file"
+    table = run.wandb_dir / "files" / row["trials.path"]
+    logged_table = json.loads(table.read_text())
+    assert [r[logged_table["columns"].index(TEMPERATURE)] for r in logged_table["data"]] == [
+        0.0,
+        1.0,
+    ]
 
 
 # --------------------------------------------------------------------------- Ray, kill, resume

@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ NOT_OFFLINE = {
     "program": "trials run through the harness, not a training script",
     "command": "trials run through the harness, not a training script",
 }
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RESERVED_PARAMS = {"name": "each trial's spec name is set by the sweep"}
 
 
@@ -297,6 +299,104 @@ def _problem_text(err: SpecError) -> list[str]:
     return [p.removeprefix("command-line override: ") for p in err.problems]
 
 
+class _Problems:
+    """Collects problems, each prefixed with the ``file:line`` of the key it is about."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.files = [path.resolve()]
+        self.items: list[str] = []
+
+    def where(self, *loc: str | int) -> str:
+        return _line_of(self.files, loc) or str(self.path)
+
+    def add(self, loc: tuple[str | int, ...], msg: str) -> None:
+        self.items.append(f"{self.where(*loc)}: {msg}")
+
+
+def _metric(raw: dict[str, Any], out: _Problems) -> Metric | None:
+    m = raw.get("metric")
+    if not isinstance(m, dict) or not isinstance(m.get("name"), str):
+        out.add(("metric",), "`metric` needs a `name` (a metric of the score stage)")
+        return None
+    for k in m:
+        if k not in ("name", "goal", "target"):
+            hint = _suggest(str(k), ["name", "goal", "target"])
+            out.add(("metric", k), f"unknown key `metric.{k}`{hint}")
+    goal = m.get("goal", "minimize")  # W&B's default
+    if goal not in GOALS:
+        out.add(("metric", "goal"), "`metric.goal` must be maximize or minimize")
+        return None
+    return Metric(m["name"], goal)
+
+
+def _int_setting(raw: dict[str, Any], key: str, out: _Problems, *, minimum: int | None) -> Any:
+    v = raw.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or (minimum is not None and v < minimum):
+        out.add((key,), f"`{key}` must be an integer" + (f" >= {minimum}" if minimum else ""))
+        return None
+    return v
+
+
+def _base_spec(
+    raw: dict[str, Any], path: Path, overrides: list[str], out: _Problems
+) -> tuple[Path, LoadedSpec | None]:
+    rel = raw.get("spec")
+    if not isinstance(rel, str):
+        out.add(("spec",), "`spec` must name the base spec (relative to the sweep file)")
+        return path, None
+    spec_path = (path.parent / rel).resolve()
+    if not spec_path.is_file():
+        out.add(("spec",), f"base spec not found: {rel} (resolved to {spec_path})")
+        return spec_path, None
+    try:
+        return spec_path, load_spec(spec_path, overrides)
+    except SpecError as e:
+        loc = ("overrides",) if overrides else ("spec",)
+        for p in _problem_text(e):
+            out.add(loc, f"base spec: {p}")
+        return spec_path, None
+
+
+def _parameters(raw: dict[str, Any], method: str, out: _Problems) -> list[Parameter]:
+    body = raw.get("parameters")
+    if not isinstance(body, dict) or not body:
+        out.add(("parameters",), "`parameters` must map spec paths to values or distributions")
+        return []
+    params = []
+    for key, spec in body.items():
+        key = str(key)
+        at = out.where("parameters", key)
+        bad = _schema_problem(key) or (
+            f"cannot be swept: {RESERVED_PARAMS[key]}" if key in RESERVED_PARAMS else None
+        )
+        if bad:
+            out.items.append(f"{at}: parameter `{key}`: {bad}")
+            continue
+        param, errs = _parse_parameter(key, spec, at, method)
+        out.items += errs
+        if param is not None:
+            params.append(param)
+    return params
+
+
+def _check_values(
+    spec_path: Path, overrides: list[str], params: list[Parameter], out: _Problems
+) -> None:
+    """Apply every value (or bound) of every parameter to the base spec and validate it."""
+    for param in params:
+        for value in param.samples():
+            try:
+                load_spec(spec_path, [*overrides, override_for(param.key, value)])
+            except SpecError as e:
+                out.items += [
+                    f"{param.where}: parameter `{param.key}` = {value!r}: {p}"
+                    for p in _problem_text(e)
+                ]
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file, its base spec and every swept key and value.
 
@@ -312,126 +412,45 @@ def load_sweep(path: str | Path) -> Sweep:
     """
     path = Path(path)
     try:
-        raw_cfg = _read_yaml(path)
+        raw = OmegaConf.to_container(_read_yaml(path), resolve=True)
     except SpecError as e:
         raise SweepError(e.problems, str(path)) from None
-    try:
-        raw = OmegaConf.to_container(raw_cfg, resolve=True)
     except OmegaConfBaseException as e:
-        raise SweepError(
-            [f"{path}: interpolation failed: {str(e).splitlines()[0]}"], str(path)
-        ) from None
+        msg = f"{path}: interpolation failed: {str(e).splitlines()[0]}"
+        raise SweepError([msg], str(path)) from None
     assert isinstance(raw, dict)
-    files = [path.resolve()]
-
-    def where(*loc: str | int) -> str:
-        return _line_of(files, loc) or str(path)
-
-    problems: list[str] = []
+    out = _Problems(path)
     for k in raw:
         if k in NOT_OFFLINE:
-            problems.append(f"{where(k)}: `{k}` is not supported: {NOT_OFFLINE[k]}")
+            out.add((k,), f"`{k}` is not supported: {NOT_OFFLINE[k]}")
         elif k not in TOP_KEYS:
-            problems.append(f"{where(k)}: unknown key `{k}`" + _suggest(str(k), list(TOP_KEYS)))
+            out.add((k,), f"unknown key `{k}`" + _suggest(str(k), list(TOP_KEYS)))
+    name = str(raw.get("name") or path.stem)
+    if not NAME_RE.fullmatch(name):
+        out.add(("name",), f"`name` {name!r} may use only letters, digits, `.`, `_`, `-`")
     method = raw.get("method")
     if method not in METHODS:
-        problems.append(
-            f"{where('method')}: `method` must be one of {', '.join(METHODS)} (got {method!r})"
-        )
-    metric_raw = raw.get("metric")
-    metric = None
-    if not isinstance(metric_raw, dict) or not isinstance(metric_raw.get("name"), str):
-        problems.append(f"{where('metric')}: `metric` needs a `name` (a metric of the score stage)")
-    else:
-        goal = metric_raw.get("goal", "minimize")
-        for k in metric_raw:
-            if k not in ("name", "goal", "target"):
-                problems.append(
-                    f"{where('metric', k)}: unknown key `metric.{k}`"
-                    + _suggest(str(k), ["name", "goal", "target"])
-                )
-        if goal not in GOALS:
-            problems.append(
-                f"{where('metric', 'goal')}: `metric.goal` must be maximize or minimize"
-            )
-        else:
-            metric = Metric(metric_raw["name"], goal)
-    run_cap = raw.get("run_cap")
-    if run_cap is not None and (
-        not isinstance(run_cap, int) or isinstance(run_cap, bool) or run_cap < 1
-    ):
-        problems.append(f"{where('run_cap')}: `run_cap` must be a positive integer")
-        run_cap = None
-    if method in ("random", "bayes") and run_cap is None and "run_cap" not in raw:
-        problems.append(
-            f"{where('method')}: a {method} sweep needs `run_cap` (it has no natural end)"
-        )
-    seed = raw.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        problems.append(f"{where('seed')}: `seed` must be an integer")
-        seed = 0
+        out.add(("method",), f"`method` must be one of {', '.join(METHODS)} (got {method!r})")
+    metric = _metric(raw, out)
+    run_cap = _int_setting(raw, "run_cap", out, minimum=1)
+    if method in ("random", "bayes") and "run_cap" not in raw:
+        out.add(("method",), f"a {method} sweep needs `run_cap` (it has no natural end)")
+    seed = _int_setting(raw, "seed", out, minimum=None) or 0
     overrides = raw.get("overrides", [])
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        problems.append(f"{where('overrides')}: `overrides` must be a list of key=value strings")
+        out.add(("overrides",), "`overrides` must be a list of key=value strings")
         overrides = []
-    spec_rel = raw.get("spec")
-    base: LoadedSpec | None = None
-    spec_path = path
-    if not isinstance(spec_rel, str):
-        problems.append(
-            f"{where('spec')}: `spec` must name the base spec (relative to the sweep file)"
-        )
-    else:
-        spec_path = (path.parent / spec_rel).resolve()
-        if not spec_path.is_file():
-            problems.append(
-                f"{where('spec')}: base spec not found: {spec_rel} (resolved to {spec_path})"
-            )
-        else:
-            try:
-                base = load_spec(spec_path, overrides)
-            except SpecError as e:
-                problems += [
-                    f"{where('overrides') if overrides else where('spec')}: base spec: {p}"
-                    for p in _problem_text(e)
-                ]
-    params_raw = raw.get("parameters")
-    parameters: list[Parameter] = []
-    if not isinstance(params_raw, dict) or not params_raw:
-        problems.append(
-            f"{where('parameters')}: `parameters` must map spec paths to values or distributions"
-        )
-        params_raw = {}
-    for key, body in params_raw.items():
-        key = str(key)
-        at = where("parameters", key)
-        bad = _schema_problem(key) or (
-            f"cannot be swept: {RESERVED_PARAMS[key]}" if key in RESERVED_PARAMS else None
-        )
-        if bad:
-            problems.append(f"{at}: parameter `{key}`: {bad}")
-            continue
-        param, errs = _parse_parameter(key, body, at, str(method))
-        problems += errs
-        if param is not None:
-            parameters.append(param)
+    spec_path, base = _base_spec(raw, path, overrides, out)
+    parameters = _parameters(raw, str(method), out)
     if base is not None:
-        for param in parameters:
-            for value in param.samples():
-                try:
-                    load_spec(spec_path, [*overrides, override_for(param.key, value)])
-                except SpecError as e:
-                    problems += [
-                        f"{param.where}: parameter `{param.key}` = {value!r}: {p}"
-                        for p in _problem_text(e)
-                    ]
-    if problems:
-        raise SweepError(problems, str(path))
+        _check_values(spec_path, overrides, parameters, out)
+    if out.items:
+        raise SweepError(out.items, str(path))
     assert base is not None and metric is not None
     tracking = base.spec.tracking
     return Sweep(
         path=path,
-        name=str(raw.get("name") or path.stem),
+        name=name,
         method=str(method),
         metric=metric,
         parameters=tuple(parameters),

@@ -161,11 +161,20 @@ def _drive(
     submit: Callable[[dict[str, Any]], Any],
     wait_one: Callable[[list[Any]], tuple[Any, TrialRecord | BaseException]],
     report: Report,
+    prior: list[TrialRecord] = (),  # type: ignore[assignment]
 ) -> list[TrialRecord]:
-    """Feed trials to a pool ``concurrency`` at a time; skip finished ones; record all."""
+    """Feed trials to a pool ``concurrency`` at a time; skip finished ones; record all.
+
+    ``prior`` are finished trials an adaptive search already counted (reported as skipped).
+    """
     records: list[TrialRecord] = []
     pending: dict[Any, tuple[int, dict[str, Any]]] = {}
     index = 0
+    for rec in prior:
+        rec.skipped, rec.index = True, index
+        index += 1
+        records.append(rec)
+        report(rec, source.total)
 
     def finish(rec: TrialRecord, i: int, params: dict[str, Any]) -> None:
         rec.index = i
@@ -201,18 +210,25 @@ def _drive(
     return sorted(records, key=lambda r: r.index)
 
 
-def _finished_for_search(sweep: Sweep, d: Path) -> list[tuple[dict[str, Any], float]]:
+def _source(sweep: Sweep, d: Path) -> tuple[TrialSource, list[TrialRecord]]:
+    """The trial source, and for an adaptive search the finished trials it starts from."""
+    if sweep.method != "bayes":
+        return TrialSource(sweep), []
     digest = sweep.digest()
-    return [
-        (r.params, r.metric)
-        for r in read_ledger(d).values()
-        if r.ok and r.sweep_digest == digest and r.metric is not None
-    ]
+    prior = sorted(
+        (
+            r
+            for r in read_ledger(d).values()
+            if r.ok and r.sweep_digest == digest and r.metric is not None
+        ),
+        key=lambda r: r.finished or "",
+    )
+    return TrialSource(sweep, [(r.params, r.metric) for r in prior]), prior  # type: ignore[misc]
 
 
 def run_local(sweep: Sweep, job: TrialJob, report: Report) -> list[TrialRecord]:
     """Run the trials one after another in this process."""
-    source = TrialSource(sweep, _finished_for_search(sweep, Path(job.sweep_dir)))
+    source, prior = _source(sweep, Path(job.sweep_dir))
     done: dict[int, TrialRecord] = {}
 
     def submit(params: dict[str, Any]) -> int:
@@ -222,14 +238,14 @@ def run_local(sweep: Sweep, job: TrialJob, report: Report) -> list[TrialRecord]:
     def wait_one(handles: list[int]) -> tuple[int, TrialRecord | BaseException]:
         return handles[0], done[handles[0]]
 
-    return _drive(source, job, 1, submit, wait_one, report)
+    return _drive(source, job, 1, submit, wait_one, report, prior)
 
 
 def run_ray(sweep: Sweep, job: TrialJob, concurrency: int, report: Report) -> list[TrialRecord]:
     """Run the trials as Ray tasks, at most ``concurrency`` at once."""
     import ray
 
-    source = TrialSource(sweep, _finished_for_search(sweep, Path(job.sweep_dir)))
+    source, prior = _source(sweep, Path(job.sweep_dir))
     started = ray_init(sweep.base.spec.cluster, concurrency)
     try:
         task = ray.remote(num_cpus=_cpus_per_trial(concurrency), max_retries=0)(run_trial)
@@ -244,7 +260,7 @@ def run_ray(sweep: Sweep, job: TrialJob, concurrency: int, report: Report) -> li
             except Exception as e:  # worker crash, OOM kill
                 return ready[0], e
 
-        return _drive(source, job, concurrency, submit, wait_one, report)
+        return _drive(source, job, concurrency, submit, wait_one, report, prior)
     finally:
         if started:
             ray.shutdown()

@@ -152,15 +152,15 @@ def log_to_wandb(run: SweepRun, rows: list[dict[str, Any]]) -> Path | None:
     table = wandb.Table(columns=cols)
     for r in rows:
         table.add_data(*[_cell(r.get(c)) for c in cols])
-    data: dict[str, Any] = {"trials": table}
-    if "plot" in run.files:
-        data["score_vs_params"] = wandb.Image(str(run.files["plot"]))
-    wb.log(data)
     summary: dict[str, Any] = dict(run.counts)
     if run.best is not None:
         summary["best/trial"] = run.best.trial
         summary[f"best/{sweep.metric.name}"] = run.best.metric
         summary.update({f"best/{k}": v for k, v in run.best.params.items()})
+    data: dict[str, Any] = {"trials": table, **summary}
+    if "plot" in run.files:
+        data["score_vs_params"] = wandb.Image(str(run.files["plot"]))
+    wb.log(data)
     wb.summary.update(summary)
     if "best_spec" in run.files:
         art = wandb.Artifact(f"sweep-{sweep.name}-best-spec", type="spec")
@@ -168,6 +168,9 @@ def log_to_wandb(run: SweepRun, rows: list[dict[str, Any]]) -> Path | None:
         wb.log_artifact(art)
     d = Path(wb.dir).parent
     wb.finish()
+    # An offline run that logged an artifact is flushed only when the W&B service stops;
+    # stop it so the run's file is complete when this returns.
+    wandb.teardown()
     return d
 
 

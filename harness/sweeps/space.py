@@ -104,26 +104,31 @@ def planned_trials(sweep: Sweep) -> list[dict[str, Any]]:
     return out
 
 
-def bayes_searcher(sweep: Sweep) -> Any:
+def bayes_searcher(sweep: Sweep, seed_offset: int = 0) -> Any:
     """A Ray Tune searcher for a Bayesian sweep (Optuna, else HyperOpt).
+
+    Args:
+        sweep: The sweep.
+        seed_offset: Added to the sweep's seed (a resumed search must not redraw the
+            points its first run started from).
 
     Raises:
         SweepError: Neither optimiser is installed (the message says what to install).
     """
     import importlib
 
+    seed = sweep.seed + seed_offset
     for package, module, cls in BAYES_BACKENDS:
         try:
             importlib.import_module(package)
         except ImportError:
             continue
         searcher_cls = getattr(importlib.import_module(module), cls)
-        return searcher_cls(
-            space=search_space(sweep),
-            metric=sweep.metric.name,
-            mode=sweep.metric.mode,
-            **({"seed": sweep.seed} if package == "optuna" else {"random_state_seed": sweep.seed}),
-        )
+        kwargs = {"seed": seed} if package == "optuna" else {"random_state_seed": seed}
+        searcher = searcher_cls(metric=sweep.metric.name, mode=sweep.metric.mode, **kwargs)
+        # Converts the Tune domains as Tune itself does for a Tuner's param_space.
+        searcher.set_search_properties(sweep.metric.name, sweep.metric.mode, search_space(sweep))
+        return searcher
     raise SweepError(
         [
             f"{sweep.path}: `method: bayes` runs offline through a Ray Tune search algorithm, "
@@ -151,7 +156,7 @@ class TrialSource:
             self._planned = iter(planned)
         else:
             assert sweep.run_cap is not None
-            self._searcher = bayes_searcher(sweep)
+            self._searcher = bayes_searcher(sweep, seed_offset=len(finished))
             for params, value in finished:
                 self._searcher.add_evaluated_point(params, value)
             self.total = sweep.run_cap
