@@ -14,6 +14,8 @@ killed mid-way resumes where its last checkpoint left off; the dir is removed on
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,7 +100,10 @@ def run_finetune(ctx: StageContext, callbacks: Sequence[Any] = ()) -> StageResul
     else:
         adapter_dir = ctx.out / "adapter"
         outcome.model.save_pretrained(str(adapter_dir), safe_serialization=True)
+        # Free the training copy before the merge loads the base again.
+        outcome = dataclasses.replace(outcome, model=None)
         del model
+        gc.collect()
         tmerge.merge_peft_adapter(
             base_dir,
             adapter_dir,

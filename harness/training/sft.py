@@ -396,8 +396,18 @@ def plot_loss_curve(rows: Sequence[dict[str, float]], path: Path, title: str) ->
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rows]
+    losses = [r["loss"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.plot(steps, [r["loss"] for r in rows], color="tab:blue", label="training loss")
+    ax.plot(steps, losses, color="tab:blue", alpha=0.35, label="training loss")
+    window = max(1, len(losses) // 20)
+    if window > 1:
+        smooth = [
+            sum(losses[max(0, i - window + 1) : i + 1])
+            / len(losses[max(0, i - window + 1) : i + 1])
+            for i in range(len(losses))
+        ]
+        ax.plot(steps, smooth, color="tab:blue", label=f"mean of last {window}")
+    ax.legend(loc="upper right")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (answer tokens)")
     ax.set_title(title)
