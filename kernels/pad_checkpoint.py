@@ -6,9 +6,10 @@ leaves the function unchanged: a new channel computes ``act(0) * 0 = 0`` and ``d
 multiplies it by a zero column. Every other tensor is copied byte for byte.
 
 The checkpoint is processed tensor by tensor with bounded buffers: bytes are read with
-``pread``, rows of ``down_proj`` are re-laid in chunks, and shards are written with their
-safetensors header computed up front, so peak memory is a few chunks (default 16 MiB),
-independent of the model size. Padding works on raw bytes, so every dtype (bf16 included)
+``preadv`` straight into their place in an output buffer, rows of ``down_proj`` are re-laid
+in blocks of rows, and shards are written with their safetensors header computed up front,
+so peak memory is a few buffers (default 8 MiB each, per shard worker), independent of the
+model size. Shards are independent and written in parallel (two at a time by default). Padding works on raw bytes, so every dtype (bf16 included)
 is preserved exactly: all-zero bits are +0.0 in every float format.
 
 Output goes to a hidden sibling ``.<dst>.partial-<pid>-<token>`` that is renamed to ``dst``
@@ -28,9 +29,10 @@ import re
 import secrets
 import shutil
 import struct
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -552,19 +554,26 @@ def plan_checkpoint(src: Path, target: int) -> CheckpointPlan:
 
 
 class _Writer:
-    """Streams bytes into output files, one at a time, through a ring of reusable buffers
-    while a background thread hashes them. sha256 runs at about the speed of the copy
-    itself, so overlapping the two roughly halves the wall time; reusing buffers keeps the
-    memory bounded and avoids page faults on fresh allocations."""
+    """Assembles output files in a ring of reusable buffers and writes them one buffer at a
+    time while a background thread hashes them.
 
-    def __init__(self, chunk: int) -> None:
+    Source bytes are read (``preadv``) straight into the buffer at their output position,
+    zero channels are filled in place, so each output byte is copied once in user space and
+    there is one ``write`` and one hash call per buffer. sha256 runs at about the speed of
+    the copy itself, so hashing in parallel roughly halves the wall time; reusing buffers
+    bounds the memory and avoids page faults on fresh allocations.
+    """
+
+    def __init__(self, chunk: int, cancel: threading.Event | None = None) -> None:
         self.chunk = chunk
-        self.zeros = bytes(chunk)
+        self._cancel = cancel
         self.read_buf = bytearray(chunk)
+        self._zeros = memoryview(bytes(chunk))
         self._ring = [bytearray(chunk) for _ in range(_RING)]
         self._busy: list[Future[None] | None] = [None] * _RING
         self._next = 0
-        self._pending: list[Future[None]] = []
+        self._buf: memoryview | None = None
+        self._pos = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
         self._fd = -1
         self._sha = hashlib.sha256()
@@ -581,45 +590,80 @@ class _Writer:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._sha = hashlib.sha256()
 
-    def buffer(self) -> memoryview:
-        """The next free ring buffer (``chunk`` bytes); fill a prefix, then :meth:`commit`."""
-        fut = self._busy[self._next]
-        if fut is not None:
-            fut.result()
-            self._busy[self._next] = None
-        return memoryview(self._ring[self._next])
+    def room(self) -> memoryview:
+        """The free tail of the current buffer (a fresh buffer when it is full)."""
+        if self._buf is None:
+            if self._cancel is not None and self._cancel.is_set():
+                raise _Cancelled
+            fut = self._busy[self._next]
+            if fut is not None:  # its previous content is still being hashed
+                fut.result()
+                self._busy[self._next] = None
+            self._buf = memoryview(self._ring[self._next])
+            self._pos = 0
+        return self._buf[self._pos :]
 
-    def commit(self, n: int) -> None:
-        """Write and hash the first ``n`` bytes of the buffer :meth:`buffer` returned."""
-        view = memoryview(self._ring[self._next])[:n]
+    def advance(self, n: int) -> None:
+        """Mark ``n`` bytes of :meth:`room` as filled."""
+        self._pos += n
+        if self._pos == self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write and hash what the current buffer holds."""
+        if self._buf is None or self._pos == 0:
+            return
+        view = self._buf[: self._pos]
         self._busy[self._next] = self._pool.submit(self._sha.update, view)
-        self._write_all(view)
-        self._next = (self._next + 1) % _RING
-
-    def write(self, data: bytes | memoryview) -> None:
-        """Write and hash immutable bytes."""
-        view = memoryview(data).cast("B")
-        self._pending = [f for f in self._pending if not f.done()]
-        self._pending.append(self._pool.submit(self._sha.update, view))
-        self._write_all(view)
-
-    def _write_all(self, view: memoryview) -> None:
         done = 0
         while done < view.nbytes:
             done += os.write(self._fd, view[done:])
+        self._buf = None
+        self._next = (self._next + 1) % _RING
+
+    def put_file(self, fd: int, offset: int, n: int, path: Path) -> None:
+        """Append ``n`` bytes of a file, read directly into place."""
+        while n > 0:
+            room = self.room()
+            k = min(n, room.nbytes)
+            _pread_into(fd, room[:k], offset, path)
+            offset += k
+            n -= k
+            self.advance(k)
+
+    def put_zeros(self, n: int) -> None:
+        """Append ``n`` zero bytes."""
+        while n > 0:
+            room = self.room()
+            k = min(n, room.nbytes)
+            room[:k] = self._zeros[:k]
+            n -= k
+            self.advance(k)
+
+    def put_bytes(self, data: bytes) -> None:
+        """Append bytes."""
+        view = memoryview(data)
+        while view.nbytes:
+            room = self.room()
+            k = min(view.nbytes, room.nbytes)
+            room[:k] = view[:k]
+            view = view[k:]
+            self.advance(k)
 
     def _drain(self) -> None:
         for i, fut in enumerate(self._busy):
             if fut is not None:
                 self._busy[i] = None
                 fut.result()
-        pending, self._pending = self._pending, []
-        for fut in pending:
-            fut.result()
 
     def close(self, durable: bool) -> str:
-        """Finish the current file: wait for its hash, fsync if asked, close; its sha256."""
+        """Finish the current file: flush, wait for its hash, fsync if asked, close.
+
+        Returns:
+            The file's sha256 hex digest.
+        """
         try:
+            self.flush()
             self._drain()
             if durable:
                 os.fsync(self._fd)
@@ -630,12 +674,17 @@ class _Writer:
 
     def abort(self) -> None:
         """Close the current file, if any, without caring about its content (error path)."""
+        self._buf = None
         with contextlib.suppress(Exception):
             self._drain()
         if self._fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = -1
+
+
+class _Cancelled(Exception):
+    """Another shard's writer failed; this one stops."""
 
 
 def _pread_into(fd: int, buf: memoryview, offset: int, path: Path) -> None:
@@ -648,79 +697,89 @@ def _pread_into(fd: int, buf: memoryview, offset: int, path: Path) -> None:
         )
 
 
-def _copy_bytes(fd: int, path: Path, offset: int, n: int, out: _Writer) -> None:
-    end = offset + n
-    while offset < end:
-        k = min(out.chunk, end - offset)
-        _pread_into(fd, out.buffer()[:k], offset, path)
-        out.commit(k)
-        offset += k
+@dataclass(frozen=True)
+class _Layout:
+    """How original channels map to padded ones, precomputed once per run."""
+
+    runs: list[tuple[int, int, int]]  # (src_start, dst_start, length), in channels
+    new: int
+    period: int | None  # zeros exactly at slots k*period - 1: one strided copy per block
+
+    @classmethod
+    def of(cls, mapping: np.ndarray) -> _Layout:
+        new = int(mapping.size)
+        pad = int((mapping < 0).sum())
+        period = None
+        if pad and new % pad == 0:
+            blocks = mapping.reshape(pad, new // pad)
+            if (blocks[:, -1] < 0).all() and (blocks[:, :-1] >= 0).all():
+                period = new // pad
+        return cls(_runs(mapping), new, period)
 
 
-def _write_zeros(n: int, out: _Writer) -> None:
-    view = memoryview(out.zeros)
-    while n > 0:
-        k = min(n, len(view))
-        out.write(view[:k])
-        n -= k
-
-
-def _emit_tensor(
-    fd: int,
-    path: Path,
-    tp: _TensorPlan,
-    runs: list[tuple[int, int, int]],
-    out: _Writer,
-) -> None:
+def _emit_rows(fd: int, path: Path, tp: _TensorPlan, layout: _Layout, out: _Writer) -> None:
+    """Padded channels are whole rows: runs of rows are contiguous in the source, so they
+    are read straight into place, and zero rows are filled in between."""
     info = tp.info
-    if tp.op == "copy":
-        _copy_bytes(fd, path, info.start, info.nbytes, out)
-        return
-    itemsize = DTYPE_SIZES[info.dtype]
-    if tp.op == "rows":
-        # Padded channels are whole rows: copy runs of rows, write zero rows between them.
-        row = math.prod(info.shape[1:]) * itemsize
-        cursor = 0
-        for src_start, dst_start, length in runs:
-            _write_zeros((dst_start - cursor) * row, out)
-            _copy_bytes(fd, path, info.start + src_start * row, length * row, out)
-            cursor = dst_start + length
-        _write_zeros((tp.new_shape[0] - cursor) * row, out)
-        return
-    # cols: padded channels are columns; re-lay blocks of whole rows (bytes, any dtype).
-    n_rows, old_cols = info.shape
-    new_cols = tp.new_shape[1]
-    old_row, new_row = old_cols * itemsize, new_cols * itemsize
-    gaps, cursor = [], 0
-    for _, dst_start, length in runs:
-        gaps.append((cursor * itemsize, dst_start * itemsize))
+    row = math.prod(info.shape[1:]) * DTYPE_SIZES[info.dtype]
+    cursor = 0
+    for src_start, dst_start, length in layout.runs:
+        out.put_zeros((dst_start - cursor) * row)
+        out.put_file(fd, info.start + src_start * row, length * row, path)
         cursor = dst_start + length
-    gaps.append((cursor * itemsize, new_row))
+    out.put_zeros((layout.new - cursor) * row)
+
+
+def _relayout(src: np.ndarray, dst: np.ndarray, layout: _Layout, itemsize: int) -> None:
+    """Copy ``src`` rows [r, old bytes] into ``dst`` rows [r, new bytes] with zero columns."""
+    r = src.shape[0]
+    if layout.period is not None:
+        p = layout.period * itemsize
+        blocks = dst.reshape(r, -1, p)
+        blocks[:, :, : p - itemsize] = src.reshape(r, blocks.shape[1], p - itemsize)
+        blocks[:, :, p - itemsize :] = 0
+        return
+    cursor = 0
+    for src_start, dst_start, length in layout.runs:
+        if dst_start > cursor:
+            dst[:, cursor * itemsize : dst_start * itemsize] = 0
+        a, b = dst_start * itemsize, (dst_start + length) * itemsize
+        dst[:, a:b] = src[:, src_start * itemsize : (src_start + length) * itemsize]
+        cursor = dst_start + length
+    if layout.new > cursor:
+        dst[:, cursor * itemsize :] = 0
+
+
+def _emit_cols(fd: int, path: Path, tp: _TensorPlan, layout: _Layout, out: _Writer) -> None:
+    """Padded channels are columns: re-lay blocks of whole rows (as bytes: any dtype) from
+    the read buffer directly into the output buffer."""
+    info = tp.info
+    itemsize = DTYPE_SIZES[info.dtype]
+    n_rows, old_cols = info.shape
+    old_row, new_row = old_cols * itemsize, layout.new * itemsize
+    if new_row > out.chunk:  # rows wider than a buffer: one row at a time, via a temporary
+        for i in range(n_rows):
+            src = np.empty(old_row, dtype=np.uint8)
+            _pread_into(fd, memoryview(src), info.start + i * old_row, path)
+            dst = np.empty((1, new_row), dtype=np.uint8)
+            _relayout(src.reshape(1, -1), dst, layout, itemsize)
+            out.put_bytes(dst.tobytes())
+        return
     read_all = np.frombuffer(out.read_buf, dtype=np.uint8)
-    per_chunk = max(1, out.chunk // max(new_row, 1))
-    for r0 in range(0, n_rows, per_chunk):
-        r = min(per_chunk, n_rows - r0)
-        if r * new_row > out.chunk:  # a single row larger than a chunk
-            src = np.empty(r * old_row, dtype=np.uint8)
-            dst_buf: memoryview | None = None
-            dst = np.empty((r, new_row), dtype=np.uint8)
-        else:
-            src = read_all[: r * old_row]
-            dst_buf = out.buffer()
-            dst = np.frombuffer(dst_buf, dtype=np.uint8)[: r * new_row].reshape(r, new_row)
+    r0 = 0
+    while r0 < n_rows:
+        room = out.room()
+        r = min(room.nbytes // new_row, n_rows - r0)
+        if r == 0:
+            out.flush()
+            continue
+        src = read_all[: r * old_row]
         _pread_into(fd, memoryview(src), info.start + r0 * old_row, path)
-        src2 = src.reshape(r, old_row)
-        for a, b in gaps:
-            if b > a:
-                dst[:, a:b] = 0
-        for src_start, dst_start, length in runs:
-            a, b = dst_start * itemsize, (dst_start + length) * itemsize
-            dst[:, a:b] = src2[:, src_start * itemsize : (src_start + length) * itemsize]
-        if dst_buf is None:
-            out.write(dst.tobytes())
-        else:
-            del dst
-            out.commit(r * new_row)
+        dst = np.frombuffer(room, dtype=np.uint8, count=r * new_row).reshape(r, new_row)
+        _relayout(src.reshape(r, old_row), dst, layout, itemsize)
+        del dst
+        out.advance(r * new_row)
+        r0 += r
 
 
 def _header_bytes(shard: _ShardPlan) -> bytes:
@@ -741,16 +800,19 @@ def _header_bytes(shard: _ShardPlan) -> bytes:
     return struct.pack("<Q", len(raw)) + raw
 
 
-def _write_shard(
-    shard: _ShardPlan, dst: Path, runs: list[tuple[int, int, int]], out: _Writer, durable: bool
-) -> str:
+def _write_shard(shard: _ShardPlan, dst: Path, layout: _Layout, out: _Writer, durable: bool) -> str:
     """Write one padded shard; returns its sha256."""
     fd = os.open(shard.header.path, os.O_RDONLY)
     try:
         out.open(dst)
-        out.write(_header_bytes(shard))
+        out.put_bytes(_header_bytes(shard))
         for tp in shard.tensors:
-            _emit_tensor(fd, shard.header.path, tp, runs, out)
+            if tp.op == "copy":
+                out.put_file(fd, tp.info.start, tp.info.nbytes, shard.header.path)
+            elif tp.op == "rows":
+                _emit_rows(fd, shard.header.path, tp, layout, out)
+            else:
+                _emit_cols(fd, shard.header.path, tp, layout, out)
         return out.close(durable)
     finally:
         os.close(fd)
@@ -760,19 +822,43 @@ def _copy_file(src: Path, dst: Path, out: _Writer, durable: bool) -> str:
     dst.parent.mkdir(parents=True, exist_ok=True)
     with src.open("rb", buffering=0) as f:
         out.open(dst)
-        while True:
-            buf = out.buffer()
-            n = f.readinto(buf)
-            if not n:
-                break
-            out.commit(n)
+        while n := f.readinto(out.room()):
+            out.advance(n)
     return out.close(durable)
 
 
 def _write_json(path: Path, obj: Any, out: _Writer, durable: bool) -> str:
     out.open(path)
-    out.write((json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    out.put_bytes((json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
     return out.close(durable)
+
+
+def _write_shards(
+    plan: CheckpointPlan,
+    tmp: Path,
+    layout: _Layout,
+    chunk: int,
+    durable: bool,
+    workers: int,
+) -> dict[str, str]:
+    """Write every shard, ``workers`` at a time (shards are independent; each worker has its
+    own buffers and hash thread). The first failure stops the others."""
+    cancel = threading.Event()
+
+    def job(shard: _ShardPlan) -> str:
+        with _Writer(chunk, cancel) as out:
+            return _write_shard(shard, tmp / shard.name, layout, out, durable)
+
+    out: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shard") as pool:
+        futures = {pool.submit(job, shard): shard.name for shard in plan.shards}
+        try:
+            for fut in as_completed(futures):
+                out[futures[fut]] = fut.result()
+        except BaseException:
+            cancel.set()
+            raise
+    return dict(sorted(out.items()))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -837,6 +923,7 @@ def pad_checkpoint(
     placement: Placement = "interleave",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     durable: bool = True,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Pad a checkpoint's MLP ``intermediate_size`` with zero channels, streaming.
 
@@ -856,6 +943,8 @@ def pad_checkpoint(
         placement: ``interleave`` (default) or ``append``.
         chunk_bytes: Bytes per read/write block (bounds memory).
         durable: fsync every file and the directories before/after the rename.
+        workers: Shards written in parallel (default: up to 2, at most one per CPU). Each
+            holds six buffers of ``chunk_bytes``.
 
     Returns:
         A summary: ``source``, ``output``, ``intermediate_size`` {before, after},
@@ -873,6 +962,10 @@ def pad_checkpoint(
     src, dst = Path(src), Path(dst)
     if chunk_bytes < 1:
         raise PaddingError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    if workers is None:
+        workers = max(1, min(2, os.cpu_count() or 1))
+    if workers < 1:
+        raise PaddingError(f"workers must be positive, got {workers}")
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise CheckpointError(f"{dst}: output already exists; refusing to overwrite it")
     if src.resolve() == dst.resolve():
@@ -908,7 +1001,7 @@ def pad_checkpoint(
                 f"padding {plan.intermediate_size} -> {target} leaves a group of {group_size} "
                 "channels all zero under any placement (the target is too large)"
             )
-    runs = _runs(mapping)
+    layout = _Layout.of(mapping)
 
     for stale in stale_partials(dst):
         shutil.rmtree(stale, ignore_errors=True)
@@ -917,9 +1010,8 @@ def pad_checkpoint(
     tmp.mkdir()
     files: dict[str, str] = {}
     try:
+        files.update(_write_shards(plan, tmp, layout, chunk_bytes, durable, workers))
         with _Writer(chunk_bytes) as out:
-            for shard in plan.shards:
-                files[shard.name] = _write_shard(shard, tmp / shard.name, runs, out, durable)
             if plan.index is not None:
                 index = dict(plan.index)
                 index["metadata"] = {

@@ -154,6 +154,30 @@ def test_sharded_logits_identical_and_index_rewritten(tmp_path: Path) -> None:
     assert (logits(model, ids) - logits(dst, ids)).abs().max().item() <= TOL
 
 
+@pytest.mark.parametrize("chunk", [50, 640, 4096])
+def test_output_bytes_do_not_depend_on_the_buffer_size(tmp_path: Path, chunk: int) -> None:
+    """Buffers smaller than a row, about one row, and many rows, with one or several shard
+    workers, give identical files."""
+    src = tmp_path / "src"
+    build_qwen2(src, hidden=32, inter=40, layers=2, max_shard_size="12KB")
+    cases = (("interleave", 64), ("interleave", 57), ("interleave", 50), ("append", 64))
+    for placement, target in cases:  # 40 -> 50: zeros exactly every 5th slot (block copy)
+        ref = pad_checkpoint(
+            src, tmp_path / f"ref-{placement}-{target}", target, placement=placement, durable=False
+        )
+        got = pad_checkpoint(
+            src,
+            tmp_path / f"got-{placement}-{target}-{chunk}",
+            target,
+            placement=placement,
+            chunk_bytes=chunk,
+            durable=False,
+            workers=1 if chunk == 50 else 3,
+        )
+        assert got["files"] == ref["files"]
+        shutil.rmtree(tmp_path / f"ref-{placement}-{target}")
+
+
 def test_llama_mlp_bias_padded_and_exact(tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     model = build_llama_with_mlp_bias(src)

@@ -59,6 +59,7 @@ def test_auto_target_from_infer_tp_and_group(tmp_path: Path, upstream: tuple[Pat
     assert result.metrics["intermediate_size_after"] == 384
     assert result.summary["tp_sizes"] == [2] and result.summary["group_size"] == 64
     assert result.summary["files"]["config.json"]
+    assert result.summary["awq_shape_problems"] == []
     ids = _ids(128, 7)
     assert (logits(model, ids) - logits(out, ids)).abs().max().item() <= TOL
 

@@ -51,7 +51,8 @@ def resolve_pad(cfg: PadConfig, infer_tp: int | None) -> tuple[int | None, list[
 def run(ctx: StageContext) -> StageResult:
     """Pad the upstream model; the summary carries the sizes, placement and output sha256s."""
     from harness.stages.model import model_dir
-    from kernels.pad_checkpoint import pad_checkpoint
+    from kernels.pad_checkpoint import pad_checkpoint, read_config
+    from kernels.tp_math import awq_shape_problems
 
     cfg = ctx.section("pad", PadConfig)
     group_size: int | None = ctx.value("quantize.q_group_size")
@@ -69,6 +70,10 @@ def run(ctx: StageContext) -> StageResult:
     after = result["intermediate_size"]["after"]
     result["tp_sizes"] = tps
     result["group_size"] = group_size
+    if group_size is not None:
+        # Informational: AutoAWQ's own shape limits (the quantize stage enforces them).
+        padded = read_config(ctx.out / "model")
+        result["awq_shape_problems"] = awq_shape_problems(padded, group_size)
     result["output"] = "model"
     result.pop("source", None)
     return StageResult(
