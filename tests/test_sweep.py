@@ -525,7 +525,10 @@ def test_killed_ray_sweep_resumes_skipping_finished_trials(
     assert sum(row["skipped"] for row in rows) == len(finished)
     assert len(stage_dirs(runs, "toy_a")) == 1
     assert len(stage_dirs(runs, "toy_b")) == len(temps)
-    assert len(stage_dirs(runs, "sweep_probe")) == len(temps)
+    probes = [json.loads((d / "probe.json").read_text()) for d in stage_dirs(runs, "sweep_probe")]
+    assert sorted(p["temperature"] for p in probes) == temps
+    # Stage processes of trials in Ray workers keep the launcher's thread settings.
+    assert {p["omp"] for p in probes} == {os.environ.get("OMP_NUM_THREADS")}
 
 
 # --------------------------------------------------------------------------- the real pipeline

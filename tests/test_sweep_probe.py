@@ -8,6 +8,7 @@ this module elsewhere (test collection) leaves the stage registry alone.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -30,7 +31,8 @@ def sweep_probe(ctx: StageContext) -> StageResult:
     time.sleep(float(os.environ.get("SWEEP_PROBE_SLEEP", "0")))
     if dec["top_k"] == UNLUCKY_TOP_K:
         raise RuntimeError(f"sweep_probe: top_k {UNLUCKY_TOP_K} is unlucky")
-    (ctx.out / "probe.txt").write_text(str(dec["temperature"]))
+    seen = {"temperature": dec["temperature"], "omp": os.environ.get("OMP_NUM_THREADS")}
+    (ctx.out / "probe.json").write_text(json.dumps(seen))
     return StageResult(metrics={"score": 0.5 + dec["temperature"] / 10, "top_k": dec["top_k"]})
 
 

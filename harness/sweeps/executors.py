@@ -41,6 +41,7 @@ from harness.tracking import wandb_mode
 EXECUTORS = ("auto", "wandb", "ray", "local")
 FORWARDED_ENV = ("HARNESS_", "HF_", "TRANSFORMERS_", "VLLM_", "WANDB_", "TOKENIZERS_")
 WANDB_STATE = "wandb_sweep.json"
+RAY_START_ATTEMPTS = 3
 
 
 @dataclass
@@ -135,13 +136,21 @@ def ray_init(cluster: ClusterConfig, concurrency: int) -> bool:
     common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if cluster.address:
         ray.init(address=cluster.address, runtime_env={"env_vars": _forwarded_env()}, **common)
-    else:
-        ray.init(
-            num_cpus=cluster.num_cpus or max(1, min(concurrency, os.cpu_count() or 1)),
-            object_store_memory=int(cluster.object_store_memory_gib * 2**30),
-            include_dashboard=False,
-            **common,
-        )
+        return True
+    for attempt in range(1, RAY_START_ATTEMPTS + 1):
+        try:
+            ray.init(
+                num_cpus=cluster.num_cpus or max(1, min(concurrency, os.cpu_count() or 1)),
+                object_store_memory=int(cluster.object_store_memory_gib * 2**30),
+                include_dashboard=False,
+                **common,
+            )
+            return True
+        except Exception as e:
+            # Ray gives a local node a fixed 30 s to register; a loaded machine can miss it.
+            if "timed out during startup" not in str(e) or attempt == RAY_START_ATTEMPTS:
+                raise
+            ray.shutdown()
     return True
 
 

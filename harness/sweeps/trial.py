@@ -32,6 +32,7 @@ from harness.spec.load import LoadedSpec, load_spec
 from harness.sweeps.config import Sweep, override_for
 
 LEDGER = "trials"
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 ERROR_CHARS = 4000
 
 
@@ -51,6 +52,8 @@ class TrialJob:
         tags: The base spec's W&B tags (each trial adds ``sweep:<name>``).
         extra_overrides: Overrides applied last (the W&B agent turns the per-run tracking off,
             since the agent's own run records the trial).
+        thread_env: The launching process's thread settings (Ray sets ``OMP_NUM_THREADS=1``
+            in its workers; the trial's stage processes get what a plain run would).
     """
 
     spec_path: str
@@ -63,6 +66,7 @@ class TrialJob:
     metric: str
     tags: tuple[str, ...] = ()
     extra_overrides: tuple[str, ...] = ()
+    thread_env: tuple[tuple[str, str | None], ...] = ()
 
     @classmethod
     def for_sweep(cls, sweep: Sweep, sweep_dir: Path, project_root: Path) -> TrialJob:
@@ -77,6 +81,7 @@ class TrialJob:
             sweep_digest=sweep.digest(),
             metric=sweep.metric.name,
             tags=tuple(sweep.base.spec.tracking.tags),
+            thread_env=tuple((k, os.environ.get(k)) for k in THREAD_ENV),
         )
 
     def with_overrides(self, *extra: str) -> TrialJob:
@@ -265,6 +270,11 @@ def run_trial(job: TrialJob, params: dict[str, Any]) -> TrialRecord:
     from harness.run import execute
 
     t0 = time.perf_counter()
+    for k, v in job.thread_env:
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     tid = trial_id(params)
     plan: Plan | None = None
     try:
