@@ -97,14 +97,12 @@ def make_ctx(
 @pytest.fixture(scope="session")
 def trained(
     tmp_path_factory: pytest.TempPathFactory, tiny_model_stage: Path
-) -> tuple[StageContext, StageResult, float]:
-    """One uninterrupted run of the stage (24 steps); returns its context, result, wall time."""
+) -> tuple[StageContext, StageResult]:
+    """One uninterrupted run of the stage (24 steps): its context and result."""
     from harness.stages.finetune import run
 
     ctx = make_ctx(tmp_path_factory.mktemp("stages"), "straight", tiny_model_stage)
-    t = time.perf_counter()
-    result = run(ctx)
-    return ctx, result, time.perf_counter() - t
+    return ctx, run(ctx)
 
 
 def _tensors(model_dir: Path) -> dict[str, Any]:
@@ -136,8 +134,9 @@ def test_auto_backend_on_cpu_is_trl_and_unsloth_is_refused() -> None:
         select_backend("unsloth")
 
 
-def test_training_loss_falls(trained: tuple[StageContext, StageResult, float]) -> None:
-    ctx, result, _ = trained
+@pytest.mark.slow  # shares the ~30 s training fixture
+def test_training_loss_falls(trained: tuple[StageContext, StageResult]) -> None:
+    ctx, result = trained
     rows = [
         json.loads(line) for line in (ctx.out / result.series["train"]).read_text().splitlines()
     ]
@@ -155,12 +154,13 @@ def test_training_loss_falls(trained: tuple[StageContext, StageResult, float]) -
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # shares the ~30 s training fixture
 def test_outputs_are_a_sharded_merged_model_with_tokenizer(
-    trained: tuple[StageContext, StageResult, float], tiny_model_stage: Path
+    trained: tuple[StageContext, StageResult], tiny_model_stage: Path
 ) -> None:
     from transformers import AutoTokenizer
 
-    ctx, result, _ = trained
+    ctx, result = trained
     merged = ctx.out / "model"
     assert (merged / "model.safetensors.index.json").is_file()
     assert len(list(merged.glob("model-*.safetensors"))) > 1  # max_shard_size 200KB
@@ -179,8 +179,9 @@ def test_outputs_are_a_sharded_merged_model_with_tokenizer(
     assert result.summary["resumed_from_step"] is None
 
 
+@pytest.mark.slow  # shares the ~30 s training fixture
 def test_merged_greedy_outputs_equal_the_adapter_model(
-    trained: tuple[StageContext, StageResult, float], tiny_model_stage: Path
+    trained: tuple[StageContext, StageResult], tiny_model_stage: Path
 ) -> None:
     import torch
     from peft import PeftModel
@@ -188,7 +189,7 @@ def test_merged_greedy_outputs_equal_the_adapter_model(
 
     from harness.training.data import build_messages, load_ecinstruct
 
-    ctx, _, _ = trained
+    ctx, _ = trained
     tok = AutoTokenizer.from_pretrained(str(ctx.out / "model"))
     base = AutoModelForCausalLM.from_pretrained(
         str(tiny_model_stage / "model"), dtype=torch.float32
@@ -241,13 +242,13 @@ raise SystemExit("training finished without being killed")
 
 @pytest.mark.slow
 def test_resume_after_sigkill_reaches_the_same_weights(
-    trained: tuple[StageContext, StageResult, float],
+    trained: tuple[StageContext, StageResult],
     tiny_model_stage: Path,
     tmp_path: Path,
 ) -> None:
     from harness.stages.finetune import run
 
-    straight_ctx, _, _ = trained
+    straight_ctx, _ = trained
     ctx = make_ctx(tmp_path / "stages", "killed", tiny_model_stage)
     ctx_file, marker = tmp_path / "ctx.json", tmp_path / "reached"
     ctx.write(ctx_file)
