@@ -191,6 +191,11 @@ class LoraConfig(Section):
         ],
         description="Linear layers that get adapters.",
     )
+    modules_to_save: list[str] = Field(
+        default_factory=list,
+        description="Modules trained in full and saved with the adapter (e.g. `lm_head` for a "
+        "randomly initialised model, whose output layer LoRA alone cannot move far enough).",
+    )
 
 
 class MergeConfig(Section):
