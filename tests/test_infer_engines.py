@@ -95,8 +95,11 @@ def test_fp32_vllm_and_transformers_give_the_same_greedy_tokens(runs: dict[str, 
         assert _tokens(runs, "vllm_tp1", pass_) == _tokens(runs, "transformers", pass_), pass_
     vllm = runs["runs"]["vllm_tp1"]["passes"]["free"]
     hf = runs["runs"]["transformers"]["passes"]["free"]
-    assert vllm["texts"] == hf["texts"]
     assert vllm["finish_reasons"] == hf["finish_reasons"]
+    # Same text, except that vLLM's incremental detokenizer holds back a trailing incomplete
+    # UTF-8 sequence where transformers' decode shows U+FFFD.
+    for a, b in zip(vllm["texts"], hf["texts"], strict=True):
+        assert a == b or (b.startswith(a) and set(b[len(a) :]) == {"\ufffd"}), (a, b)
 
 
 def test_constraints_make_every_mc_ranking_retrieval_output_parse(runs: dict[str, Any]) -> None:

@@ -63,7 +63,7 @@ def run(ctx: StageContext) -> StageResult:
     """Generate raw predictions for the evaluation data."""
     from harness.inference.engines.base import EngineSpec, make_engine
     from harness.inference.prompts import load_prompt_set, variant_path
-    from harness.inference.replicas import ReplicaPool
+    from harness.inference.replicas import ReplicaPool, init_ray
     from harness.inference.runner import (
         PromptBuilder,
         budget,
@@ -108,15 +108,28 @@ def run(ctx: StageContext) -> StageResult:
     spec = EngineSpec(
         infer=infer, model_dir=str(mdir), trust_remote_code=trust, chat=prompts.chat_template
     )
-    t0 = time.perf_counter()
-    engine: Any = (
-        ReplicaPool(spec, infer.replicas, cluster) if infer.replicas > 1 else make_engine(spec)
+    # vLLM's Ray executor joins the Ray we start (the spec's cluster, capped, no dashboard).
+    own_ray = (
+        infer.replicas == 1
+        and infer.engine == "vllm"
+        and infer.distributed_executor_backend == "ray"
+        and init_ray(cluster)
     )
-    start_s = time.perf_counter() - t0
     try:
-        results, stats = generate_all(requests, engine)
+        t0 = time.perf_counter()
+        engine: Any = (
+            ReplicaPool(spec, infer.replicas, cluster) if infer.replicas > 1 else make_engine(spec)
+        )
+        start_s = time.perf_counter() - t0
+        try:
+            results, stats = generate_all(requests, engine)
+        finally:
+            engine.close()
     finally:
-        engine.close()
+        if own_ray:
+            import ray
+
+            ray.shutdown()
 
     preds = [
         {
