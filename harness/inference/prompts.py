@@ -24,8 +24,8 @@ The user message of a row is built in this order:
    left unchanged, as are multiple-choice prompts (they end with ``Answer:``).
 2. The variant's template wraps the result.
 3. With ``prompts.chat_template`` the model's chat template renders ``prompts.system`` (when
-   set) and the user message, with the generation prompt; otherwise the user message is the
-   raw prompt.
+   set) and the user message, with the generation prompt; otherwise the raw text is the
+   system prompt (when set), a blank line, and the user message.
 """
 
 from __future__ import annotations
