@@ -25,13 +25,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from harness.errors import HarnessError
 from harness.plan import Plan, build_plan, canonical_json
 from harness.secrets import scrub_text
-from harness.spec.load import LoadedSpec, load_spec
+from harness.spec.load import LoadedSpec, _compose, load_spec
 from harness.sweeps.config import Sweep, override_for
 
 LEDGER = "trials"
+BASE_SNAPSHOT = "base_spec.yaml"
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 ERROR_CHARS = 4000
 
@@ -41,7 +44,7 @@ class TrialJob:
     """What every trial of a sweep shares (plain data: it travels to Ray workers).
 
     Attributes:
-        spec_path: The base spec file (absolute).
+        spec_path: The snapshot of the base spec the trials load (absolute).
         overrides: The sweep's ``overrides``.
         project_root: Root for relative paths in the spec.
         sweep_dir: ``<runs root>/sweeps/<sweep name>``.
@@ -70,9 +73,14 @@ class TrialJob:
 
     @classmethod
     def for_sweep(cls, sweep: Sweep, sweep_dir: Path, project_root: Path) -> TrialJob:
-        """The job of a sweep whose results live in ``sweep_dir``."""
+        """The job of a sweep whose results live in ``sweep_dir``.
+
+        Writes ``<sweep_dir>/base_spec.yaml``, the base spec as composed now (``base:`` files
+        merged, interpolations kept), which every trial loads: a sweep runs against the spec
+        it was validated with, even if the file is edited while it runs.
+        """
         return cls(
-            spec_path=str(sweep.spec_path),
+            spec_path=str(snapshot_base(sweep, sweep_dir)),
             overrides=sweep.overrides,
             project_root=str(project_root),
             sweep_dir=str(sweep_dir),
@@ -148,6 +156,21 @@ class TrialRecord:
         """Inverse of :meth:`to_json`."""
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def snapshot_base(sweep: Sweep, sweep_dir: Path) -> Path:
+    """Write the composed base spec (interpolations unresolved) into the sweep dir."""
+    cfg, _ = _compose(sweep.spec_path)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    path = sweep_dir / BASE_SNAPSHOT
+    tmp = sweep_dir / f".{BASE_SNAPSHOT}.tmp{os.getpid()}"
+    tmp.write_text(
+        f"# {sweep.spec_path} as composed when sweep `{sweep.name}` started\n"
+        + OmegaConf.to_yaml(cfg),
+        encoding="utf-8",
+    )
+    os.replace(tmp, path)
+    return path
 
 
 def trial_id(params: dict[str, Any]) -> str:
