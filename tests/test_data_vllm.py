@@ -35,8 +35,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _tail(path: Path, n: int = 3000) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")[-n:] if path.is_file() else ""
+
+
 @pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     pytest.importorskip("vllm")
     from harness.tiny_model import build_tiny_model
 
@@ -61,6 +65,8 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             "float32",
             "--max-model-len",
             "1024",
+            # No graph compilation: start-up in seconds, not minutes, on a busy CPU.
+            "--enforce-eager",
         ],
         env=env,
         stdout=log,
@@ -69,10 +75,10 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 600
+        deadline = time.time() + 900
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited: {(work / 'server.log').read_text()[-3000:]}")
+                pytest.fail(f"vLLM server exited: {_tail(work / 'server.log')}")
             try:
                 with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
                     if r.status == 200:
@@ -80,9 +86,9 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             except OSError:
                 pass
             if time.time() > deadline:
-                pytest.fail("vLLM server did not become healthy in 600 s")
+                pytest.fail("vLLM server did not become healthy in 900 s")
             time.sleep(1)
-        yield f"{base}/v1", str(model)
+        yield f"{base}/v1", str(model), work / "server.log"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -94,9 +100,9 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 
 
 def test_generation_against_vllm_rejects_gibberish_and_accounts_tokens(
-    vllm_server: tuple[str, str], tmp_path: Path
+    vllm_server: tuple[str, str, Path], tmp_path: Path
 ) -> None:
-    base_url, model = vllm_server
+    base_url, model, log = vllm_server
     sources = load_sources(
         DATA / "products.jsonl",
         DATA / "categories.csv",
@@ -124,7 +130,7 @@ def test_generation_against_vllm_rejects_gibberish_and_accounts_tokens(
     )
     res = synthesize(sources, catalogue, cfg, few_shot=shots, cache_dir=tmp_path)
     usage = res.stats["usage"]
-    assert usage["failed_requests"] == 0, res.rejected
+    assert usage["failed_requests"] == 0, f"{res.rejected}\n--- server log ---\n{_tail(log)}"
     # Two requests, each answered and (being gibberish) re-asked once with another seed.
     assert usage["requests_sent"] == 4 and usage["content_retries"] == 2
     assert usage["prompt_tokens"] > 4 * 500 and 0 < usage["completion_tokens"] <= 4 * 48
