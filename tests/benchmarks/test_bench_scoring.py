@@ -5,6 +5,9 @@ Rows are sampled with replacement from the 96-row dev set (so the metric mix is 
 set's: accuracy, hit rate@3, micro F1, NDCG, ROUGE-L, BLEU, jp-BLEU and all-MiniLM
 embeddings) with perturbed predictions (right and wrong answers, varied formats, edited
 generations so most generated texts are distinct). The model is loaded before either timing.
+torch runs with ``BENCH_TORCH_THREADS`` threads (default 1) in both runs: on a shared 2-core
+machine, two OpenMP threads per single-text call wait on each other far longer than they
+compute.
 Asserts that both runs give the same scores (task by task, to 1e-6, and row by row) and
 writes ``bench-results/scoring.json`` with both timings and their ratio, for the whole
 evaluation and for the embedding metric alone.
@@ -29,6 +32,7 @@ from harness.shopbench.prompt_info import mc_options
 from harness.shopbench.types import Record
 
 REPO = Path(__file__).resolve().parents[2]
+THREADS = int(os.environ.get("BENCH_TORCH_THREADS", "1"))
 RESULTS = REPO / "bench-results" / "scoring.json"
 ROWS = 20_000
 SEED = 20240
@@ -70,15 +74,20 @@ def test_bench_batched_vs_per_row_embeddings(shared_data: Path) -> None:
         model = metrics.load_sentence_model("all-MiniLM-L6-v2")
     except SentenceModelNotFoundError as e:
         pytest.skip(str(e))
+    import torch
+
+    torch.set_num_threads(THREADS)
     # Warm everything (imports, tokenizers, mecab) outside the timings.
     evaluate(dev, [_prediction(random.Random(0), r) for r in dev], "official")
 
     t0 = time.perf_counter()
     batched = evaluate(records, predictions, "official")
     batched_s = time.perf_counter() - t0
+    print(f"evaluate, batched embeddings: {batched_s:.1f} s", flush=True)
     t0 = time.perf_counter()
     per_row = evaluate(records, predictions, "official", per_row_embeddings=True)
     per_row_s = time.perf_counter() - t0
+    print(f"evaluate, one embedding call per text: {per_row_s:.1f} s", flush=True)
 
     task_diff = max(
         abs(t["score"] - per_row.scores["tasks"][n]["score"])
@@ -119,6 +128,7 @@ def test_bench_batched_vs_per_row_embeddings(shared_data: Path) -> None:
         "max_embedding_score_diff": emb_diff,
         "overall_batched": batched.scores["overall"],
         "overall_per_row": per_row.scores["overall"],
+        "torch_threads": THREADS,
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
