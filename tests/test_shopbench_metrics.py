@@ -105,7 +105,9 @@ def test_documented_semantics() -> None:
     assert metrics.ndcg([0], [0, 0, 1]) == 1.0
     assert metrics.ndcg([9, 3], [0, 0, 1]) == pytest.approx(1 / math.log2(3))
     assert metrics.ndcg([1], [0, 0]) == 0.0
-    assert metrics.bleu("same words here today\nother", "same words here today") == pytest.approx(1.0)
+    assert metrics.bleu("same words here today\nother", "same words here today") == pytest.approx(
+        1.0
+    )
     assert metrics.f1_from_counts([(0, 0, 3)]) == 0.0
     with pytest.raises(ScoringError, match="non-empty reference"):
         metrics.hit_rate_at_3([1], [])
