@@ -178,6 +178,63 @@ def test_output_bytes_do_not_depend_on_the_buffer_size(tmp_path: Path, chunk: in
         shutil.rmtree(tmp_path / f"ref-{placement}-{target}")
 
 
+@pytest.mark.parametrize("threshold", [1, 1 << 62])
+def test_kernel_copy_and_buffered_paths_give_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threshold: int
+) -> None:
+    """Verbatim ranges go through ``copy_file_range`` and zero runs become holes above size
+    thresholds, through the buffers below them; all ranges direct, or none, gives identical
+    files."""
+    import kernels.pad_checkpoint as pc
+
+    src = tmp_path / "src"
+    model = build_qwen2(src, hidden=256, inter=320, vocab=512, max_shard_size="600KB")
+    for placement in ("interleave", "append"):
+        ref = pad_checkpoint(src, tmp_path / f"ref-{placement}", 384, placement=placement)
+        with monkeypatch.context() as m:
+            m.setattr(pc, "_DIRECT_MIN", threshold)
+            m.setattr(pc, "_HOLE_MIN", threshold)
+            got = pad_checkpoint(src, tmp_path / f"got-{placement}", 384, placement=placement)
+        assert got["files"] == ref["files"]
+    ids = _ids(512, 9)
+    assert (logits(model, ids) - logits(tmp_path / "got-append", ids)).abs().max().item() <= TOL
+
+
+def test_shard_ending_in_padded_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shard whose last bytes are zero rows (left as a hole) still has its full size."""
+    import kernels.pad_checkpoint as pc
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["Qwen2ForCausalLM"],
+                "hidden_size": 1024,
+                "intermediate_size": 6,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 8,
+            }
+        )
+    )
+    g = torch.Generator().manual_seed(0)
+    save_file(
+        {
+            "model.layers.0.mlp.down_proj.weight": torch.randn(1024, 6, generator=g),
+            "model.layers.0.mlp.gate_proj.weight": torch.randn(6, 1024, generator=g),
+            "model.layers.0.mlp.up_proj.weight": torch.randn(6, 1024, generator=g),
+        },
+        src / "model.safetensors",
+    )
+    assert read_header(src / "model.safetensors").tensors[-1].name.endswith("up_proj.weight")
+    monkeypatch.setattr(pc, "_HOLE_MIN", 1)
+    res = pad_checkpoint(src, tmp_path / "dst", 8, placement="append")
+    out = load_file(tmp_path / "dst" / "model.safetensors")
+    assert out["model.layers.0.mlp.up_proj.weight"].shape == (8, 1024)
+    assert not out["model.layers.0.mlp.up_proj.weight"][6:].any()
+    assert res["files"]["model.safetensors"] == _sha(tmp_path / "dst" / "model.safetensors")
+
+
 def test_llama_mlp_bias_padded_and_exact(tmp_path: Path) -> None:
     src, dst = tmp_path / "src", tmp_path / "dst"
     model = build_llama_with_mlp_bias(src)
