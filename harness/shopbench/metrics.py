@@ -238,13 +238,20 @@ def load_sentence_model(name: str, overrides: Mapping[str, str] | None = None) -
         The model (on CUDA when available, else CPU).
 
     Raises:
-        SentenceModelNotFoundError: See :func:`resolve_sentence_model`.
+        SentenceModelNotFoundError: See :func:`resolve_sentence_model`; also when
+            sentence-transformers/torch are not installed.
     """
     path = resolve_sentence_model(name, overrides)
     key = str(path.resolve())
     if key not in _MODELS:
-        import torch
-        from sentence_transformers import SentenceTransformer
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise SentenceModelNotFoundError(
+                f"the embedding metrics need sentence-transformers and torch in this "
+                f"environment ({e}); install them (harness/envs/cpu.txt pins both)"
+            ) from e
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         _MODELS[key] = SentenceTransformer(
