@@ -565,11 +565,14 @@ class _Writer:
     least ``_DIRECT_MIN`` bytes are copied by the kernel (``copy_file_range``, as ``cp``
     does: about a quarter of the CPU time of reading and writing through user space) and
     hashed from a read-only mapping of the source; zero runs of at least ``_HOLE_MIN``
-    bytes (padded rows) are skipped, leaving holes that read as zeros. Everything else (headers, zero channels,
-    re-laid ``down_proj`` rows, small tensors) is assembled in a ring of reusable buffers
-    and written one buffer at a time. Hashing runs in parallel (sha256 costs about as much
-    CPU as the copy itself); buffers are reused and mappings dropped after hashing, so
-    memory stays bounded.
+    bytes (padded rows) are skipped, leaving holes that read as zeros. Everything else
+    (headers, re-laid ``down_proj`` rows, small tensors and zero runs) is assembled in a
+    ring of reusable buffers and written one buffer at a time.
+
+    Hashing runs in one background thread (sha256 costs about as much CPU as the copy
+    itself), fed batches of about one buffer of work in output order. A ring buffer is
+    reused only once its batch is hashed, mapped pages are dropped after hashing, and the
+    hash may lag the copy by a bounded amount, so memory stays bounded.
     """
 
     def __init__(self, chunk: int, cancel: threading.Event | None = None) -> None:
@@ -586,8 +589,11 @@ class _Writer:
         self._fd = -1
         self._sha = hashlib.sha256()
         self._direct = True  # copy_file_range works here (until it says otherwise)
-        self._ranges: deque[tuple[Future[None], int]] = deque()  # pending source-range hashes
-        self._range_bytes = 0
+        self._batch: list[memoryview | tuple[int, int, int]] = []  # buffer views, ranges
+        self._batch_bytes = 0
+        self._batch_ring: list[int] = []  # ring buffers whose content is in the batch
+        self._submitted: deque[tuple[Future[None], int]] = deque()
+        self._lag = 0  # bytes submitted but maybe not hashed yet
         self._maps: dict[int, mmap.mmap] = {}  # source fd -> mapping (hash thread only)
 
     def __enter__(self) -> _Writer:
@@ -602,11 +608,75 @@ class _Writer:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._sha = hashlib.sha256()
 
+    # -- hashing
+
+    def _queue(self, item: memoryview | tuple[int, int, int], size: int, ring: int = -1) -> None:
+        self._batch.append(item)
+        self._batch_bytes += size
+        if ring >= 0:
+            self._batch_ring.append(ring)
+        if self._batch_bytes >= self.chunk:
+            self._submit()
+
+    def _submit(self) -> None:
+        if not self._batch:
+            return
+        fut = self._pool.submit(self._hash_batch, self._sha, self._batch)
+        for i in self._batch_ring:
+            self._busy[i] = fut
+        self._submitted.append((fut, self._batch_bytes))
+        self._lag += self._batch_bytes
+        self._batch, self._batch_bytes, self._batch_ring = [], 0, []
+        # Keep the hash close behind the copy: the source pages are then still cached.
+        while self._lag > _RING * self.chunk and len(self._submitted) > 1:
+            old, size = self._submitted.popleft()
+            old.result()
+            self._lag -= size
+
+    def _hash_batch(self, sha: Any, batch: list[memoryview | tuple[int, int, int]]) -> None:
+        """Hash a batch in order (runs in the hash thread)."""
+        for item in batch:
+            if isinstance(item, memoryview):
+                sha.update(item)
+                continue
+            fd, offset, n = item
+            mm = self._maps.get(fd)
+            if mm is None:
+                mm = self._maps[fd] = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+            end = offset + n
+            with memoryview(mm) as view:
+                while offset < end:
+                    k = min(self.chunk, end - offset)
+                    sha.update(view[offset : offset + k])
+                    # Drop the pages from this process (they stay in the page cache).
+                    start = offset - offset % mmap.PAGESIZE
+                    mm.madvise(mmap.MADV_DONTNEED, start, offset + k - start)
+                    offset += k
+
+    def _drain(self) -> None:
+        """Submit what is queued and wait for every hash; re-raise the first failure."""
+        self._submit()
+        errors = []
+        while self._submitted:
+            errors.append(self._submitted.popleft()[0].exception())
+        self._busy = [None] * _RING
+        self._lag = 0
+        for mm in self._maps.values():
+            mm.close()
+        self._maps.clear()
+        for err in errors:
+            if err is not None:
+                raise err
+
+    # -- buffers
+
     def room(self) -> memoryview:
         """The free tail of the current buffer (a fresh buffer when it is full)."""
         if self._buf is None:
             if self._cancel is not None and self._cancel.is_set():
                 raise _Cancelled
+            if self._next in self._batch_ring:
+                self._submit()
             fut = self._busy[self._next]
             if fut is not None:  # its previous content is still being hashed
                 fut.result()
@@ -622,16 +692,18 @@ class _Writer:
             self.flush()
 
     def flush(self) -> None:
-        """Write and hash what the current buffer holds."""
+        """Write what the current buffer holds and queue it for hashing."""
         if self._buf is None or self._pos == 0:
             return
         view = self._buf[: self._pos]
-        self._busy[self._next] = self._pool.submit(self._sha.update, view)
+        self._queue(view, view.nbytes, self._next)
         done = 0
         while done < view.nbytes:
             done += os.write(self._fd, view[done:])
         self._buf = None
         self._next = (self._next + 1) % _RING
+
+    # -- appending
 
     def put_file(self, fd: int, offset: int, n: int, path: Path) -> None:
         """Append ``n`` bytes of a file (kernel copy for large ranges, else via a buffer)."""
@@ -668,33 +740,8 @@ class _Writer:
                 )
             done += k
         if done:
-            self._track(self._pool.submit(self._hash_range, fd, offset, done), done)
+            self._queue((fd, offset, done), done)
         return done
-
-    def _track(self, fut: Future[None], size: int) -> None:
-        """Remember a hash task of data that is not in a ring buffer."""
-        self._ranges.append((fut, size))
-        self._range_bytes += size
-        # Keep the hash close behind the copy: the pages are then still cached.
-        while self._range_bytes > _RING * self.chunk and len(self._ranges) > 1:
-            old, old_size = self._ranges.popleft()
-            old.result()
-            self._range_bytes -= old_size
-
-    def _hash_range(self, fd: int, offset: int, n: int) -> None:
-        """Hash a source range from a read-only mapping (runs in the hash thread)."""
-        mm = self._maps.get(fd)
-        if mm is None:
-            mm = self._maps[fd] = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-        end = offset + n
-        with memoryview(mm) as view:
-            while offset < end:
-                k = min(self.chunk, end - offset)
-                self._sha.update(view[offset : offset + k])
-                # Drop the pages from this process (they stay in the page cache).
-                start = offset - offset % mmap.PAGESIZE
-                mm.madvise(mmap.MADV_DONTNEED, start, offset + k - start)
-                offset += k
 
     def put_zeros(self, n: int) -> None:
         """Append ``n`` zero bytes. Large runs are not written at all: the file offset
@@ -702,10 +749,9 @@ class _Writer:
         if self._direct and n >= _HOLE_MIN:
             self.flush()
             os.lseek(self._fd, n, os.SEEK_CUR)
-            view = self._zeros
             while n > 0:
-                k = min(n, view.nbytes)
-                self._track(self._pool.submit(self._sha.update, view[:k]), k)
+                k = min(n, self._zeros.nbytes)
+                self._queue(self._zeros[:k], k)
                 n -= k
             return
         while n > 0:
@@ -725,21 +771,7 @@ class _Writer:
             view = view[k:]
             self.advance(k)
 
-    def _drain(self) -> None:
-        errors = []
-        for i, fut in enumerate(self._busy):
-            if fut is not None:
-                self._busy[i] = None
-                errors.append(fut.exception())
-        while self._ranges:
-            errors.append(self._ranges.popleft()[0].exception())
-        self._range_bytes = 0
-        for mm in self._maps.values():
-            mm.close()
-        self._maps.clear()
-        for err in errors:
-            if err is not None:
-                raise err
+    # -- finishing
 
     def close(self, durable: bool) -> str:
         """Finish the current file: flush, wait for its hash, fsync if asked, close.
