@@ -86,6 +86,34 @@ def quantize_autoawq(
     records: list[ScaleRecord] = []
 
     class RecordingQuantizer(AwqQuantizer):  # type: ignore[misc]
+        def _compute_best_scale(  # type: ignore[no-untyped-def]
+            self, x, w_mean, x_mean, module2inspect, linears2scale, fp16_output, kwargs=None
+        ):
+            # AutoAWQ snapshots the weights with `v.cpu()` before its in-place grid search and
+            # restores them after each step. On CPU `.cpu()` returns the same tensor, so the
+            # snapshot aliases the live weights and the search leaves them multiplied by the
+            # first grid point's scales, which nothing divides out (on a padded MLP that
+            # shrinks down_proj ~50x). Restore from a real copy.
+            on_cpu = next(module2inspect.parameters()).device.type == "cpu"
+            saved = (
+                {k: v.detach().clone() for k, v in module2inspect.state_dict().items()}
+                if on_cpu
+                else None
+            )
+            try:
+                return super()._compute_best_scale(
+                    x,
+                    w_mean,
+                    x_mean,
+                    module2inspect,
+                    linears2scale,
+                    fp16_output,
+                    {} if kwargs is None else kwargs,
+                )
+            finally:
+                if saved is not None:
+                    module2inspect.load_state_dict(saved)
+
         def _search_best_scale(  # type: ignore[no-untyped-def]
             self, module, prev_op, layers, inp, module2inspect=None, kwargs=None
         ):
