@@ -94,7 +94,7 @@ class World:
                 for name in {c.category, *c.names.values()}
                 if name
             ),
-            key=lambda t: -len(t[0]),
+            key=lambda t: (-len(t[0]), t),
         )
         self.type_of: dict[str, str | None] = {p.id: self._resolve(p) for p in self.products}
         self.family: dict[str, list[Product]] = defaultdict(list)
