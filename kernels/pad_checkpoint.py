@@ -851,23 +851,28 @@ def _emit_rows(fd: int, path: Path, tp: _TensorPlan, layout: _Layout, out: _Writ
 
 
 def _relayout(src: np.ndarray, dst: np.ndarray, layout: _Layout, itemsize: int) -> None:
-    """Copy ``src`` rows [r, old bytes] into ``dst`` rows [r, new bytes] with zero columns."""
+    """Copy ``src`` rows [r, old bytes] into ``dst`` rows [r, new bytes] with zero columns.
+
+    Works on unsigned integers of the element size (any dtype's bits, copied whole: about
+    twice as fast as copying bytes).
+    """
     r = src.shape[0]
+    unit = np.dtype(f"u{itemsize}")
+    s, d = src.view(unit).reshape(r, -1), dst.view(unit).reshape(r, -1)
     if layout.period is not None:
-        p = layout.period * itemsize
-        blocks = dst.reshape(r, -1, p)
-        blocks[:, :, : p - itemsize] = src.reshape(r, blocks.shape[1], p - itemsize)
-        blocks[:, :, p - itemsize :] = 0
+        p = layout.period
+        blocks = d.reshape(-1, p)
+        blocks[:, : p - 1] = s.reshape(-1, p - 1)
+        blocks[:, p - 1] = 0
         return
     cursor = 0
     for src_start, dst_start, length in layout.runs:
         if dst_start > cursor:
-            dst[:, cursor * itemsize : dst_start * itemsize] = 0
-        a, b = dst_start * itemsize, (dst_start + length) * itemsize
-        dst[:, a:b] = src[:, src_start * itemsize : (src_start + length) * itemsize]
+            d[:, cursor:dst_start] = 0
+        d[:, dst_start : dst_start + length] = s[:, src_start : src_start + length]
         cursor = dst_start + length
     if layout.new > cursor:
-        dst[:, cursor * itemsize :] = 0
+        d[:, cursor:] = 0
 
 
 def _emit_cols(fd: int, path: Path, tp: _TensorPlan, layout: _Layout, out: _Writer) -> None:
