@@ -353,9 +353,11 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(
     run = run_sweep(sweep, executor="local", project_root=REPO)
     failed, ok = run.records
     assert failed.params[top_k] == UNLUCKY_TOP_K and not failed.ok and failed.metric is None
-    assert "stage `sweep_probe` failed" in (failed.error or "") and "unlucky" in (
-        failed.error or ""
-    )
+    error = failed.error or ""
+    assert "stage `sweep_probe` failed" in error and "unlucky" in error
+    # What ran before the failure is kept: toy_a and toy_b finished, the probe did not.
+    assert failed.ran == ["toy_a", "toy_b"] and failed.run_dir
+    assert json.loads((Path(failed.run_dir) / "run.json").read_text())["status"] == "failed"
     assert ok.ok and ok.metric == pytest.approx(0.6), "the sweep went on after the failure"
     assert run.best is ok
     ledger = read_ledger(run.dir)
@@ -535,6 +537,7 @@ def test_killed_ray_sweep_resumes_skipping_finished_trials(
 
 
 @pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.engine
 def test_tiny_cpu_decoding_sweep_reuses_upstream_stages(runs: Path) -> None:
     missing = [s for s in STAGE_ORDER if not (REPO / "harness" / "stages" / f"{s}.py").is_file()]

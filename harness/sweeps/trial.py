@@ -277,6 +277,17 @@ def failed_record(job: TrialJob, params: dict[str, Any], error: BaseException | 
     )
 
 
+def _add_partial_run(record: TrialRecord, plan: Plan) -> None:
+    """Fill in the run dir and the stages that ran before a trial failed (from its run.json)."""
+    latest = plan.root / "runs" / plan.loaded.spec.name / "latest"
+    try:
+        run = json.loads((latest / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    record.run_dir = str(latest.resolve())
+    record.ran = [n for n, st in run.get("stages", {}).items() if not st.get("cached")]
+
+
 def run_trial(job: TrialJob, params: dict[str, Any]) -> TrialRecord:
     """Run one trial through the harness and record it in the ledger.
 
@@ -331,6 +342,8 @@ def run_trial(job: TrialJob, params: dict[str, Any]) -> TrialRecord:
         )
     except Exception as e:  # a trial failure is data, not the end of the sweep
         record = failed_record(job, params, e)
+        if plan is not None:
+            _add_partial_run(record, plan)
     if plan is not None:
         record.stage_keys = {st.name: st.key for st in plan.stages}
         record.plan = plan_digest(plan)
