@@ -76,9 +76,26 @@ def run(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (unit, property, golden, integration with real engines); no benchmarks."""
     bin_ = _venv(session)
-    args = session.posargs or ["tests", "-m", "not bench and not gpu"]
+    args = session.posargs or ["tests", "-m", "not bench and not gpu and not pipeline"]
     session.run(
         str(bin_ / "python"), "-m", "pytest", *PYTEST_BASE, *args, env=_env(), external=True
+    )
+
+
+@nox.session(python=False)
+def pipeline(session: nox.Session) -> None:
+    """End-to-end tests of the whole tiny_cpu pipeline (and the sweep over it)."""
+    bin_ = _venv(session)
+    session.run(
+        str(bin_ / "python"),
+        "-m",
+        "pytest",
+        *PYTEST_BASE,
+        "tests",
+        "-m",
+        "pipeline",
+        env=_env(),
+        external=True,
     )
 
 

@@ -52,6 +52,7 @@ def _run_json(runs: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.engine
 def test_every_stage_runs_then_everything_is_cached(pipeline: dict) -> None:
     first, second = _run_json(pipeline["runs"])
@@ -67,6 +68,7 @@ def test_every_stage_runs_then_everything_is_cached(pipeline: dict) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.engine
 def test_report_compares_finetuned_with_untuned(pipeline: dict) -> None:
     run = _run_json(pipeline["runs"])[-1]
@@ -80,6 +82,7 @@ def test_report_compares_finetuned_with_untuned(pipeline: dict) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.pipeline
 @pytest.mark.engine
 def test_stage_manifests_record_real_work(pipeline: dict) -> None:
     run = _run_json(pipeline["runs"])[0]
