@@ -5,12 +5,14 @@ channels whose ``gate_proj``/``up_proj`` rows (and biases) and ``down_proj`` col
 leaves the function unchanged: a new channel computes ``act(0) * 0 = 0`` and ``down_proj``
 multiplies it by a zero column. Every other tensor is copied byte for byte.
 
-The checkpoint is processed tensor by tensor with bounded buffers: bytes are read with
-``preadv`` straight into their place in an output buffer, rows of ``down_proj`` are re-laid
-in blocks of rows, and shards are written with their safetensors header computed up front,
-so peak memory is a few buffers (default 8 MiB each, per shard worker), independent of the
-model size. Shards are independent and written in parallel (two at a time by default). Padding works on raw bytes, so every dtype (bf16 included)
-is preserved exactly: all-zero bits are +0.0 in every float format.
+The checkpoint is streamed tensor by tensor, with each shard's safetensors header computed
+up front: verbatim ranges (copied tensors, runs of ``gate``/``up`` rows) are copied by the
+kernel (``copy_file_range``), zero rows become holes, and ``down_proj`` is re-laid in blocks
+of rows through reusable buffers, while a background thread computes every output file's
+sha256. Peak memory is a few buffers (default 8 MiB each, per shard worker), independent of
+the model size; shards are written in parallel (two at a time by default). Padding works on
+raw bits, so every dtype (bf16 included) is preserved exactly: all-zero bits are +0.0 in
+every float format.
 
 Output goes to a hidden sibling ``.<dst>.partial-<pid>-<token>`` that is renamed to ``dst``
 only after every file is written, flushed and re-opened with ``safetensors``; on any error
@@ -838,8 +840,7 @@ class _Layout:
 
 
 def _emit_rows(fd: int, path: Path, tp: _TensorPlan, layout: _Layout, out: _Writer) -> None:
-    """Padded channels are whole rows: runs of rows are contiguous in the source, so they
-    are read straight into place, and zero rows are filled in between."""
+    """Padded channels are whole rows: copy runs of source rows, zero rows in between."""
     info = tp.info
     row = math.prod(info.shape[1:]) * DTYPE_SIZES[info.dtype]
     cursor = 0
