@@ -149,7 +149,8 @@ def log_to_wandb(run: SweepRun, rows: list[dict[str, Any]]) -> Path | None:
         settings=wandb.Settings(silent=True, console="off"),
     )
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    table = wandb.Table(columns=cols)
+    # A swept value may be a number in one trial and a string or null in another.
+    table = wandb.Table(columns=cols, allow_mixed_types=True)
     for r in rows:
         table.add_data(*[_cell(r.get(c)) for c in cols])
     summary: dict[str, Any] = dict(run.counts)
