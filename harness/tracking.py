@@ -143,7 +143,7 @@ class WandbSink:
                 rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x]
                 if rows:
                     cols = sorted({k for r in rows for k in r})
-                    table = wandb.Table(columns=cols)
+                    table = wandb.Table(columns=cols, allow_mixed_types=True)
                     for r in rows[:10000]:
                         table.add_data(*[_cell(r.get(c)) for c in cols])
                     data[f"{stage}/{name}"] = table
