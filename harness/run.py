@@ -34,6 +34,8 @@ from harness.secrets import redact, scrub_text
 from harness.stage_main import package_versions
 from harness.stages.base import StageContext, StageResult
 from harness.tracking import DiskSink, Tracker, WandbSink, wandb_mode
+from kernels.fsutil import fsync_dir as _fsync_dir
+from kernels.fsutil import pid_alive as _pid_alive
 
 
 @dataclass
@@ -96,24 +98,6 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _clean_stale(stage_root: Path, key: str) -> None:

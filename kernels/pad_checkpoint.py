@@ -45,6 +45,8 @@ from typing import Any, Literal
 import numpy as np
 
 from kernels.errors import CheckpointError, PaddingError, UnsupportedModelError
+from kernels.fsutil import fsync_dir as _fsync_dir
+from kernels.fsutil import pid_alive as _pid_alive
 from kernels.tp_math import check_tp, pad_target
 
 Placement = Literal["interleave", "append"]
@@ -988,24 +990,6 @@ def _write_shards(
             cancel.set()
             raise
     return dict(sorted(out.items()))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stale_partials(dst: Path) -> list[Path]:
