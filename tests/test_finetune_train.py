@@ -406,7 +406,26 @@ def test_unsloth_backend_trains_and_merges_on_gpu(tmp_path: Path) -> None:
             merge={"dtype": "bfloat16", "max_shard_size": "1MB"},
         )
         result = run(ctx)
+        m = result.metrics
+        print(
+            f"unsloth 4bit={four_bit}: loss {m['loss_first']:.3f} -> {m['loss_last']:.3f} "
+            f"(last-10 mean {m['loss_last10_mean']:.3f}), {m['tokens_per_s']:.0f} tok/s, "
+            f"{m['train_runtime_s']:.1f} s, trainable {m['trainable_params']:.0f}"
+        )
         assert result.summary["backend"] == "unsloth"
-        assert result.metrics["loss_last10_mean"] < result.metrics["loss_first"]
-        assert (ctx.out / "model" / "config.json").is_file()
-        assert list((ctx.out / "model").glob("*.safetensors"))
+        assert m["loss_last10_mean"] < m["loss_first"]
+        merged = ctx.out / "model"
+        assert (merged / "config.json").is_file()
+        assert list(merged.glob("*.safetensors"))
+        assert not list(merged.glob("*.bin"))
+        # The merged 16-bit model loads with plain transformers and gives finite logits.
+        from transformers import AutoModelForCausalLM
+
+        reloaded = AutoModelForCausalLM.from_pretrained(
+            str(merged), use_safetensors=True, dtype=torch.bfloat16
+        ).to("cuda")
+        ids = torch.tensor([[1, 2, 3, 4, 5]], device="cuda")
+        with torch.no_grad():
+            logits = reloaded(input_ids=ids).logits
+        assert torch.isfinite(logits).all()
+        del reloaded
