@@ -27,31 +27,47 @@ STAMP = VENV / ".pins-sha256"
 PYTEST_BASE = ["-p", "no:cacheprovider"]
 
 
-def _pins_digest() -> str:
+def _digest(*parts: bytes) -> str:
     h = hashlib.sha256()
-    for p in (PINS, ROOT / "pyproject.toml"):
-        h.update(p.read_bytes())
-    h.update(" ".join(DEV_PINS).encode())
+    for part in parts:
+        h.update(hashlib.sha256(part).digest())
     return h.hexdigest()
 
 
 def _venv(session: nox.Session) -> Path:
-    """Create or refresh ``.venv`` from the pins; return its bin dir."""
-    digest = _pins_digest()
-    if STAMP.is_file() and STAMP.read_text().strip() == digest:
+    """Create or refresh ``.venv`` from the pins; return its bin dir.
+
+    A change of the pins rebuilds the environment; a change of pyproject.toml alone (entry
+    points, metadata) only reinstalls the project in editable mode.
+    """
+    pins = _digest(PINS.read_bytes(), " ".join(DEV_PINS).encode())
+    project = _digest((ROOT / "pyproject.toml").read_bytes())
+    stamp = f"{pins} {project}"
+    if STAMP.is_file() and STAMP.read_text().strip() == stamp:
         return VENV / "bin"
-    session.log(f"building {VENV} from {PINS.relative_to(ROOT)}")
-    if VENV.exists():
-        shutil.rmtree(VENV)
-    session.run(sys.executable, "-m", "venv", str(VENV), external=True)
     py = str(VENV / "bin" / "python")
-    session.run(py, "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
-    session.run(
-        py, "-m", "pip", "install", "-q", "--no-deps", "-r", str(PINS), *DEV_PINS, external=True
-    )
+    old = STAMP.read_text().split() if STAMP.is_file() else []
+    if not old or old[0] != pins:
+        session.log(f"building {VENV} from {PINS.relative_to(ROOT)}")
+        if VENV.exists():
+            shutil.rmtree(VENV)
+        session.run(sys.executable, "-m", "venv", str(VENV), external=True)
+        session.run(py, "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
+        session.run(
+            py,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "-r",
+            str(PINS),
+            *DEV_PINS,
+            external=True,
+        )
     session.run(py, "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT), external=True)
     session.run(py, "-c", "import vllm, awq, trl, peft, harness", external=True)
-    STAMP.write_text(digest)
+    STAMP.write_text(stamp)
     return VENV / "bin"
 
 

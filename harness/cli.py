@@ -121,9 +121,14 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from harness.spec.docs import spec_reference
+    from harness.spec.docs import spec_reference, splice_reference
 
-    out.print(spec_reference(), markup=False, highlight=False, soft_wrap=True)
+    if args.readme is None:
+        out.print(spec_reference(), markup=False, highlight=False, soft_wrap=True)
+        return 0
+    path = Path(args.readme)
+    path.write_text(splice_reference(path.read_text(encoding="utf-8"), path), encoding="utf-8")
+    out.print(f"updated the spec reference in {path}")
     return 0
 
 
@@ -159,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", default="auto", choices=["auto", "cpu", "gpu"])
     p.set_defaults(func=cmd_env)
     p = sub.add_parser("docs", help="print the spec reference (Markdown)")
+    p.add_argument(
+        "--readme",
+        metavar="PATH",
+        help="rewrite the reference between the spec-reference markers of this file instead",
+    )
     p.set_defaults(func=cmd_docs)
     for name, (module, help_) in PLUGINS.items():
         p = sub.add_parser(name, help=help_)

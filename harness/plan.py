@@ -145,11 +145,16 @@ def _fingerprints(
 ) -> tuple[dict[str, Any], list[str]]:
     out: dict[str, Any] = {}
     missing: list[str] = []
+    named: list[tuple[str, Any]] = []
     for dotted in stage.files:
         head = next((r for r in stage.reads if dotted == r or dotted.startswith(r + ".")), None)
         if head is None:
             raise HarnessError(f"stage `{stage.name}`: file path `{dotted}` is outside its reads")
         value = slice_[head] if dotted == head else get_path(slice_[head], dotted[len(head) + 1 :])
+        named.append((dotted, value))
+    for label, derive in stage.derived_files.items():
+        named.append((label, derive(slice_)))
+    for dotted, value in named:
         values = value if isinstance(value, list) else [value]
         fps = []
         for v in values:

@@ -134,3 +134,28 @@ def test_plan_cli_shows_every_paper_stage(capsys: pytest.CaptureFixture[str]) ->
         "report",
     ):
         assert f"│ {name} " in out or f"| {name} " in out
+
+
+def test_registry_files_a_stage_reads_enter_its_key(tmp_path: Path) -> None:
+    """Editing a prompt variant re-keys infer (not upstream); editing the synthesis
+    catalogue re-keys synthesize and mix (not the model)."""
+    import shutil
+
+    shutil.copytree(REPO / "experiments", tmp_path / "experiments")
+    # The tiny model's tokenizer corpus defaults to include experiments/prompts: keep it out.
+    loaded = load_spec(TINY, ["model.tiny.corpus=[experiments/data]"])
+    before = {st.name: st.key for st in build_plan(loaded, tmp_path).stages}
+
+    variant = tmp_path / "experiments" / "prompts" / f"{loaded.spec.prompts.variant}.yaml"
+    variant.write_text(variant.read_text() + "\n# edited\n")
+    after = {st.name: st.key for st in build_plan(loaded, tmp_path).stages}
+    changed = {n for n in before if before[n] != after[n]}
+    assert {"infer", "score", "report"} <= changed
+    assert not changed & {"model", "synthesize", "mix", "finetune", "pad", "quantize"}
+
+    task = next((tmp_path / "experiments" / "prompts" / "synth").glob("task*.md"))
+    task.write_text(task.read_text() + "\n")
+    again = {st.name: st.key for st in build_plan(loaded, tmp_path).stages}
+    changed = {n for n in after if after[n] != again[n]}
+    assert {"synthesize", "mix", "finetune", "infer"} <= changed
+    assert "model" not in changed

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from harness.errors import HarnessError
 from harness.spec.load import _submodel
 from harness.spec.schema import Spec
 
@@ -53,3 +55,27 @@ def spec_reference() -> str:
     """The Markdown table of every spec key, its type, default and description."""
     head = ["| key | type | default | description |", "|---|---|---|---|"]
     return "\n".join(head + _rows(Spec, "", set())) + "\n"
+
+
+START_MARKER = "<!-- spec-reference:start -->"
+END_MARKER = "<!-- spec-reference:end -->"
+
+
+def splice_reference(text: str, where: Path | str) -> str:
+    """``text`` with the part between the spec-reference markers replaced by the reference.
+
+    Args:
+        text: A Markdown document holding both markers.
+        where: Its path, for the error message.
+
+    Returns:
+        The updated document.
+
+    Raises:
+        HarnessError: A marker is missing or they are out of order.
+    """
+    start, end = text.find(START_MARKER), text.find(END_MARKER)
+    if start < 0 or end < start:
+        raise HarnessError(f"{where}: needs {START_MARKER} followed by {END_MARKER}")
+    head = text[: start + len(START_MARKER)]
+    return f"{head}\n{spec_reference().strip()}\n{text[end:]}"

@@ -120,6 +120,11 @@ class SynthesisConfig(Section):
         "template",
         description="`template`: deterministic, offline; `openai`: an OpenAI-compatible model.",
     )
+    catalogue: str = Field(
+        "experiments/prompts/synth",
+        description="Directory of the task catalogue (one `task*.md` generation prompt per "
+        "task); its content is part of the stage's cache key.",
+    )
     tasks: list[str] = Field(
         default_factory=list, description="Task names from the catalogue (empty: all)."
     )

@@ -6,6 +6,9 @@ A stage is a pure function of its spec slice and its upstream artifacts. It decl
 * ``reads``: dotted spec paths whose values form its slice (everything it may look at),
 * ``files``: dotted paths inside the slice whose values are input files/dirs; their *content*
   fingerprints enter the cache key (so editing a data file re-runs the stage),
+* ``derived_files``: label -> function of the slice giving a project path the stage reads
+  that the spec names indirectly (a registry name such as ``prompts.variant``); fingerprinted
+  like ``files``,
 * ``inputs``: role -> candidate upstream stages, the first one present in the plan wins
   (``infer`` takes its model from quantize, else pad, else finetune, else model),
 * ``env``: the environment it runs in (``core``, ``serve``, ``train``, ``quant``).
@@ -166,6 +169,7 @@ class StageDef:
     env: str
     reads: tuple[str, ...]
     files: tuple[str, ...]
+    derived_files: dict[str, Callable[[dict[str, Any]], str | None]]
     inputs: dict[str, tuple[str, ...]]
     optional_inputs: dict[str, tuple[str, ...]]
     fn: StageFn
@@ -187,6 +191,7 @@ def stage(
     env: str,
     reads: tuple[str, ...],
     files: tuple[str, ...] = (),
+    derived_files: dict[str, Callable[[dict[str, Any]], str | None]] | None = None,
     inputs: dict[str, tuple[str, ...]] | None = None,
     optional_inputs: dict[str, tuple[str, ...]] | None = None,
 ) -> Callable[[StageFn], StageFn]:
@@ -206,6 +211,7 @@ def stage(
             env=env,
             reads=reads,
             files=files,
+            derived_files=dict(derived_files or {}),
             inputs=dict(inputs or {}),
             optional_inputs=dict(optional_inputs or {}),
             fn=fn,

@@ -51,12 +51,20 @@ def _tokenizer(model_dir: Path, trust_remote_code: bool, required: bool) -> Any 
         return None
 
 
+def _variant_file(slice_: dict[str, Any]) -> str:
+    """The template file of ``prompts.variant``: its content is part of the cache key."""
+    from harness.inference.prompts import PROMPTS_DIR
+
+    return str(PROMPTS_DIR / f"{slice_['prompts']['variant']}.yaml")
+
+
 @stage(
     name="infer",
     version="1",
     env="serve",
     reads=("infer", "prompts", "decoding", "eval", "cluster", "model.trust_remote_code"),
     files=("eval.data",),
+    derived_files={"prompts.variant": _variant_file},
     inputs={"model": ("quantize", "pad", "finetune", "model")},
 )
 def run(ctx: StageContext) -> StageResult:

@@ -13,18 +13,28 @@ that have a ShopBench dev-format form, for evaluating the tune), ``task_stats.js
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from harness.spec.schema import MixConfig
+from harness.spec.schema import MixConfig, SynthesisConfig
 from harness.stages.base import StageContext, StageResult, stage
-from harness.stages.synthesize import CATALOGUE_DIR, write_json, write_jsonl
+from harness.stages.synthesize import write_json, write_jsonl
+
+
+def _catalogue(slice_: dict[str, Any]) -> str:
+    """The task catalogue the mix maps imported tasks with (the synthesis one, or its default)."""
+    configured = slice_["data.synthesis.catalogue"]
+    return (
+        configured if configured is not None else SynthesisConfig.model_fields["catalogue"].default
+    )
 
 
 @stage(
     name="mix",
     version="1",
     env="core",
-    reads=("data.mix", "eval.data"),
+    reads=("data.mix", "eval.data", "data.synthesis.catalogue"),
     files=("data.mix.sources[*].path", "eval.data"),
+    derived_files={"catalogue": _catalogue},
     optional_inputs={"synthetic": ("synthesize",)},
 )
 def run(ctx: StageContext) -> StageResult:
@@ -38,7 +48,9 @@ def run(ctx: StageContext) -> StageResult:
     if raw is None:
         raise MixError("the mix stage needs a `data.mix` section")
     cfg = MixConfig.model_validate(raw)
-    catalogue_dir = ctx.path(CATALOGUE_DIR)
+    catalogue_dir = ctx.path(
+        _catalogue({"data.synthesis.catalogue": ctx.value("data.synthesis.catalogue")})
+    )
     catalogue = load_catalogue(catalogue_dir) if catalogue_dir.is_dir() else None
     skipped: list[str] = []
     loaded = [

@@ -21,8 +21,6 @@ from typing import Any
 from harness.spec.schema import SourcesConfig, SynthesisConfig
 from harness.stages.base import StageContext, StageResult, stage
 
-CATALOGUE_DIR = Path("experiments/prompts/synth")
-
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write JSON Lines through a temp file and an atomic rename."""
@@ -50,6 +48,7 @@ def write_json(path: Path, obj: Any) -> None:
         "data.sources.categories",
         "data.sources.reviews",
         "data.sources.examples",
+        "data.synthesis.catalogue",
     ),
 )
 def run(ctx: StageContext) -> StageResult:
@@ -72,7 +71,7 @@ def run(ctx: StageContext) -> StageResult:
     sources = load_sources(
         resolve(src.products), resolve(src.categories), resolve(src.reviews), cfg.locales
     )
-    catalogue = load_catalogue(ctx.path(CATALOGUE_DIR))
+    catalogue = load_catalogue(ctx.path(cfg.catalogue))
     few_shot = load_few_shot(resolve(src.examples)) if cfg.generator == "openai" else {}
     cache_dir = default_cache_dir(ctx.out) if cfg.generator == "openai" else None
     result = synthesize(sources, catalogue, cfg, few_shot=few_shot, cache_dir=cache_dir)
