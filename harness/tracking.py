@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -153,12 +154,22 @@ class WandbSink:
                 data[f"{stage}/{name}"] = wandb.Image(str(path))
         self.run.log(data)
         self.run.summary.update({k: v for k, v in data.items() if isinstance(v, int | float)})
-        art = wandb.Artifact(f"{stage}-{key}", type=stage, metadata={"key": key})
+        # Baseline stages are named `<baseline>/<stage>`; artifact names and types allow
+        # only letters, digits, `-`, `_` and `.`.
+        art = wandb.Artifact(
+            _artifact_name(f"{stage}-{key}"),
+            type=_artifact_name(stage),
+            metadata={"key": key, "stage": stage},
+        )
         art.add_reference(f"file://{stage_dir}", checksum=False)
         self.run.log_artifact(art)
 
     def finish(self) -> None:
         self.run.finish()
+
+
+def _artifact_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", ".", name)
 
 
 def _cell(v: Any) -> Any:

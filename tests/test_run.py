@@ -117,3 +117,22 @@ def test_wandb_offline_run_holds_config_and_metrics_without_secrets(
     for path in summary.run_dir.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_wandb_sink_logs_baseline_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Report baselines add stages named `<baseline>/<stage>`: W&B must accept them."""
+    from harness.stages.base import StageResult
+    from harness.tracking import WandbSink
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    stage_dir = tmp_path / "stage"
+    stage_dir.mkdir()
+    (stage_dir / "rows.jsonl").write_text('{"a": 1, "b": [1, 2]}\n{"a": "x", "b": null}\n')
+    sink = WandbSink(tmp_path, project="p", entity=None, mode="offline", name="n", tags=[])
+    result = StageResult(metrics={"overall": 0.25}, tables={"rows": "rows.jsonl"})
+    sink.log_stage("untuned/infer", "ab12", result, stage_dir, 1.5, False)
+    run_path = sink.run_path
+    sink.finish()
+    assert run_path is not None
+    rows = {k: v for row in read_run(run_path)["history"] for k, v in row.items()}
+    assert rows["untuned/infer/overall"] == 0.25 and rows["untuned/infer/wall_s"] == 1.5
