@@ -269,10 +269,12 @@ def execute(
         manifest["status"] = "ok" if ok else "failed"
         _write_json_atomic(run_dir / "run.json", manifest)
         tracker.finish()
+        # Replace the link atomically: concurrent runs of one spec must not race on it.
         latest = run_dir.parent / "latest"
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        latest.symlink_to(run_dir.name)
+        tmp_link = run_dir.parent / f".latest-{uuid.uuid4().hex}"
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(run_dir.name)
+        os.replace(tmp_link, latest)
     save_history(plan)
     return summary
 

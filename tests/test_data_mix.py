@@ -96,6 +96,20 @@ def test_ecinstruct_import_filters_split_and_setting(tmp_path: Path) -> None:
     gen = ec_to_dev(items[1])
     assert gen is not None and gen["metric"] == "rougel" and gen["input_field"].endswith("Output: ")
     assert len(load_ecinstruct(tmp_path / "ec", split=None, setting=None)) == 4
+    # In the mix, multiple-choice answers become the index of the option they name.
+    src = MixSource(name="ec", kind="ecinstruct", path=str(tmp_path / "ec"))
+    mixed = load_source(src, root=REPO, synthetic=None, catalogue=CAT)
+    assert [m.ec["output"] for m in mixed] == ["1", "Yes, fully."]
+    assert mixed[0].dev is not None and mixed[0].dev["output_field"] == 1
+    unmapped = {**rows[0], "output": "C: maybe"}
+    (tmp_path / "ec2").mkdir()
+    (tmp_path / "ec2" / "part.json").write_text(json.dumps([unmapped]), encoding="utf-8")
+    skipped: list[str] = []
+    src2 = MixSource(name="ec2", kind="ecinstruct", path=str(tmp_path / "ec2"))
+    assert load_source(src2, root=REPO, synthetic=None, catalogue=CAT, skipped=skipped) == []
+    assert skipped == [
+        "ec2: ecinstruct/Product_Matching: answer 'C: maybe' names none of the options"
+    ]
     (tmp_path / "bad.jsonl").write_text('{"instruction": "x"}\n', encoding="utf-8")
     with pytest.raises(MixError, match=r"bad\.jsonl:1: missing string field `output`"):
         load_ecinstruct(tmp_path / "bad.jsonl")

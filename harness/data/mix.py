@@ -140,8 +140,36 @@ def load_source(
     if src.kind == "ec_guide":
         recs = load_ec_guide(path, skipped=skipped if skipped is not None else [])
         return _dev_items([record_to_dev(r) for r in recs], src.name, None)
-    items = load_ecinstruct(path, src.split, src.setting)
-    return [MixItem(ec, ec_to_dev(ec), src.name) for ec in items]
+    return _ecinstruct_items(load_ecinstruct(path, src.split, src.setting), src.name, skipped)
+
+
+def _ecinstruct_items(
+    records: list[dict[str, Any]], source: str, skipped: list[str] | None
+) -> list[MixItem]:
+    """Imported ECInstruct records as mix items, multiple-choice answers as option indices.
+
+    Training lays options out numbered from 0 (as ShopBench does), so an answer given as a
+    letter (``B``) or as the option text becomes that option's index. An answer that names no
+    option is skipped and recorded in ``skipped`` (never dropped silently).
+    """
+    out = []
+    for ec in records:
+        dev = ec_to_dev(ec)  # from the original answer: a digit answer may also be option text
+        if ec["task_type"] == "multiple-choice":
+            idx = mc_answer_index(ec)
+            if idx is None:
+                if skipped is None:
+                    raise MixError(
+                        f"mix source `{source}`: {ec['task']}: answer {ec['output']!r} names "
+                        "none of the options"
+                    )
+                skipped.append(
+                    f"{source}: {ec['task']}: answer {ec['output']!r} names none of the options"
+                )
+                continue
+            ec = {**ec, "output": str(idx)}
+        out.append(MixItem(ec, dev, source))
+    return out
 
 
 def _take(rng: random.Random, items: list[MixItem], n: int) -> list[MixItem]:
