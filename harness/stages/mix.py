@@ -30,7 +30,7 @@ def _catalogue(slice_: dict[str, Any]) -> str:
 
 @stage(
     name="mix",
-    version="1",
+    version="2",
     env="core",
     reads=("data.mix", "eval.data", "data.synthesis.catalogue"),
     files=("data.mix.sources[*].path", "eval.data"),

@@ -43,7 +43,7 @@ def resolve_pad(cfg: PadConfig, infer_tp: int | None) -> tuple[int | None, list[
 
 @stage(
     name="pad",
-    version="1",
+    version="2",
     env="core",
     reads=("pad", "infer.tensor_parallel_size", "quantize.q_group_size"),
     inputs={"model": ("finetune", "model")},
