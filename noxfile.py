@@ -92,7 +92,7 @@ def run(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (unit, property, golden, integration with real engines); no benchmarks."""
     bin_ = _venv(session)
-    args = session.posargs or ["tests", "-m", "not bench and not gpu and not pipeline"]
+    args = session.posargs or ["tests", "-m", "not bench and not gpu"]
     session.run(
         str(bin_ / "python"), "-m", "pytest", *PYTEST_BASE, *args, env=_env(), external=True
     )

