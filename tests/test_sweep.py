@@ -56,6 +56,7 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> None:
         fn=sweep_probe,
         module="tests.test_sweep_probe",
         files=(),
+        derived_files={},
         optional_inputs={},
         **PROBE,
     )

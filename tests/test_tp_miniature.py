@@ -173,7 +173,7 @@ def test_padded_awq_tp2_equals_tp1(
     from harness.stages import quantize
 
     ctx = _ctx(work, models, "m384", 2, CHECK_PROMPTS)
-    result = quantize.run(ctx)  # quantised TP 2 + unquantised TP 2 reference
+    result = quantize.run(ctx)  # quantised TP 2 + unquantised TP 1 reference (CPU)
     _check_stage_output(ctx, result, 384)
     gens = _generations(ctx.out)
     tp2 = [g["quantized_tokens"] for g in gens]

@@ -178,12 +178,14 @@ def _quantize_and_verify(
     }
     tables = {"reconstruction": "reconstruction.jsonl"}
     if cfg.check_prompts:
+        # On CPU the reference runs at TP 1: one process instead of one per rank, and the
+        # tokens do not depend on it (a 72B fp16 reference on GPUs needs the spec's TP).
         ref = run_vllm(
             src,
             prompts,
             out_json=ctx.out / "check" / "reference.json",
             log_file=logs / "vllm_reference.log",
-            tensor_parallel_size=tp,
+            tensor_parallel_size=1 if detect_platform() == "cpu" else tp,
             quantization="none",
             max_tokens=MAX_NEW_TOKENS,
             python=python,
