@@ -57,8 +57,9 @@ def serve(model: Path, log_path: Path, timeout_s: float = 1500) -> Iterator[str]
         str(port),
         "--dtype",
         "float32",
+        # Synthesis prompts with few-shot examples run past 1024 tokens of the tiny tokenizer.
         "--max-model-len",
-        "1024",
+        "2048",
         # No graph compilation: start-up in seconds, not minutes, on a busy CPU.
         "--enforce-eager",
         "--seed",
