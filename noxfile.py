@@ -80,6 +80,14 @@ def _env() -> dict[str, str]:
     }
 
 
+def _pytest(session: nox.Session, *args: str) -> None:
+    """pytest in ``.venv`` with the offline test environment."""
+    bin_ = _venv(session)
+    session.run(
+        str(bin_ / "python"), "-m", "pytest", *PYTEST_BASE, *args, env=_env(), external=True
+    )
+
+
 @nox.session(python=False)
 def run(session: nox.Session) -> None:
     """Run a spec: ``nox -s run -- SPEC [key=value ...]`` (default experiments/tiny_cpu.yaml)."""
@@ -91,37 +99,19 @@ def run(session: nox.Session) -> None:
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
     """The test suite (unit, property, golden, integration with real engines); no benchmarks."""
-    bin_ = _venv(session)
-    args = session.posargs or ["tests", "-m", "not bench and not gpu"]
-    session.run(
-        str(bin_ / "python"), "-m", "pytest", *PYTEST_BASE, *args, env=_env(), external=True
-    )
+    _pytest(session, *(session.posargs or ["tests", "-m", "not bench and not gpu"]))
 
 
 @nox.session(python=False)
 def pipeline(session: nox.Session) -> None:
     """End-to-end tests of the whole tiny_cpu pipeline (and the sweep over it)."""
-    bin_ = _venv(session)
-    session.run(
-        str(bin_ / "python"),
-        "-m",
-        "pytest",
-        *PYTEST_BASE,
-        "tests",
-        "-m",
-        "pipeline",
-        env=_env(),
-        external=True,
-    )
+    _pytest(session, "tests", "-m", "pipeline")
 
 
 @nox.session(python=False)
 def gpu(session: nox.Session) -> None:
     """Tests that need a CUDA GPU (skipped cleanly without one)."""
-    bin_ = _venv(session)
-    session.run(
-        str(bin_ / "python"), "-m", "pytest", *PYTEST_BASE, "tests", "-m", "gpu", external=True
-    )
+    _pytest(session, "tests", "-m", "gpu")
 
 
 @nox.session(python=False)
@@ -145,7 +135,6 @@ def validate(session: nox.Session) -> None:
 @nox.session(python=False)
 def golden(session: nox.Session) -> None:
     """Compare golden files; ``-- --update "reason"`` rewrites them and logs the reason."""
-    bin_ = _venv(session)
     args = list(session.posargs)
     extra = []
     if args and args[0] == "--update":
@@ -154,18 +143,7 @@ def golden(session: nox.Session) -> None:
         extra = ["--update-golden"]
         with (ROOT / "golden" / "CHANGES.md").open("a", encoding="utf-8") as f:
             f.write(f"- {datetime.now(UTC).date().isoformat()}: {args[1].strip()}\n")
-    session.run(
-        str(bin_ / "python"),
-        "-m",
-        "pytest",
-        *PYTEST_BASE,
-        "tests",
-        "-m",
-        "not bench and not gpu and not engine and not slow",
-        *extra,
-        env=_env(),
-        external=True,
-    )
+    _pytest(session, "tests", "-m", "not bench and not gpu and not engine and not slow", *extra)
     if extra:
         out = subprocess.run(["git", "status", "--short", "golden"], capture_output=True, text=True)
         session.log("golden files changed:\n" + (out.stdout or "(none)"))
@@ -174,21 +152,8 @@ def golden(session: nox.Session) -> None:
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks; each writes bench-results/<name>.json with ratios against a baseline."""
-    bin_ = _venv(session)
     (ROOT / "bench-results").mkdir(exist_ok=True)
-    args = session.posargs or ["tests/benchmarks"]
-    session.run(
-        str(bin_ / "python"),
-        "-m",
-        "pytest",
-        *PYTEST_BASE,
-        *args,
-        "-m",
-        "bench",
-        "-s",
-        env=_env(),
-        external=True,
-    )
+    _pytest(session, *(session.posargs or ["tests/benchmarks"]), "-m", "bench", "-s")
 
 
 @nox.session(python=False)

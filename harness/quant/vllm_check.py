@@ -35,8 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trust-remote-code", action="store_true")
     a = p.parse_args(argv)
 
-    # The engine core runs in this process: a separate one costs another vLLM import.
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     import vllm
     from vllm import LLM, SamplingParams
 

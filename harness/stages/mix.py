@@ -48,9 +48,7 @@ def run(ctx: StageContext) -> StageResult:
     if raw is None:
         raise MixError("the mix stage needs a `data.mix` section")
     cfg = MixConfig.model_validate(raw)
-    catalogue_dir = ctx.path(
-        _catalogue({"data.synthesis.catalogue": ctx.value("data.synthesis.catalogue")})
-    )
+    catalogue_dir = ctx.path(_catalogue(ctx.config))
     catalogue = load_catalogue(catalogue_dir) if catalogue_dir.is_dir() else None
     skipped: list[str] = []
     loaded = [
