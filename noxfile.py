@@ -99,7 +99,9 @@ def run(session: nox.Session) -> None:
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
     """The test suite (unit, property, golden, integration with real engines); no benchmarks."""
-    _pytest(session, *(session.posargs or ["tests", "-m", "not bench and not gpu"]))
+    _pytest(
+        session, *(session.posargs or ["tests", "-m", "not bench and not gpu", "--durations=25"])
+    )
 
 
 @nox.session(python=False)
