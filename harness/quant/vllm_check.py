@@ -1,7 +1,10 @@
-"""Child process of the serving check: ``python -m harness.quant.vllm_check --model DIR ...``.
+"""Child process of the serving check: ``python -m harness.quant.vllm_check --jobs FILE ...``.
 
-Loads the model in vLLM's offline ``LLM``, decodes the given token-id prompts greedily and
-writes ``{"tokens", "texts", "start_s", "generate_s", "gemm", "vllm"}`` to ``--out``.
+Runs one or more jobs in turn, each a model loaded in vLLM's offline ``LLM`` that decodes the
+given token-id prompts greedily, and writes
+``{"tokens", "texts", "start_s", "generate_s", "gemm", "vllm", ...}`` to the job's ``out``
+file as soon as that job is done. Between jobs the engine and the distributed state are torn
+down (as vLLM's own tests do), so several models cost one vLLM import.
 
 The module installs :mod:`harness.quant.vllm_cpu_wna16` at import time, outside the
 ``__main__`` guard: vLLM's engine and worker processes re-import this module, and each needs
@@ -15,41 +18,29 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.quant.vllm_cpu_wna16 import install
 
 GEMM = install()
+OMP_BIND = "VLLM_CPU_OMP_THREADS_BIND"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the check (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m harness.quant.vllm_check")
-    p.add_argument("--model", required=True)
-    p.add_argument("--prompts", required=True, help="JSON list of token id lists")
-    p.add_argument("--out", required=True)
-    p.add_argument("--tp", type=int, default=1)
-    p.add_argument("--quantization", default="awq", choices=["awq", "none"])
-    p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--max-tokens", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trust-remote-code", action="store_true")
-    a = p.parse_args(argv)
-
+def _run_job(job: dict[str, Any], prompts: list[list[int]], a: argparse.Namespace) -> None:
     import vllm
     from vllm import LLM, SamplingParams
 
-    prompts = json.loads(Path(a.prompts).read_text(encoding="utf-8"))
+    tp = int(job["tp"])
     longest = max(len(x) for x in prompts) + a.max_tokens
-    # One process at TP 1 (no engine-core or worker process to start); one worker per rank
-    # otherwise. Each vLLM process start costs an import of vLLM.
-    executor = "mp" if a.tp > 1 else "uni"
+    # One process at TP 1 (no worker process to start); one worker per rank otherwise.
+    executor = "mp" if tp > 1 else "uni"
     t0 = time.perf_counter()
     llm = LLM(
-        model=a.model,
-        tokenizer=a.model,
-        quantization=None if a.quantization == "none" else a.quantization,
+        model=job["model"],
+        tokenizer=job["model"],
+        quantization=None if job["quantization"] == "none" else job["quantization"],
         dtype=a.dtype,
-        tensor_parallel_size=a.tp,
+        tensor_parallel_size=tp,
         max_model_len=-(-longest // 64) * 64,
         max_num_seqs=max(1, min(len(prompts), 16)),
         seed=a.seed,
@@ -68,14 +59,49 @@ def main(argv: list[str] | None = None) -> int:
         "generate_s": time.perf_counter() - t1,
         "gemm": GEMM,
         "vllm": vllm.__version__,
-        "tensor_parallel_size": a.tp,
-        "quantization": a.quantization,
+        "tensor_parallel_size": tp,
+        "quantization": job["quantization"],
         "dtype": a.dtype,
     }
-    out = Path(a.out)
+    out = Path(job["out"])
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(result), encoding="utf-8")
     os.replace(tmp, out)
+    del llm, outs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the jobs (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m harness.quant.vllm_check")
+    p.add_argument(
+        "--jobs",
+        required=True,
+        help='JSON list of {"model", "out", "tp", "quantization" (awq|none), "omp_bind"}',
+    )
+    p.add_argument("--prompts", required=True, help="JSON list of token id lists")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--max-tokens", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trust-remote-code", action="store_true")
+    a = p.parse_args(argv)
+
+    import vllm.envs
+    from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+    jobs = json.loads(Path(a.jobs).read_text(encoding="utf-8"))
+    prompts = json.loads(Path(a.prompts).read_text(encoding="utf-8"))
+    inherited = os.environ.get(OMP_BIND)
+    for i, job in enumerate(jobs):
+        # Each job's own CPU core groups (TP 2: one per rank), else what the caller set.
+        bind = job.get("omp_bind") or inherited
+        if bind is None:
+            os.environ.pop(OMP_BIND, None)
+        else:
+            os.environ[OMP_BIND] = bind
+        vllm.envs.disable_envs_cache()
+        _run_job(job, prompts, a)
+        if i + 1 < len(jobs):
+            cleanup_dist_env_and_memory()
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def _quantize_and_verify(
     from harness.quant.arch import expected_linear_names
     from harness.quant.autoawq_backend import quantize_autoawq
     from harness.quant.calibration import build_calibration
-    from harness.quant.check import agreement, check_prompt_ids, run_vllm
+    from harness.quant.check import VllmJob, agreement, check_prompt_ids, run_vllm_jobs
 
     tokenizer = AutoTokenizer.from_pretrained(str(src), trust_remote_code=trust)
     cal = cfg.calibration
@@ -142,18 +143,25 @@ def _quantize_and_verify(
     logs = ctx.run_dir / "stages" / ctx.stage
     n_prompts = cfg.check_prompts or 1
     prompts = check_prompt_ids(tokenizer, system, n_prompts)
-    t0 = time.perf_counter()
-    quant = run_vllm(
-        out_model,
-        prompts,
-        out_json=ctx.out / "check" / "quantized.json",
-        log_file=logs / "vllm_quantized.log",
-        tensor_parallel_size=tp,
-        quantization="awq",
+    cpu = detect_platform() == "cpu"
+    jobs = [VllmJob(out_model, ctx.out / "check" / "quantized.json", tp, "awq")]
+    if cfg.check_prompts:
+        # On CPU the reference runs at TP 1: one process instead of one per rank, and the
+        # tokens do not depend on it (a 72B fp16 reference on GPUs needs the spec's TP).
+        jobs.append(VllmJob(src, ctx.out / "check" / "reference.json", 1 if cpu else tp, "none"))
+    run = partial(
+        run_vllm_jobs,
+        prompt_ids=prompts,
         max_tokens=MAX_NEW_TOKENS,
         python=python,
         trust_remote_code=trust,
     )
+    t0 = time.perf_counter()
+    if cpu:  # both models in one process: one vLLM import fewer
+        results = run(jobs, log_file=logs / "vllm_check.log")
+    else:  # a fresh process per model: each gets all of the GPUs' memory
+        results = [run([j], log_file=logs / f"vllm_{j.out_json.stem}.log")[0] for j in jobs]
+    quant = results[0]
     metrics: dict[str, float] = {
         "quantized_linears": float(len(found)),
         "expected_linears": float(len(expected)),
@@ -178,23 +186,10 @@ def _quantize_and_verify(
     }
     tables = {"reconstruction": "reconstruction.jsonl"}
     if cfg.check_prompts:
-        # On CPU the reference runs at TP 1: one process instead of one per rank, and the
-        # tokens do not depend on it (a 72B fp16 reference on GPUs needs the spec's TP).
-        ref = run_vllm(
-            src,
-            prompts,
-            out_json=ctx.out / "check" / "reference.json",
-            log_file=logs / "vllm_reference.log",
-            tensor_parallel_size=1 if detect_platform() == "cpu" else tp,
-            quantization="none",
-            max_tokens=MAX_NEW_TOKENS,
-            python=python,
-            trust_remote_code=trust,
-        )
+        ref = results[1]
         agree = agreement(ref["tokens"], quant["tokens"])
         metrics["agreement_sequence"] = agree["sequence"]
         metrics["agreement_prefix"] = agree["prefix"]
-        metrics["vllm_check_s"] = time.perf_counter() - t0
         _write_jsonl(
             ctx.out / "check_generations.jsonl",
             [
