@@ -11,7 +11,8 @@ CONFIG::
     {"model_dir": "...", "data": "rows.jsonl", "rows": 256,      # rows: cycle/cut the data
      "prompts": {...PromptsConfig}, "decoding": {...DecodingConfig},
      "runs": [{"name": "vllm_tp1", "infer": {...InferConfig},
-               "passes": [{"name": "free", "constrained": false}, ...]}]}
+               "passes": [{"name": "free", "constrained": false,
+                           "decoding": {...DecodingConfig, optional}}, ...]}]}
 
 OUT: ``{"runs": {name: {"start_s", "passes": {pass: {"texts", "token_ids",
 "finish_reasons", "metrics", "parse_rate_official"}}}}}``.
@@ -69,8 +70,9 @@ def compare(config: dict[str, Any], root: Path) -> dict[str, Any]:
         entry: dict[str, Any] = {"start_s": time.perf_counter() - t0, "passes": {}}
         try:
             for p in run.get("passes", [{"name": "default", "constrained": infer.constrained}]):
+                dec = DecodingConfig.model_validate(p["decoding"]) if "decoding" in p else decoding
                 requests, _ = build_requests(
-                    rows, builder, decoding, constrained=bool(p["constrained"]), seed=infer.seed
+                    rows, builder, dec, constrained=bool(p["constrained"]), seed=infer.seed
                 )
                 results, stats = generate_all(requests, engine)
                 entry["passes"][p["name"]] = {

