@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.quant.check import OMP_BIND
 from harness.quant.vllm_cpu_wna16 import install
 
 GEMM = install()
-OMP_BIND = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 def _run_job(job: dict[str, Any], prompts: list[list[int]], a: argparse.Namespace) -> None:
