@@ -1,4 +1,4 @@
-"""nox sessions: run, tests, lint, validate, golden, bench, sweep.
+"""nox sessions: run, tests, lint, validate, golden, bench, sweep, gpu, gpu-pipeline.
 
 All sessions share one project virtualenv, ``.venv``, built with pip from the pinned
 ``harness/envs/cpu.txt`` (every transitive dependency pinned, installed ``--no-deps``) plus
@@ -114,6 +114,20 @@ def pipeline(session: nox.Session) -> None:
 def gpu(session: nox.Session) -> None:
     """Tests that need a CUDA GPU (skipped cleanly without one)."""
     _pytest(session, "tests", "-m", "gpu")
+
+
+@nox.session(name="gpu-pipeline", python=False)
+def gpu_pipeline(session: nox.Session) -> None:
+    """The prepared GPU check (``harness/gpu_check.py``): carried wheels, ``pytest -m gpu``,
+    experiments/gpu_small.yaml in the current-interpreter mode, and gpu-results/summary.json,
+    within 8 minutes, with the interpreter running nox (install nox into the GPU machine's
+    Python). It builds no ``.venv`` there: the machine brings its own CUDA stack (and wheels in
+    ``wheels/`` for what it lacks), which the pinned CPU environment would replace.
+    ``-- --dry-run`` rehearses it on CPU in ``.venv``.
+    """
+    args = session.posargs
+    python = str(_venv(session) / "python") if "--dry-run" in args else sys.executable
+    session.run(python, "-m", "harness.gpu_check", *args, env=_env(), external=True)
 
 
 @nox.session(python=False)

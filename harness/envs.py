@@ -2,14 +2,23 @@
 
 Heavy stages pin conflicting versions (vLLM pins torch and a narrow transformers range;
 unsloth pins transformers and trl and needs a GPU; AutoAWQ breaks on some transformers). Each
-stage names a role (``serve``, ``train``, ``quant``); the platform picks the pinned file
-``harness/envs/<file>.txt``. On CPU the three roles share ``cpu.txt``.
+stage names roles (``core``, ``serve``, ``train``, ``quant``); the platform picks the pinned
+file ``harness/envs/<file>.txt``. On CPU every role shares ``cpu.txt``; ``core`` (the harness
+itself: planning, scoring, reports) runs in the project's environment, built from ``cpu.txt``
+on every platform. A stage's key covers the pin files of its roles and the platform.
 
 An environment is the current interpreter when that already satisfies every pin (the usual
 case on CPU: the project's own virtualenv is built from ``cpu.txt``); otherwise a virtualenv
 is created on first use under ``$HARNESS_ENV_ROOT`` (default ``~/.cache/shopbench-harness/envs``)
 with ``venv`` + ``pip install --no-deps -r`` (pip, not uv: uv ignores pip's local
 configuration and resolves torch to a CUDA build), completed atomically and reused.
+
+Where environments cannot be created (no package index, a machine with its own preinstalled
+stack), the **current-interpreter mode** (``run.env_mode: current`` or
+``HARNESS_ENV_MODE=current``) runs every stage with this interpreter even when pins are unmet.
+A stage's key then covers the mode and the versions actually installed of its roles' pinned
+packages instead of the pin file's digest, and its manifest records those versions.
+:func:`check_pins` (``harness env --check``) lists what the interpreter lacks.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -27,6 +37,9 @@ from harness.errors import HarnessError
 
 ENV_DIR = Path(__file__).parent / "envs"
 ENV_FILES: dict[tuple[str, str], str] = {
+    # The harness core runs in the project's own environment, built from cpu.txt everywhere.
+    ("core", "cpu"): "cpu",
+    ("core", "gpu"): "cpu",
     ("serve", "cpu"): "cpu",
     ("train", "cpu"): "cpu",
     ("quant", "cpu"): "cpu",
@@ -35,6 +48,9 @@ ENV_FILES: dict[tuple[str, str], str] = {
     ("quant", "gpu"): "quant-gpu",
 }
 _PIN = re.compile(r"^\s*([A-Za-z0-9_.\-\[\]]+)\s*==\s*([^\s;#]+)")
+ENV_MODES = ("pinned", "current")
+"""``pinned``: each role runs in an environment satisfying its pin file (created when the
+current interpreter does not); ``current``: every role runs in the current interpreter."""
 
 
 def detect_platform(setting: str = "auto") -> str:
@@ -73,9 +89,20 @@ def _version_matches(installed: str, pinned: str) -> bool:
     return installed == pinned or installed.split("+", 1)[0] == pinned
 
 
+def installed_versions() -> dict[str, str]:
+    """``name -> version`` of every distribution installed in this interpreter (names
+    normalised)."""
+    out: dict[str, str] = {}
+    for d in metadata.distributions():
+        name = d.metadata["Name"]
+        if name:
+            out.setdefault(_norm(name), d.version)
+    return out
+
+
 def unmet_pins(pins: dict[str, str]) -> list[str]:
     """Pins the current interpreter does not satisfy, as ``name==want (have X)``."""
-    have = {_norm(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    have = installed_versions()
     return [
         f"{n}=={v} (have {have.get(n, 'none')})"
         for n, v in sorted(pins.items())
@@ -83,16 +110,135 @@ def unmet_pins(pins: dict[str, str]) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class PinStatus:
+    """One pin against the current interpreter.
+
+    Attributes:
+        name: Normalised package name.
+        wanted: The pinned version.
+        have: The installed version (None: not installed).
+    """
+
+    name: str
+    wanted: str
+    have: str | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the installed version satisfies the pin."""
+        return self.have is not None and _version_matches(self.have, self.wanted)
+
+    def __str__(self) -> str:
+        have = f"have {self.have}" if self.have is not None else "missing"
+        return f"{self.name}=={self.wanted} ({have})"
+
+
+def check_pins(path: Path, installed: dict[str, str] | None = None) -> list[PinStatus]:
+    """Every pin of a pin file against the current interpreter, sorted by name.
+
+    Args:
+        path: A pin file (``harness/envs/*.txt``).
+        installed: Installed versions (default: :func:`installed_versions`).
+
+    Returns:
+        One :class:`PinStatus` per pin.
+    """
+    have = installed_versions() if installed is None else installed
+    return [PinStatus(n, v, have.get(n)) for n, v in sorted(read_pins(path).items())]
+
+
+def env_mode(setting: str = "pinned") -> str:
+    """The environment mode: ``$HARNESS_ENV_MODE`` when set, else the spec's ``run.env_mode``.
+
+    Args:
+        setting: ``run.env_mode`` of the spec.
+
+    Returns:
+        ``pinned`` or ``current``.
+
+    Raises:
+        HarnessError: ``HARNESS_ENV_MODE`` holds another value.
+    """
+    from harness import config
+
+    value = config.get("HARNESS_ENV_MODE")
+    if value is None:
+        return setting
+    if value not in ENV_MODES:
+        raise HarnessError(
+            f"HARNESS_ENV_MODE={value!r}: must be one of {', '.join(ENV_MODES)} "
+            "(it overrides `run.env_mode`)"
+        )
+    return value
+
+
 def env_root() -> Path:
     """Where created environments live."""
+    from harness import config
+
     return Path(
-        os.environ.get("HARNESS_ENV_ROOT", Path.home() / ".cache" / "shopbench-harness" / "envs")
+        config.get("HARNESS_ENV_ROOT") or Path.home() / ".cache" / "shopbench-harness" / "envs"
     )
 
 
-def python_for(role: str, platform: str) -> str:
-    """The interpreter a stage of ``role`` runs with, creating its environment if needed."""
-    if role == "core":
+def pins_digest(role: str, platform: str) -> dict[str, str]:
+    """What of a role's environment enters a stage key: its pin file and that file's sha256.
+
+    Comment lines and blank lines do not count; the pins do, in any order.
+    """
+    path = env_file(role, platform)
+    pins = sorted(f"{n}=={v}" for n, v in read_pins(path).items())
+    digest = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:16]
+    return {"file": f"harness/envs/{path.name}", "pins": digest}
+
+
+def environment(
+    role: str, platform: str, mode: str = "pinned", installed: dict[str, str] | None = None
+) -> dict[str, str]:
+    """What of a role's environment enters a stage key.
+
+    Pinned mode: the pin file, the digest of its pins and the platform (as before modes
+    existed, so pinned keys are unchanged). Current mode: the pin file, the mode, a digest
+    of the versions installed in this interpreter of the file's pinned packages (missing
+    ones included) and the platform: the key follows what actually runs.
+
+    Args:
+        role: Environment role.
+        platform: ``cpu`` or ``gpu``.
+        mode: ``pinned`` or ``current``.
+        installed: Installed versions (default: :func:`installed_versions`; current mode).
+
+    Returns:
+        The key material of the role's environment.
+    """
+    if mode == "pinned":
+        return {**pins_digest(role, platform), "platform": platform}
+    versions = installed_pins(role, platform, installed)
+    text = "\n".join(f"{n}=={v or 'missing'}" for n, v in sorted(versions.items()))
+    return {
+        "file": f"harness/envs/{env_file(role, platform).name}",
+        "mode": mode,
+        "installed": hashlib.sha256(text.encode()).hexdigest()[:16],
+        "platform": platform,
+    }
+
+
+def installed_pins(
+    role: str, platform: str, installed: dict[str, str] | None = None
+) -> dict[str, str | None]:
+    """The versions installed in this interpreter of a role's pinned packages.
+
+    Returns:
+        Pinned package name -> installed version (None: not installed).
+    """
+    return {p.name: p.have for p in check_pins(env_file(role, platform), installed)}
+
+
+def python_for(role: str, platform: str, mode: str = "pinned") -> str:
+    """The interpreter a stage of ``role`` runs with, creating its environment if needed
+    (never in ``current`` mode: then every role runs with this interpreter)."""
+    if role == "core" or mode == "current":
         return sys.executable
     return ensure_env(env_file(role, platform))
 

@@ -1,7 +1,11 @@
-"""Error types. Every user-facing failure is a :class:`HarnessError` with a message that names
-the file, line or config key at fault; the CLI prints it without a traceback and exits 2."""
+"""Error types. Every user-facing failure is a :class:`HarnessError` (or, from the
+model-surgery kernels, which know nothing of the harness, a :class:`kernels.errors.KernelError`)
+with a message that names the file, line or config key at fault; the CLI prints it without a
+traceback and exits 2."""
 
 from __future__ import annotations
+
+from kernels.errors import KernelError
 
 
 class HarnessError(Exception):
@@ -21,3 +25,7 @@ class SpecError(HarnessError):
 
 class StageError(HarnessError):
     """A stage failed; carries the stage name and where its log is."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (HarnessError, KernelError)
+"""Everything the CLI and the stage runner report as a message, not a traceback."""

@@ -1,25 +1,39 @@
-"""Spec -> plan: the DAG of stages with content-addressed keys.
+"""Spec -> plan: the DAG of stages with content-addressed keys, and why each will run.
 
-A stage's key is ``sha256(name, version, canonical JSON of its slice, fingerprints of the
-input files its slice names, upstream keys)``. Nothing outside the slice enters it. Planning
-imports no torch or vllm.
+A stage's key is the sha256 of (stage contract version, stage name, its version marker, the
+canonical JSON of its slice, fingerprints of the input files the slice names, the digests of
+its code dependencies (normalised source: see :mod:`harness.codehash`), the pins of every
+environment it uses with the platform, and its upstream keys). Nothing outside that enters
+the key; everything inside it does. In the current-interpreter mode (``run.env_mode:
+current``) an environment enters the key as the mode and the installed versions of its pinned
+packages instead of the pin file's digest (:func:`harness.envs.environment`). Planning imports
+no torch or vllm.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import config, envs
+from harness.artifacts import MANIFEST
+from harness.atomic import write_json
+from harness.codehash import code_digests
+from harness.datasets import is_ref, resolve_path
 from harness.errors import HarnessError
 from harness.spec.load import LoadedSpec
-from harness.stages.base import StageDef, load_registry, stage_order
+from harness.stages.base import StageDef, stage_defs
 
+CONTRACT = 2
+"""Version of the key material. 1: name, version, slice, files, upstream (no code, no
+environments); 2: adds code digests, environment pins and the platform."""
 KEY_CHARS = 20
-MANIFEST = "manifest.json"
+BASELINE_INPUTS = {"baseline": "score", "baseline_mmlu": "mmlu_score", "baseline_infer": "infer"}
+"""The report's input role prefix for each stage of a ``report.baselines`` variant it reads
+(at least one scoring stage must be there)."""
 
 
 def canonical_json(obj: Any) -> str:
@@ -33,25 +47,32 @@ def stage_key(
     slice_: dict[str, Any],
     files: dict[str, Any],
     upstream: dict[str, str],
+    code: dict[str, str] | None = None,
+    environments: dict[str, Any] | None = None,
 ) -> str:
     """The content-addressed key of a stage.
 
     Args:
         name: Stage name.
-        version: Stage version string.
+        version: Stage version marker.
         slice_: Dotted spec path -> resolved value.
         files: Dotted path -> content fingerprint of the file(s) it names.
         upstream: Input role -> upstream stage key.
+        code: Project file -> digest of its normalised source.
+        environments: Role -> pin file, pins digest and platform.
 
     Returns:
         A hex digest prefix of ``KEY_CHARS`` characters.
     """
     material = {
+        "contract": CONTRACT,
         "stage": name,
         "version": version,
         "slice": slice_,
         "files": files,
         "upstream": upstream,
+        "code": code or {},
+        "envs": environments or {},
     }
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()[:KEY_CHARS]
 
@@ -109,6 +130,21 @@ class PlannedStage:
     upstream_keys: dict[str, str]
     key: str
     missing: tuple[str, ...] = ()
+    code: dict[str, str] = field(default_factory=dict)
+    envs: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """What the history and the manifest keep of the key material."""
+        return {
+            "contract": CONTRACT,
+            "key": self.key,
+            "version": self.definition.version,
+            "slice": self.slice,
+            "files": self.files,
+            "code": self.code,
+            "envs": self.envs,
+            "upstream_keys": self.upstream_keys,
+        }
 
 
 @dataclass(frozen=True)
@@ -119,6 +155,8 @@ class Plan:
     stages: tuple[PlannedStage, ...]
     root: Path
     project_root: Path
+    platform: str = "cpu"
+    env_mode: str = "pinned"
 
     def stage_dir(self, st: PlannedStage) -> Path:
         """The finished dir of a stage (exists iff complete, with a manifest)."""
@@ -136,8 +174,17 @@ class Plan:
         raise KeyError(name)
 
     def history_path(self) -> Path:
-        """Where the slices of the last run of this spec are recorded."""
+        """Where the key material of the last run of this spec is recorded."""
         return self.root / "history" / f"{self.loaded.spec.name}.json"
+
+
+def runs_root(loaded: LoadedSpec, project_root: Path) -> Path:
+    """``$HARNESS_RUNS_ROOT``, else ``run.root`` (relative to the project root)."""
+    env_root = config.get("HARNESS_RUNS_ROOT")
+    if env_root:
+        return Path(env_root).resolve()
+    root = Path(loaded.spec.run.root)
+    return root if root.is_absolute() else project_root / root
 
 
 def _fingerprints(
@@ -161,13 +208,17 @@ def _fingerprints(
             if v is None:
                 fps.append(None)
                 continue
-            p = Path(v)
-            p = p if p.is_absolute() else project_root / p
+            try:
+                p = resolve_path(v, project_root)
+            except HarnessError as e:  # a named dataset that is not in the local cache
+                missing.append(f"`{dotted}`: {e}")
+                fps.append(f"missing:{v}")
+                continue
             if not p.exists():
                 missing.append(f"`{dotted}`: file not found: {v} (resolved to {p})")
                 fps.append(f"missing:{v}")
                 continue
-            fps.append(fingerprint(p))
+            fps.append(fingerprint(p) if not is_ref(v) else f"{v}@{fingerprint(p)}")
         out[dotted] = fps if isinstance(value, list) else fps[0]
     return out, missing
 
@@ -192,29 +243,53 @@ def build_plan(
     """
     project_root = (project_root or Path.cwd()).resolve()
     spec = loaded.spec
-    stages = _plan_stages(loaded, project_root, strict, with_report=True)
+    platform = envs.detect_platform(spec.run.platform)
+    where = _Where(platform, envs.env_mode(spec.run.env_mode))
+    stages = _plan_stages(loaded, project_root, strict, where, with_report=True)
     if "report" in stages and spec.report.baselines:
-        stages = _add_baselines(loaded, project_root, strict, stages)
-    runs_root = Path(spec.run.root)
-    runs_root = runs_root if runs_root.is_absolute() else project_root / runs_root
-    env_root = os.environ.get("HARNESS_RUNS_ROOT")
-    if env_root:
-        runs_root = Path(env_root).resolve()
-    return Plan(loaded, tuple(stages.values()), runs_root, project_root)
+        stages = _add_baselines(loaded, project_root, strict, where, stages)
+    return Plan(
+        loaded,
+        tuple(stages.values()),
+        runs_root(loaded, project_root),
+        project_root,
+        platform,
+        where.mode,
+    )
+
+
+@dataclass
+class _Where:
+    """Platform and environment mode of a plan, with the environments' key material
+    (computed once per role: current mode reads the installed distributions)."""
+
+    platform: str
+    mode: str
+    _envs: dict[str, dict[str, str]] = field(default_factory=dict)
+    _installed: dict[str, str] | None = None
+
+    def environment(self, role: str) -> dict[str, str]:
+        """The key material of a role's environment."""
+        if role not in self._envs:
+            if self.mode == "current" and self._installed is None:
+                self._installed = envs.installed_versions()
+            self._envs[role] = envs.environment(role, self.platform, self.mode, self._installed)
+        return self._envs[role]
 
 
 def _plan_stages(
-    loaded: LoadedSpec, project_root: Path, strict: bool, *, with_report: bool
+    loaded: LoadedSpec, project_root: Path, strict: bool, where: _Where, *, with_report: bool
 ) -> dict[str, PlannedStage]:
-    registry = load_registry()
+    defs = stage_defs()
     spec = loaded.spec
     dumped = spec.model_dump(mode="json", by_alias=True)
-    wanted = [s for s in stage_order() if s in spec.stages and (with_report or s != "report")]
+    unknown = [s for s in spec.stages if s not in defs]
+    if unknown:
+        raise HarnessError(f"stage `{unknown[0]}` is listed in `stages` but not implemented")
+    wanted = [s for s in defs if s in spec.stages and (with_report or not defs[s].upstream_all)]
     planned: dict[str, PlannedStage] = {}
     for name in wanted:
-        if name not in registry:
-            raise HarnessError(f"stage `{name}` is listed in `stages` but not implemented")
-        d = registry[name]
+        d = defs[name]
         slice_ = {r: get_path(dumped, r) for r in d.reads}
         files, missing = _fingerprints(d, slice_, project_root)
         if missing and strict:
@@ -227,16 +302,24 @@ def _plan_stages(
                 raise HarnessError(f"stage `{name}` needs {need} before it in `stages`")
             if hit is not None:
                 inputs[role] = hit
+        if d.upstream_all:
+            inputs.update({s: s for s in planned if s not in inputs.values()})
         upstream_keys = {role: planned[s].key for role, s in inputs.items()}
-        key = stage_key(name, d.version, slice_, files, upstream_keys)
+        code = code_digests(d.code_modules)
+        environments = {role: where.environment(role) for role in d.envs}
+        key = stage_key(name, d.version, slice_, files, upstream_keys, code, environments)
         planned[name] = PlannedStage(
-            name, d, slice_, files, inputs, upstream_keys, key, tuple(missing)
+            name, d, slice_, files, inputs, upstream_keys, key, tuple(missing), code, environments
         )
     return planned
 
 
 def _add_baselines(
-    loaded: LoadedSpec, project_root: Path, strict: bool, main: dict[str, PlannedStage]
+    loaded: LoadedSpec,
+    project_root: Path,
+    strict: bool,
+    where: _Where,
+    main: dict[str, PlannedStage],
 ) -> dict[str, PlannedStage]:
     """Add each ``report.baselines`` variant's stages (deduplicated by key) before the
     report, and wire the variant's score into the report as input ``baseline:<name>``."""
@@ -247,10 +330,19 @@ def _add_baselines(
     by_key = {st.key: name for name, st in main.items()}
     extra_inputs: dict[str, str] = {}
     for bname, overrides in loaded.spec.report.baselines.items():
-        variant = load_spec(loaded.path, [*loaded.overrides, *overrides])
-        sub = _plan_stages(variant, project_root, strict, with_report=False)
-        if "score" not in sub:
-            raise HarnessError(f"`report.baselines.{bname}`: the variant has no `score` stage")
+        if overrides is None:  # dropped
+            continue
+        if isinstance(overrides, list):
+            variant = load_spec(loaded.path, [*loaded.overrides, *overrides])
+        else:  # another spec file, with this run's command-line overrides too
+            other = loaded.path.parent / overrides.spec
+            variant = load_spec(other, [*loaded.overrides, *overrides.overrides])
+        sub = _plan_stages(variant, project_root, strict, where, with_report=False)
+        scored = {role: s for role, s in BASELINE_INPUTS.items() if s in sub}
+        if not {"score", "mmlu_score"} & set(scored.values()):
+            raise HarnessError(
+                f"`report.baselines.{bname}`: the variant has no `score` or `mmlu_score` stage"
+            )
         rename: dict[str, str] = {}
         for name, st in sub.items():
             if st.key in by_key:
@@ -260,16 +352,41 @@ def _add_baselines(
             rename[name] = by_key[st.key] = new
             inputs = {role: rename[s] for role, s in st.inputs.items()}
             out[new] = PlannedStage(
-                new, st.definition, st.slice, st.files, inputs, st.upstream_keys, st.key, st.missing
+                new,
+                st.definition,
+                st.slice,
+                st.files,
+                inputs,
+                st.upstream_keys,
+                st.key,
+                st.missing,
+                st.code,
+                st.envs,
             )
-        extra_inputs[f"baseline:{bname}"] = rename["score"]
+        for role, s in scored.items():
+            extra_inputs[f"{role}:{bname}"] = rename[s]
     inputs = {**report.inputs, **extra_inputs}
     upstream_keys = {role: out[s].key for role, s in inputs.items()}
-    key = stage_key("report", report.definition.version, report.slice, report.files, upstream_keys)
+    d = report.definition
+    key = stage_key(
+        "report", d.version, report.slice, report.files, upstream_keys, report.code, report.envs
+    )
     out["report"] = PlannedStage(
-        "report", report.definition, report.slice, report.files, inputs, upstream_keys, key
+        "report",
+        d,
+        report.slice,
+        report.files,
+        inputs,
+        upstream_keys,
+        key,
+        report.missing,
+        report.code,
+        report.envs,
     )
     return out
+
+
+# --------------------------------------------------------------------------- why
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -281,26 +398,95 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: obj}
 
 
-def changed_fields(previous: dict[str, Any] | None, st: PlannedStage) -> list[str]:
-    """Dotted fields of a stage's slice (and inputs) that differ from the last run's record."""
+def _diff(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    return sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+
+
+EARLIER_VERSION = (
+    "results of an earlier harness version (stage contract v1: their keys did not cover "
+    "code and environments) are not reused"
+)
+
+
+def reasons(plan: Plan, history: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """Why each stage that is not cached will run.
+
+    Returns:
+        Stage name -> reasons, each ``{"kind", "detail"}`` with kind one of ``no previous
+        run``, ``earlier version``, ``spec changed``, ``input file changed``, ``code
+        changed``, ``environment changed``, ``stage version changed``, ``upstream changed``,
+        ``not in the store``. Cached stages map to an empty list.
+    """
+    out: dict[str, list[dict[str, str]]] = {}
+    for st in plan.stages:
+        if plan.is_cached(st):
+            out[st.name] = []
+            continue
+        out[st.name] = _why(plan, st, history.get(st.name), out)
+    return out
+
+
+def _why(
+    plan: Plan,
+    st: PlannedStage,
+    previous: dict[str, Any] | None,
+    earlier: dict[str, list[dict[str, str]]],
+) -> list[dict[str, str]]:
+    def r(kind: str, detail: str = "") -> dict[str, str]:
+        return {"kind": kind, "detail": detail}
+
     if previous is None:
-        return ["(no previous run)"]
-    before = _flatten(previous.get("slice", {}))
-    now = _flatten(st.slice)
-    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-    if previous.get("files") != st.files:
-        changed += [
-            f"{k} (file content)"
-            for k in st.files
-            if previous.get("files", {}).get(k) != st.files[k]
-        ]
-    if previous.get("version") != st.definition.version:
-        changed.append("(stage version)")
-    ups = previous.get("upstream_keys", {})
-    changed += [
-        f"upstream {st.inputs[r]}" for r in st.upstream_keys if ups.get(r) != st.upstream_keys[r]
+        return (
+            [r("earlier version", EARLIER_VERSION)]
+            if _v1_results(plan, st)
+            else [r("no previous run")]
+        )
+    if previous.get("contract") != CONTRACT:
+        return [r("earlier version", EARLIER_VERSION)]
+    why = []
+    changed = _diff(_flatten(previous.get("slice", {})), _flatten(st.slice))
+    if changed:
+        why.append(r("spec changed", ", ".join(changed)))
+    files = _diff(previous.get("files", {}), st.files)
+    if files:
+        why.append(r("input file changed", ", ".join(files)))
+    code = _diff(previous.get("code", {}), st.code)
+    if code:
+        why.append(r("code changed", ", ".join(code)))
+    env_changed = [
+        f"{e['file']} ({e['platform']}" + (", current interpreter)" if "mode" in e else ")")
+        for role, e in st.envs.items()
+        if previous.get("envs", {}).get(role) != e
     ]
-    return changed
+    if env_changed:
+        why.append(r("environment changed", ", ".join(sorted(set(env_changed)))))
+    if previous.get("version") != st.definition.version:
+        why.append(
+            r("stage version changed", f"{previous.get('version')} -> {st.definition.version}")
+        )
+    ups = previous.get("upstream_keys", {})
+    for role, key in st.upstream_keys.items():
+        if ups.get(role) != key:
+            name = st.inputs[role]
+            cause = "; ".join(
+                f"{x['kind']}: {x['detail']}" if x["detail"] else x["kind"]
+                for x in earlier.get(name, [])
+                if x["kind"] != "upstream changed"
+            )
+            why.append(r("upstream changed", f"{name} ({cause})" if cause else name))
+    return why or [r("not in the store", str(plan.stage_dir(st)))]
+
+
+def _v1_results(plan: Plan, st: PlannedStage) -> bool:
+    """Whether the store holds finished dirs of this stage made under contract v1."""
+    root = plan.root / "stages" / st.definition.name
+    for m in root.glob(f"*/{MANIFEST}"):
+        try:
+            if "contract" not in json.loads(m.read_text(encoding="utf-8")):
+                return True
+        except (OSError, json.JSONDecodeError):
+            continue
+    return False
 
 
 def load_history(plan: Plan) -> dict[str, Any]:
@@ -312,19 +498,5 @@ def load_history(plan: Plan) -> dict[str, Any]:
 
 
 def save_history(plan: Plan) -> None:
-    """Record this plan's slices as the last run of its spec (atomic write)."""
-    p = plan.history_path()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        st.name: {
-            "key": st.key,
-            "version": st.definition.version,
-            "slice": st.slice,
-            "files": st.files,
-            "upstream_keys": st.upstream_keys,
-        }
-        for st in plan.stages
-    }
-    tmp = p.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, p)
+    """Record this plan's key material as the last run of its spec (atomic write)."""
+    write_json(plan.history_path(), {st.name: st.record() for st in plan.stages})

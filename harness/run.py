@@ -27,12 +27,15 @@ from typing import Any
 
 from rich.console import Console
 
-from harness import envs
+from harness import artifacts, envs
+from harness.artifacts import MANIFEST
+from harness.atomic import write_json
+from harness.config import overrides_in_effect
+from harness.contract import StageContext, StageResult
 from harness.errors import StageError
-from harness.plan import MANIFEST, Plan, PlannedStage, file_sha256, save_history
+from harness.plan import Plan, PlannedStage, file_sha256, save_history
 from harness.secrets import redact, scrub_text
 from harness.stage_main import package_versions
-from harness.stages.base import StageContext, StageResult
 from harness.tracking import DiskSink, Tracker, WandbSink, wandb_mode
 from kernels.fsutil import fsync_dir as _fsync_dir
 from kernels.fsutil import pid_alive as _pid_alive
@@ -91,15 +94,6 @@ def _host() -> dict[str, Any]:
     }
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _clean_stale(stage_root: Path, key: str) -> None:
     for tmp in stage_root.glob(f".tmp-{key}-*"):
         try:
@@ -133,25 +127,26 @@ def _outputs(d: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def load_manifest(stage_dir: Path) -> dict[str, Any]:
-    """The manifest of a finished stage dir."""
-    return json.loads((stage_dir / MANIFEST).read_text(encoding="utf-8"))
-
-
 def _run_stage_process(
     plan: Plan, st: PlannedStage, tmp: Path, run_dir: Path, console: Console
 ) -> tuple[StageResult, dict[str, Any]]:
     log_dir = run_dir / "stages" / st.name
     log_dir.mkdir(parents=True, exist_ok=True)
+    used = set(st.inputs.values())
+    pythons = {
+        role: envs.python_for(role, plan.platform, plan.env_mode) for role in st.definition.envs
+    }
     ctx = StageContext(
         stage=st.definition.name,
         key=st.key,
         config=st.slice,
         out=tmp,
         inputs={role: plan.stage_dir(plan.by_name(s)) for role, s in st.inputs.items()},
-        upstream={s: plan.stage_dir(plan.by_name(s)) for s in dict.fromkeys(st.inputs.values())},
+        upstream={s.name: plan.stage_dir(s) for s in plan.stages if s.name in used},
         root=plan.project_root,
         run_dir=run_dir,
+        pythons=pythons,
+        platform=plan.platform,
     )
     ctx_file, result_file, log_file = (
         log_dir / "context.json",
@@ -161,7 +156,7 @@ def _run_stage_process(
     ctx.write(ctx_file)
     result_file.unlink(missing_ok=True)
     result_file.with_suffix(".error").unlink(missing_ok=True)
-    python = envs.python_for(st.definition.env, envs.detect_platform(plan.loaded.spec.run.platform))
+    python = pythons[st.definition.env]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("HF_HUB_OFFLINE", "1")
     cmd = [python, "-m", "harness.stage_main", str(ctx_file), str(result_file)]
@@ -242,12 +237,17 @@ def execute(
         "spec_files": [str(f) for f in plan.loaded.files],
         "overrides": redact(list(plan.loaded.overrides)),
         "git": _git_state(plan.project_root),
+        "environment": redact(overrides_in_effect()),
+        "platform": plan.platform,
+        "env_mode": plan.env_mode,
         "packages": package_versions(),
         "host": _host(),
         "started": stamp,
         "stages": {},
     }
-    _write_json_atomic(run_dir / "run.json", manifest)
+    write_json(run_dir / "run.json", manifest)
+    if plan.env_mode == "current":
+        _note_unmet(plan, console)
     ok = False
     try:
         for st in plan.stages:
@@ -262,12 +262,12 @@ def execute(
                 "cached": outcome.cached,
                 "wall_s": outcome.wall_s,
             }
-            _write_json_atomic(run_dir / "run.json", manifest)
+            write_json(run_dir / "run.json", manifest)
         ok = True
     finally:
         manifest["finished"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         manifest["status"] = "ok" if ok else "failed"
-        _write_json_atomic(run_dir / "run.json", manifest)
+        write_json(run_dir / "run.json", manifest)
         tracker.finish()
         # Replace the link atomically: concurrent runs of one spec must not race on it.
         latest = run_dir.parent / "latest"
@@ -288,7 +288,7 @@ def _execute_stage(
         if force and final.exists():
             shutil.rmtree(final)
         if (final / MANIFEST).is_file():
-            m = load_manifest(final)
+            m = artifacts.manifest(final)
             console.print(f"[green]✓[/] {st.name:<10} cached  {st.key}")
             return StageOutcome(
                 st.name, st.key, final, True, 0.0, StageResult.from_json(m["result"])
@@ -299,25 +299,67 @@ def _execute_stage(
         t0 = time.perf_counter()
         result, payload = _run_stage_process(plan, st, tmp, run_dir, console)
         wall = time.perf_counter() - t0
+        incomplete = {a.name: missing for a in st.definition.outputs if (missing := a.missing(tmp))}
+        if incomplete:
+            raise StageError(
+                f"stage `{st.name}` finished without its declared outputs "
+                f"{', '.join(f'{a}: {m}' for a, m in incomplete.items())}; its temporary dir "
+                f"{tmp} is kept for inspection and never reused"
+            )
         manifest = {
+            **st.record(),
             "stage": st.name,
-            "key": st.key,
-            "version": st.definition.version,
-            "env": st.definition.env,
             "slice": redact(st.slice),
-            "files": st.files,
+            "env": st.definition.env,
             "inputs": st.inputs,
-            "upstream_keys": st.upstream_keys,
+            "outputs_declared": [a.name for a in st.definition.outputs],
             "packages": payload["packages"],
             "python": payload["python"],
+            "env_mode": plan.env_mode,
+            **_installed_pins(plan, st),
             "wall_s": wall,
             "outputs": _outputs(tmp),
             "result": result.to_json(),
             "finished": datetime.now(UTC).isoformat(),
         }
-        _write_json_atomic(tmp / MANIFEST, manifest)
+        write_json(tmp / MANIFEST, manifest)
         _fsync_dir(tmp)
         os.replace(tmp, final)
         _fsync_dir(stage_root)
         console.print(f"[cyan]●[/] {st.name:<10} ran     {st.key}  {wall:.1f}s")
         return StageOutcome(st.name, st.key, final, False, wall, result)
+
+
+def _installed_pins(plan: Plan, st: PlannedStage) -> dict[str, Any]:
+    """Current-interpreter mode: per role of the stage, its pin file and the versions
+    installed of its pinned packages (None: not installed), for the stage's manifest (every
+    role ran with this interpreter). Pinned mode: nothing (the pins hold by construction)."""
+    if plan.env_mode != "current":
+        return {}
+    installed = envs.installed_versions()
+    return {
+        "installed_pins": {
+            role: {
+                "file": f"harness/envs/{envs.env_file(role, plan.platform).name}",
+                "versions": envs.installed_pins(role, plan.platform, installed),
+            }
+            for role in st.definition.envs
+        }
+    }
+
+
+def _note_unmet(plan: Plan, console: Console) -> None:
+    """Say, per pin file the plan uses, how many pins the current interpreter leaves unmet."""
+    installed = envs.installed_versions()
+    files = sorted(
+        {envs.env_file(role, plan.platform) for st in plan.stages for role in st.definition.envs}
+    )
+    for f in files:
+        unmet = [p for p in envs.check_pins(f, installed) if not p.ok]
+        if unmet:
+            console.print(
+                f"[yellow]current interpreter[/]: {len(unmet)} pin(s) of harness/envs/{f.name} "
+                f"unmet (`harness env --check` lists them); running anyway",
+                soft_wrap=True,
+                highlight=False,
+            )

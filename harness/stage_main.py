@@ -7,13 +7,14 @@ it used to RESULT (atomically)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from importlib import metadata
 from pathlib import Path
 
-from harness.errors import HarnessError
-from harness.stages.base import StageContext, load_registry
+from harness.atomic import write_json
+from harness.contract import StageContext
+from harness.errors import USER_ERRORS
+from harness.stages.base import stage_defs
 
 TRACKED_PACKAGES = (
     "torch",
@@ -54,18 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ctx_path, result_path = Path(argv[0]), Path(argv[1])
     ctx = StageContext.from_json(json.loads(ctx_path.read_text(encoding="utf-8")))
-    definition = load_registry()[ctx.stage]
+    definition = stage_defs()[ctx.stage]
     try:
         result = definition.fn(ctx)
-    except HarnessError as e:
+    except USER_ERRORS as e:
         # A user error: the executor shows this message instead of a traceback.
         result_path.with_suffix(".error").write_text(str(e), encoding="utf-8")
         print(f"error: {e}", file=sys.stderr)
         return 3
     payload = {"result": result.to_json(), "packages": package_versions(), "python": sys.executable}
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    os.replace(tmp, result_path)
+    write_json(result_path, payload)
     return 0
 
 

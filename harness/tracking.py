@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.contract import StageResult
 from harness.secrets import redact
-from harness.stages.base import StageResult
 
 
 class Sink(Protocol):

@@ -1,12 +1,10 @@
-"""Errors raised by the model-surgery kernels. All are :class:`harness.errors.HarnessError`s,
-so the CLI prints them without a traceback."""
+"""Errors raised by the model-surgery kernels. The kernels import nothing of the harness;
+the harness reports every :class:`KernelError` as a user error (a message, no traceback)."""
 
 from __future__ import annotations
 
-from harness.errors import HarnessError
 
-
-class KernelError(HarnessError):
+class KernelError(ValueError):
     """Base of every kernel error."""
 
 

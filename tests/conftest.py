@@ -1,4 +1,6 @@
-"""Shared fixtures: the golden-file switch, the shared-data location, tiny models."""
+"""Shared fixtures: the golden-file switch, the project's data fixtures and the real public
+datasets (skipping with the command that fetches them), the tiny-model runs root and the
+session's vLLM server. Helpers live in :mod:`tests.support`."""
 
 from __future__ import annotations
 
@@ -8,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from tests.support import paths
+from tests.support.runs import run_spec
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+# Scores in tests never read vectors another run left in the user's embedding cache; the
+# cache's own tests point it at a temporary directory.
+os.environ["HARNESS_EMBEDDING_CACHE"] = "off"
 # Two light plugin stages (tests/plugins/toy_stages.py) for executor and planner tests.
 os.environ["HARNESS_STAGE_PLUGINS"] = "tests.plugins.toy_stages"
 
@@ -35,11 +40,49 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
+def dev_fixture() -> Path:
+    """The project's ShopBench development-format fixture (44 rows, the 18 tasks)."""
+    return paths.DEV_FIXTURE
+
+
+@pytest.fixture(scope="session")
+def ec_guide_fixture() -> Path:
+    """The project's EC-Guide-format fixture: the directory holding ``EC-Guide/``."""
+    return paths.EC_GUIDE_FIXTURE
+
+
+@pytest.fixture(scope="session")
+def real_dev_set() -> Path:
+    """The real ShopBench ``development.json`` (data cache, else the shared copy); skips the
+    test, naming ``harness data fetch shopbench-dev``, when it is not available."""
+    found = paths.real_dev_set()
+    if found is None:
+        pytest.skip(paths.missing_reason(paths.DEV_SET))
+    return found
+
+
+@pytest.fixture(scope="session")
+def real_ec_guide() -> Path:
+    """The real EC-Guide dataset directory (holding ``EC-Guide/`` and ``LICENSE``); skips the
+    test, naming ``harness data fetch ec-guide``, when it is not available."""
+    found = paths.real_ec_guide()
+    if found is None:
+        pytest.skip(paths.missing_reason(paths.EC_GUIDE))
+    return found
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The public ShopBench/EC-Guide data beside the repo; skips the test when absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """The shared public data beside the repo (``$HARNESS_TEST_SHARED_DATA`` if set); skips the
+    test when absent. Prefer :func:`real_dev_set` / :func:`real_ec_guide`, which also find the
+    data cache, or the project's fixtures."""
+    shared = paths.shared_data_dir()
+    if not shared.is_dir():
+        pytest.skip(
+            f"shared data not found at {shared} (the datasets it holds: "
+            "harness data fetch shopbench-dev; harness data fetch ec-guide)"
+        )
+    return shared
 
 
 @pytest.fixture(scope="session")
@@ -50,15 +93,31 @@ def tiny_cpu_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_cpu_pipeline(tiny_cpu_runs: Path) -> dict:
+    """`harness run experiments/tiny_cpu.yaml` twice in the shared runs root, before any other
+    run there (the other specs that share its stages then find them cached)."""
+    first_s, first = run_spec(tiny_cpu_runs, "experiments/tiny_cpu.yaml")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
+    before = {p.name for p in (tiny_cpu_runs / "stages").glob("*/*")}
+    second_s, second = run_spec(tiny_cpu_runs, "experiments/tiny_cpu.yaml")
+    assert second.returncode == 0, second.stderr[-3000:]
+    return {
+        "runs": tiny_cpu_runs,
+        "first": (first_s, first),
+        "second": (second_s, second),
+        "stage_keys": before,
+    }
+
+
+@pytest.fixture(scope="session")
 def vllm_openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """One vLLM OpenAI-compatible server per session, serving the tiny inference model as
     ``tiny``: ``(base_url, server_log)``."""
     pytest.importorskip("vllm")
-    from test_infer_common import build_tiny
+    from tests.support.tiny_models import tiny_model
+    from tests.support.vllm_server import serve
 
-    from tests.vllm_server import serve
-
-    model = build_tiny(tmp_path_factory.getbasetemp())
+    model = tiny_model("infer-qwen2", tmp_path_factory.getbasetemp())
     log = tmp_path_factory.mktemp("vllm-server") / "server.log"
     try:
         with serve(model, log) as url:

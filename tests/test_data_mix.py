@@ -191,20 +191,20 @@ def test_task_statistics_report_answer_positions(synth_items) -> None:  # type: 
     assert "answer_positions" not in stats["task12"] and stats["task12"]["input_chars_max"] > 0
 
 
-def test_ec_guide_and_shopbench_sources(shared_data: Path) -> None:
+def test_ec_guide_and_shopbench_sources(ec_guide_fixture: Path) -> None:
     skipped: list[str] = []
     src = MixSource(
         name="ecg",
         kind="ec_guide",
-        path=str(shared_data / "ec_guide" / "EC-Guide" / "MCQ" / "QPRJ.json"),
+        path=str(ec_guide_fixture / "EC-Guide" / "MCQ" / "QPRJ.json"),
     )
     items = load_source(src, root=REPO, synthetic=None, catalogue=CAT, skipped=skipped)
-    assert len(items) == 501 and all(it.dev is None for it in items)  # `bool` rows: no metric
+    assert len(items) == 4 and all(it.dev is None for it in items)  # `bool` rows: no metric
     assert {it.ec["output"] for it in items} <= {"yes", "no"}
     rra = MixSource(
         name="rra",
         kind="ec_guide",
-        path=str(shared_data / "ec_guide" / "EC-Guide" / "Retrieval" / "RRA.json"),
+        path=str(ec_guide_fixture / "EC-Guide" / "Retrieval" / "RRA.json"),
     )
     items = load_source(rra, root=REPO, synthetic=None, catalogue=CAT)
     assert items[0].dev is not None and items[0].ec["output"] == ", ".join(

@@ -22,8 +22,8 @@ from harness.data.openai_gen import Generator, RequestCache, default_cache_dir
 from harness.data.sources import Sources, load_sources
 from harness.data.synthesize import load_few_shot, plan_requests, synthesize
 from harness.spec.schema import OpenAIGenerator, SynthesisConfig
-from tests.fakes.openai_server import FakeOpenAIServer, body_hash
-from tests.fakes.synth_responder import TemplateResponder
+from tests.support.openai_server import FakeOpenAIServer, body_hash
+from tests.support.synth_responder import TemplateResponder
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "experiments" / "data"
@@ -250,3 +250,35 @@ def test_sigkill_mid_generation_then_rerun_resends_nothing_answered(tmp_path: Pa
         assert once.wait(timeout=300) == 0, once.stderr.read().decode()  # type: ignore[union-attr]
     assert _examples(root) == _examples(clean_root)
     assert len(_examples(root).splitlines()) > 150
+
+
+def test_html_and_non_completion_replies_are_retried_then_recorded_failed(
+    tmp_path: Path,
+) -> None:
+    """A gateway answering 200 with an HTML page (or JSON that is no completion) is retried
+    within the budget; a request that never gets a completion is recorded as failed while the
+    replies that arrived beside it are kept and cached."""
+    order: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def faults(h: str, seen: int) -> str | None:
+        with lock:
+            i = order.setdefault(h, len(order))
+        if i == 0:
+            return "html"  # never a completion
+        if seen == 0:
+            return ("html", "no_choices", None)[i % 3]
+        return None
+
+    with FakeOpenAIServer(TemplateResponder(SOURCES, CAT), faults) as srv:
+        cfg = _cfg(srv.base_url, tasks=["task5"], products_per_task=8, openai={"max_retries": 2})
+        res = synthesize(SOURCES, CAT, cfg, few_shot=SHOTS, cache_dir=tmp_path)
+        seen = srv.outcomes()
+    assert seen["html"] >= 3 and seen["no_choices"] >= 1
+    usage = res.stats["usage"]
+    assert usage["failed_requests"] == 1 and usage["transport_retries"] >= 3
+    assert res.stats["rejected_per_reason"].get("request_failed") == 1
+    failed = [r for r in res.rejected if r["reason"] == "request_failed"]
+    assert "malformed reply" in failed[0]["detail"]
+    assert len(RequestCache(tmp_path).stored_keys()) == usage["requests_sent"] >= 1
+    assert res.examples, "the answered requests' examples were lost"

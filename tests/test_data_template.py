@@ -169,3 +169,11 @@ def test_training_examples_fit_the_tiny_models_sequence_length(tmp_path: Path, s
         n = len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
         longest = max(longest, n)
     assert longest <= spec.finetune.max_seq_length, longest
+
+
+def test_template_tasks_are_a_registry_with_suggestions() -> None:
+    from harness.data.errors import SourceError
+
+    assert "task1" in TEMPLATE_TASKS and TEMPLATE_TASKS["task5"].anchor == "products"
+    with pytest.raises(SourceError, match=r"unknown template task `task01` \(did you mean"):
+        TEMPLATE_TASKS.get("task01")

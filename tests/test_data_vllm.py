@@ -14,7 +14,7 @@ from harness.data.openai_gen import RequestCache
 from harness.data.sources import load_sources
 from harness.data.synthesize import load_few_shot, synthesize
 from harness.spec.schema import SynthesisConfig
-from tests.vllm_server import SERVED_NAME, tail
+from tests.support.vllm_server import SERVED_NAME, tail
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "experiments" / "data"

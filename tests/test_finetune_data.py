@@ -82,13 +82,10 @@ def test_letter_labels_are_renumbered_and_existing_trailers_kept() -> None:
     assert format_user_turn(ends, "", [], "generation") == ends
 
 
-def test_a_shopbench_prompt_in_the_input_is_the_user_turn_verbatim(shared_data: Path) -> None:
+def test_a_shopbench_prompt_in_the_input_is_the_user_turn_verbatim(dev_fixture: Path) -> None:
     from harness.data.ecinstruct import dev_to_ec
 
-    rows = [
-        json.loads(line)
-        for line in (shared_data / "shopbench_dev" / "development.json").read_text().splitlines()
-    ]
+    rows = [json.loads(line) for line in dev_fixture.read_text().splitlines()]
     for row in rows:
         item = dev_to_ec(row)
         rec = parse_record(item, "dev")

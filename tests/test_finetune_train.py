@@ -17,7 +17,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.spec.schema import FinetuneConfig, TinyModelConfig
-from harness.stages.base import StageContext, StageResult, load_registry
+from harness.stages.base import StageContext, StageResult, stage_defs
 from harness.training.data import FinetuneDataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +115,7 @@ def _tensors(model_dir: Path) -> dict[str, Any]:
 
 
 def test_stage_is_registered_in_the_train_env() -> None:
-    d = load_registry()["finetune"]
+    d = stage_defs()["finetune"]
     assert d.env == "train"
     assert d.reads == ("finetune", "prompts.system", "model.trust_remote_code")
     assert d.inputs == {"model": ("model",), "data": ("mix",)}
@@ -221,8 +221,8 @@ import json, sys, time
 from pathlib import Path
 import torch
 from transformers import TrainerCallback
-from harness.stages.base import StageContext
-from harness.training.pipeline import run_finetune
+from harness.contract import StageContext
+from harness.stages.finetune import run as run_finetune
 
 torch.set_num_threads(1)
 ctx = StageContext.from_json(json.loads(Path(sys.argv[1]).read_text()))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_infer_common import EVAL, SHARED_DEV
 
 from harness.inference.constraints import (
     MAX_RULES,
@@ -20,6 +20,7 @@ from harness.inference.constraints import (
 )
 from harness.shopbench.data import load_shopbench
 from harness.shopbench.parsers import parse
+from tests.support.paths import EVAL
 
 
 @functools.cache
@@ -136,10 +137,8 @@ def test_constraints_of_the_test_rows() -> None:
     assert c is not None and c.items == ("1", "2", "3", "4", "5")
 
 
-def test_constraints_of_the_shopbench_dev_prompts() -> None:
-    if not SHARED_DEV.is_file():
-        pytest.skip(f"shared data not found at {SHARED_DEV}")
-    records = load_shopbench(SHARED_DEV)
+def test_constraints_of_the_shopbench_dev_prompts(dev_fixture: Path) -> None:
+    records = load_shopbench(dev_fixture)
     seen = _check_prompts(records)
     assert set(seen) == {"multiple-choice", "ranking", "retrieval"}
     # task14 asks for 3 of 15 products: exactly three distinct numbers from 1..15.

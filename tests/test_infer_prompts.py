@@ -5,15 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_infer_common import (
-    EVAL,
-    EVAL_TEST_FORMAT,
-    REPO,
-    SHARED_DEV,
-    SUFFIX,
-    SYSTEM,
-    build_tiny,
-)
 
 from harness.errors import HarnessError
 from harness.inference.prompts import (
@@ -25,13 +16,17 @@ from harness.inference.prompts import (
 )
 from harness.inference.runner import PromptBuilder, build_requests, group_by_task, to_rows
 from harness.shopbench.data import load_shopbench
-from harness.spec.schema import TASK_TYPES, DecodingConfig, PromptsConfig
+from harness.shopbench.types import TASK_TYPES
+from harness.spec.schema import DecodingConfig, PromptsConfig
+from tests.support import tiny_models
+from tests.support.infer import SUFFIX, SYSTEM
+from tests.support.paths import EVAL, EVAL_TEST_FORMAT, REPO
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model (built once per session, shared through the base temp dir)."""
-    return build_tiny(tmp_path_factory.getbasetemp())
+    return tiny_models.tiny_model("infer-qwen2", tmp_path_factory.getbasetemp())
 
 
 def test_shipped_variants_are_valid_and_registered() -> None:
@@ -106,10 +101,8 @@ def test_suffix_replaces_only_a_trailing_output_line() -> None:
     assert apply_non_mc_suffix("Q\nOutput:", "generation", None) == ("Q\nOutput:", False)
 
 
-def test_suffix_on_the_shopbench_dev_set() -> None:
-    if not SHARED_DEV.is_file():
-        pytest.skip(f"shared data not found at {SHARED_DEV}")
-    records = load_shopbench(SHARED_DEV)
+def test_suffix_on_the_shopbench_dev_set(dev_fixture: Path) -> None:
+    records = load_shopbench(dev_fixture)
     changed = {}
     for r in records:
         assert r.task_type is not None

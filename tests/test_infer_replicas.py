@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_infer_common import EVAL_TEST_FORMAT, REPO, SUFFIX, SYSTEM, build_tiny
 
 from harness.inference.engines.base import EngineSpec, GenRequest, make_engine
 from harness.inference.prompts import load_prompt_set
@@ -19,12 +18,15 @@ from harness.spec.schema import (
     InferConfig,
     PromptsConfig,
 )
+from tests.support import tiny_models
+from tests.support.infer import SUFFIX, SYSTEM
+from tests.support.paths import EVAL_TEST_FORMAT, REPO
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model (built once per session, shared through the base temp dir)."""
-    return build_tiny(tmp_path_factory.getbasetemp())
+    return tiny_models.tiny_model("infer-qwen2", tmp_path_factory.getbasetemp())
 
 
 def _req(i: int) -> GenRequest:
@@ -53,14 +55,20 @@ def test_two_ray_replicas_match_one_engine(tiny_model: Path) -> None:
         {"generation": {"max_tokens": 8, "temperature": 0.8, "top_p": 0.9}}
     )
     requests, _ = build_requests(rows, builder, decoding, constrained=True, seed=3)
-    # batch_size 1: every sample is computed alone, whatever shard it lands in.
+    # batch_size 1: every sample is computed alone, whatever shard it lands in; one thread,
+    # as in each replica (a Ray actor with one CPU): the same arithmetic, so the same tokens.
+    import torch
+
     infer = InferConfig(engine="transformers", dtype="float32", batch_size=1, replicas=2)
     spec = EngineSpec(infer, str(tiny_model))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     single = make_engine(spec)
     try:
         want, _ = generate_all(requests, single)
     finally:
         single.close()
+        torch.set_num_threads(threads)
     pool = ReplicaPool(spec, 2, ClusterConfig(num_cpus=2, object_store_memory_gib=0.25))
     try:
         got, stats = generate_all(requests, pool)

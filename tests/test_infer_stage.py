@@ -7,13 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from test_infer_common import DATA, EVAL, EVAL_TEST_FORMAT, REPO, SUFFIX, SYSTEM
 
 from harness.errors import SpecError
 from harness.plan import build_plan
 from harness.run import execute
 from harness.shopbench.data import load_shopbench
+from harness.shopbench.parsers import parse_rates
 from harness.spec import load_spec
+from tests.support.infer import SUFFIX, SYSTEM
+from tests.support.paths import EVAL, EVAL_TEST_FORMAT, INFER_DATA, REPO
 
 CONTRACT = {
     "prediction",
@@ -39,7 +41,7 @@ model:
     intermediate_size: 256
     num_attention_heads: 4
     num_key_value_heads: 2
-    corpus: [{DATA / "corpus.txt"}]
+    corpus: [{INFER_DATA / "corpus.txt"}]
 infer:
   engine: transformers
   dtype: float32
@@ -91,8 +93,11 @@ def test_infer_stage_constrained_and_free(tmp_path: Path, runs_root: Path) -> No
         assert p["prompt_tokens"] > 0 and p["output_tokens"] > 0
         assert p["finish_reason"] in ("stop", "length")
     m = infer_on.result.metrics
+    # Parse rates are the score stage's (a parser change must not re-key inference).
+    assert not [k for k in m if k.startswith("parse_rate")]
+    rates = parse_rates([p["task_type"] for p in preds], [p["prediction"] for p in preds])
     for t in ("multiple-choice", "ranking", "retrieval", "constrained_types"):
-        assert m[f"parse_rate_official/{t}"] == 1.0, t
+        assert rates[t] == 1.0, t
     assert m["constrained"] == 1.0 and m["routed_rows"] == len(dev)
     assert m["n_prompts"] == len(dev) and m["prompts_per_s"] > 0 and m["output_tokens_per_s"] > 0
     assert 0 < m["latency_p50_s"] <= m["latency_max_s"]
@@ -112,7 +117,13 @@ def test_infer_stage_constrained_and_free(tmp_path: Path, runs_root: Path) -> No
     model_off, infer_off = off.outcomes
     assert model_off.cached and not infer_off.cached
     assert infer_off.result.metrics["constrained"] == 0.0
-    assert infer_off.result.metrics["parse_rate_official/constrained_types"] < 1.0
+    preds_off = [
+        json.loads(line) for line in (infer_off.dir / "predictions.jsonl").read_text().splitlines()
+    ]
+    rates_off = parse_rates(
+        [p["task_type"] for p in preds_off], [p["prediction"] for p in preds_off]
+    )
+    assert rates_off["constrained_types"] < 1.0
     gen_on = [p["prediction"] for p in preds if p["task_type"] == "generation"]
     gen_off = [
         json.loads(line)["prediction"]

@@ -137,7 +137,8 @@ def test_loading_a_spec_with_an_unservable_tp_size_fails(tmp_path: Path) -> None
     path.write_text(
         "name: t\nstages: [model, quantize, infer]\n"
         "model: {source: tiny, tiny: {hidden_size: 128, intermediate_size: 320}}\n"
-        "quantize: {q_group_size: 64}\ninfer: {tensor_parallel_size: 2}\n",
+        "quantize: {q_group_size: 64}\ninfer: {tensor_parallel_size: 2}\n"
+        "eval: {data: dev.jsonl}\n",
         encoding="utf-8",
     )
     with pytest.raises(SpecError, match="pad intermediate_size to 384"):

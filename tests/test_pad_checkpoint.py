@@ -31,40 +31,15 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from safetensors.torch import load_file, save_file  # noqa: E402
 
+from tests.support.tiny_models import (  # noqa: E402
+    LOGIT_TOL,
+    build_qwen2,
+    logits,
+    tiny_model,
+    token_ids,
+)
+
 REPO = Path(__file__).resolve().parents[1]
-TOL = 1e-6
-CHAT_TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
-
-
-def build_qwen2(
-    path: Path,
-    *,
-    hidden: int = 64,
-    inter: int = 96,
-    layers: int = 2,
-    heads: int = 4,
-    kv: int = 2,
-    vocab: int = 128,
-    seed: int = 0,
-    dtype: str = "float32",
-    max_shard_size: str | None = None,
-) -> Any:
-    """A random tiny Qwen2 saved as safetensors, with tokenizer-side files beside it."""
-    torch.manual_seed(seed)
-    config = transformers.Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv,
-        max_position_embeddings=64,
-    )
-    model = transformers.Qwen2ForCausalLM(config).to(getattr(torch, dtype)).eval()
-    kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
-    model.save_pretrained(path, safe_serialization=True, **kwargs)
-    _add_side_files(path)
-    return model
 
 
 def build_llama_with_mlp_bias(path: Path, seed: int = 0) -> Any:
@@ -89,31 +64,6 @@ def build_llama_with_mlp_bias(path: Path, seed: int = 0) -> Any:
     return model
 
 
-def _add_side_files(path: Path) -> None:
-    (path / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {}}))
-    (path / "tokenizer_config.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}))
-    (path / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-    (path / "special_tokens_map.json").write_text("{}")
-    (path / "extra").mkdir(exist_ok=True)
-    (path / "extra" / "notes.txt").write_text("kept")
-
-
-def logits(model_dir_or_model: Any, ids: Any) -> Any:
-    model = model_dir_or_model
-    if isinstance(model, Path):
-        cls = getattr(
-            transformers, json.loads((model / "config.json").read_text())["architectures"][0]
-        )
-        model = cls.from_pretrained(model, dtype=torch.float32).eval()
-    with torch.no_grad():
-        return model(ids).logits.float()
-
-
-def _ids(vocab: int, seed: int = 0) -> Any:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, vocab, (2, 12), generator=g)
-
-
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -126,15 +76,16 @@ def _siblings(dst: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("placement", ["interleave", "append"])
-def test_single_file_logits_identical(tmp_path: Path, placement: str) -> None:
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    model = build_qwen2(src, hidden=64, inter=96)
+def test_single_file_logits_identical(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, placement: str
+) -> None:
+    src, dst = tiny_model("pad-qwen2", tmp_path_factory.getbasetemp()), tmp_path / "dst"
     res = pad_checkpoint(src, dst, tp_sizes=[4], group_size=16, placement=placement)
     assert res["intermediate_size"] == {"before": 96, "after": 128}
     assert json.loads((dst / "config.json").read_text())["intermediate_size"] == 128
-    ids = _ids(128)
-    diff = (logits(model, ids) - logits(dst, ids)).abs().max().item()
-    assert diff <= TOL
+    ids = token_ids(128)
+    diff = (logits(src, ids) - logits(dst, ids)).abs().max().item()
+    assert diff <= LOGIT_TOL
 
 
 def test_sharded_logits_identical_and_index_rewritten(tmp_path: Path) -> None:
@@ -150,8 +101,8 @@ def test_sharded_logits_identical_and_index_rewritten(tmp_path: Path) -> None:
     assert index_out["weight_map"] == index_in["weight_map"]
     total = sum(t.nbytes for s in shards for t in read_header(dst / s).tensors)
     assert index_out["metadata"]["total_size"] == total
-    ids = _ids(128, 1)
-    assert (logits(model, ids) - logits(dst, ids)).abs().max().item() <= TOL
+    ids = token_ids(128, 1)
+    assert (logits(model, ids) - logits(dst, ids)).abs().max().item() <= LOGIT_TOL
 
 
 @pytest.mark.parametrize("chunk", [50, 640, 4096])
@@ -194,8 +145,10 @@ def test_holes_and_written_zeros_give_the_same_bytes(
             m.setattr(pc, "_HOLE_MIN", threshold)
             got = pad_checkpoint(src, tmp_path / f"got-{placement}", 384, placement=placement)
         assert got["files"] == ref["files"]
-    ids = _ids(512, 9)
-    assert (logits(model, ids) - logits(tmp_path / "got-append", ids)).abs().max().item() <= TOL
+    ids = token_ids(512, 9)
+    assert (
+        logits(model, ids) - logits(tmp_path / "got-append", ids)
+    ).abs().max().item() <= LOGIT_TOL
 
 
 def test_shard_ending_in_padded_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,8 +194,8 @@ def test_llama_mlp_bias_padded_and_exact(tmp_path: Path) -> None:
     assert out["model.layers.0.mlp.gate_proj.bias"].shape == (64,)
     assert out["model.layers.0.mlp.up_proj.bias"].shape == (64,)
     assert out["model.layers.0.mlp.down_proj.bias"].shape == (32,)
-    ids = _ids(96, 2)
-    assert (logits(model, ids) - logits(dst, ids)).abs().max().item() <= TOL
+    ids = token_ids(96, 2)
+    assert (logits(model, ids) - logits(dst, ids)).abs().max().item() <= LOGIT_TOL
 
 
 @st.composite
@@ -286,8 +239,8 @@ def test_random_tiny_models_and_targets_are_exact(
         max_shard_size="8KB" if case["sharded"] else None,
     )
     pad_checkpoint(src, dst, case["target"], placement=case["placement"], durable=False)
-    ids = _ids(128, case["seed"])
-    assert (logits(model, ids) - logits(dst, ids)).abs().max().item() <= TOL
+    ids = token_ids(128, case["seed"])
+    assert (logits(model, ids) - logits(dst, ids)).abs().max().item() <= LOGIT_TOL
     shutil.rmtree(root)
 
 
@@ -589,8 +542,8 @@ def test_killed_mid_run_leaves_nothing_that_is_reused(tmp_path: Path) -> None:
     res = pad_checkpoint(src, dst, 256)  # the next run removes the leftover, starts afresh
     assert _siblings(dst) == []
     assert res["intermediate_size"]["after"] == 256
-    ids = _ids(128, 3)
-    assert (logits(model, ids) - logits(dst, ids)).abs().max().item() <= TOL
+    ids = token_ids(128, 3)
+    assert (logits(model, ids) - logits(dst, ids)).abs().max().item() <= LOGIT_TOL
 
 
 def test_write_error_after_first_shard_cleans_up(tmp_path: Path) -> None:

@@ -8,18 +8,19 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from tests.test_pad_checkpoint import TOL, _ids, build_qwen2, logits
+from tests.support.tiny_models import LOGIT_TOL, build_qwen2, logits, tiny_model, token_ids
 
 
-def test_pad_with_tp_and_group_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    model = build_qwen2(src, hidden=64, inter=96)
+def test_pad_with_tp_and_group_size(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = tiny_model("pad-qwen2", tmp_path_factory.getbasetemp()), tmp_path / "dst"
     assert main(["pad", str(src), str(dst), "--tp", "2", "--tp", "4", "--group-size", "16"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["intermediate_size"] == {"before": 96, "after": 128}
     assert summary["placement"] == "interleave"
-    ids = _ids(128, 5)
-    assert (logits(model, ids) - logits(dst, ids)).abs().max().item() <= TOL
+    ids = token_ids(128, 5)
+    assert (logits(src, ids) - logits(dst, ids)).abs().max().item() <= LOGIT_TOL
 
 
 def test_pad_with_explicit_target_and_append(
@@ -34,10 +35,9 @@ def test_pad_with_explicit_target_and_append(
 
 
 def test_dry_run_prints_the_table_and_writes_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    build_qwen2(src, hidden=256, inter=320, layers=1, heads=4, kv=2)
+    src, dst = tiny_model("pad-qwen2-wide", tmp_path_factory.getbasetemp()), tmp_path / "dst"
     assert main(["pad", str(src), str(dst), "--tp", "2", "--group-size", "64", "--dry-run"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert table["target"] == 384 and table["serves_tp_sizes"] is True

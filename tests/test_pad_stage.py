@@ -11,8 +11,9 @@ import pytest
 from harness.errors import HarnessError
 from harness.plan import MANIFEST, build_plan
 from harness.spec import load_spec
-from harness.stages.base import StageContext, load_registry
-from tests.test_pad_checkpoint import TOL, _ids, build_qwen2, logits
+from harness.stages.base import StageContext, stage_defs
+from kernels.errors import KernelError
+from tests.support.tiny_models import LOGIT_TOL, build_qwen2, logits, token_ids
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "experiments" / "tiny_cpu.yaml"
@@ -51,7 +52,7 @@ def upstream(tmp_path: Path) -> tuple[Path, Any]:
 
 def test_auto_target_from_infer_tp_and_group(tmp_path: Path, upstream: tuple[Path, Any]) -> None:
     stage_dir, model = upstream
-    fn = load_registry()["pad"].fn
+    fn = stage_defs()["pad"].fn
     result = fn(_ctx(tmp_path, stage_dir, _slice({})))
     out = tmp_path / "out" / "model"
     assert json.loads((out / "config.json").read_text())["intermediate_size"] == 384
@@ -60,15 +61,15 @@ def test_auto_target_from_infer_tp_and_group(tmp_path: Path, upstream: tuple[Pat
     assert result.summary["tp_sizes"] == [2] and result.summary["group_size"] == 64
     assert result.summary["files"]["config.json"]
     assert result.summary["awq_shape_problems"] == []
-    ids = _ids(128, 7)
-    assert (logits(model, ids) - logits(out, ids)).abs().max().item() <= TOL
+    ids = token_ids(128, 7)
+    assert (logits(model, ids) - logits(out, ids)).abs().max().item() <= LOGIT_TOL
 
 
 def test_explicit_sizes_and_no_quantisation(tmp_path: Path, upstream: tuple[Path, Any]) -> None:
     stage_dir, _ = upstream
-    fn = load_registry()["pad"].fn
+    fn = stage_defs()["pad"].fn
     # Without a quantize section only plain TP rules apply; heads cannot be split over 3.
-    with pytest.raises(HarnessError, match="num_attention_heads 4 is not divisible by tp 3"):
+    with pytest.raises(KernelError, match="num_attention_heads 4 is not divisible by tp 3"):
         fn(_ctx(tmp_path / "a", stage_dir, _slice({"tensor_parallel_sizes": [3]}, group=None)))
     assert not (tmp_path / "a" / "out" / "model").exists()
     with pytest.raises(HarnessError, match=r"needs `pad\.tensor_parallel_sizes`"):
@@ -85,8 +86,8 @@ def test_explicit_target_that_fails_tp_is_refused(
     tmp_path: Path, upstream: tuple[Path, Any]
 ) -> None:
     stage_dir, _ = upstream
-    fn = load_registry()["pad"].fn
-    with pytest.raises(HarnessError, match="does not serve"):
+    fn = stage_defs()["pad"].fn
+    with pytest.raises(KernelError, match="does not serve"):
         fn(_ctx(tmp_path, stage_dir, _slice({"target": 352})))
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -111,8 +112,8 @@ def test_pad_key_follows_its_slice_only() -> None:
 def test_tiny_cpu_model_then_pad_through_the_executor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from harness.artifacts import MODEL
     from harness.run import execute
-    from harness.stages.model import model_dir
 
     monkeypatch.setenv("HARNESS_RUNS_ROOT", str(tmp_path / "runs"))
     spec = load_spec(TINY, ["stages=[model,pad]", "tracking.mode=disabled"])
@@ -122,15 +123,15 @@ def test_tiny_cpu_model_then_pad_through_the_executor(
     manifest = json.loads((pad_dir / MANIFEST).read_text())
     summary = manifest["result"]["summary"]
     assert summary["intermediate_size"] == {"before": 320, "after": 384}
-    padded = model_dir(pad_dir)
+    padded = MODEL.dir(pad_dir)
     assert padded == pad_dir / "model"
     for rel, sha in summary["files"].items():
         assert manifest["outputs"][f"model/{rel}"]["sha256"] == sha
-    source = model_dir(result.dir_of("model"))
+    source = MODEL.dir(result.dir_of("model"))
     for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
         assert (padded / name).read_bytes() == (source / name).read_bytes()
-    ids = _ids(256, 8)
-    assert (logits(source, ids) - logits(padded, ids)).abs().max().item() <= TOL
+    ids = token_ids(256, 8)
+    assert (logits(source, ids) - logits(padded, ids)).abs().max().item() <= LOGIT_TOL
     again = execute(
         build_plan(load_spec(TINY, ["stages=[model,pad]", "tracking.mode=disabled"]), REPO)
     )

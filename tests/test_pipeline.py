@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,30 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ["model", "synthesize", "mix", "finetune", "pad", "quantize", "infer", "score", "report"]
 
 
-def _run(runs: Path, *overrides: str) -> tuple[float, subprocess.CompletedProcess[str]]:
-    env = {**os.environ, "HARNESS_RUNS_ROOT": str(runs)}
-    env.pop("HARNESS_STAGE_PLUGINS", None)
-    env.pop("WANDB_API_KEY", None)
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "experiments/tiny_cpu.yaml", *overrides],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    return time.perf_counter() - t0, proc
-
-
 @pytest.fixture(scope="module")
-def pipeline(tiny_cpu_runs: Path) -> dict:
-    runs = tiny_cpu_runs
-    first_s, first = _run(runs)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
-    second_s, second = _run(runs)
-    assert second.returncode == 0, second.stderr[-3000:]
-    return {"runs": runs, "first": (first_s, first), "second": (second_s, second)}
+def pipeline(tiny_cpu_pipeline: dict) -> dict:
+    return tiny_cpu_pipeline
 
 
 def _run_json(runs: Path) -> list[dict]:
@@ -106,3 +84,93 @@ def test_stage_manifests_record_real_work(pipeline: dict) -> None:
     rows = (Path(run["stages"]["infer"]["dir"]) / "predictions.jsonl").read_text().splitlines()
     data = (REPO / "experiments" / "data" / "eval_tiny.jsonl").read_text().splitlines()
     assert len(rows) == len([x for x in data if x.strip()])
+
+
+def _clone(tmp: Path) -> Path:
+    """A throw-away copy of the project's code, specs and pins (what a clone holds)."""
+    import shutil
+
+    clone = tmp / "clone"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "runs")
+    for part in ("harness", "kernels", "experiments"):
+        shutil.copytree(REPO / part, clone / part, ignore=ignore)
+    shutil.copy(REPO / "pyproject.toml", clone / "pyproject.toml")
+    return clone
+
+
+def _plan(clone: Path, runs: Path) -> dict[str, dict]:
+    env = {**os.environ, "HARNESS_RUNS_ROOT": str(runs), "PYTHONPATH": str(clone)}
+    env.pop("HARNESS_STAGE_PLUGINS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "plan", "--json", "experiments/tiny_cpu.yaml"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["root"] == str(runs)
+    return {s["stage"]: s for s in doc["stages"]}
+
+
+@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.engine
+def test_code_and_pin_changes_rekey_exactly_the_stages_that_depend_on_them(
+    pipeline: dict, tmp_path: Path
+) -> None:
+    """In a throw-away copy with the finished run's stage store: a comment-only edit of the
+    parsers changes no key; a new function there makes score and report run (code changed)
+    while model, finetune and infer stay cached; reverting restores the keys; a pin change in
+    cpu.txt re-keys every stage that runs in that environment."""
+    runs = pipeline["runs"]
+    clone = _clone(tmp_path)
+    parsers = clone / "harness" / "shopbench" / "parsers.py"
+    original = parsers.read_text()
+
+    def stale(plan: dict[str, dict]) -> set[str]:
+        return {name for name, s in plan.items() if s["status"] != "cached"}
+
+    base = _plan(clone, runs)
+    assert stale(base) == set(), {n: s["reasons"] for n, s in base.items()}
+
+    commented = (
+        original.replace('"""', '"""An edited docstring.\n\n', 1) + "\n# a trailing comment\n\n"
+    )
+    parsers.write_text(commented)
+    assert {n: s["key"] for n, s in _plan(clone, runs).items()} == {
+        n: s["key"] for n, s in base.items()
+    }
+
+    parsers.write_text(
+        original + "\n\ndef _strip_twice(text: str) -> str:\n    return text.strip().strip()\n"
+    )
+    changed = _plan(clone, runs)
+    assert stale(changed) == {"score", "untuned/score", "report"}
+    kinds = {(r["kind"], r["detail"]) for r in changed["score"]["reasons"]}
+    assert ("code changed", "harness/shopbench/parsers.py") in kinds, changed["score"]
+    # The report's own code did not change: it runs because score did, and says why.
+    assert {(r["kind"], r["detail"]) for r in changed["report"]["reasons"]} >= {
+        ("upstream changed", "score (code changed: harness/shopbench/parsers.py)")
+    }, changed["report"]
+    assert {"model", "finetune", "infer"} <= {
+        n for n, s in changed.items() if s["status"] == "cached"
+    }
+
+    parsers.write_text(original)
+    assert {n: s["key"] for n, s in _plan(clone, runs).items()} == {
+        n: s["key"] for n, s in base.items()
+    }
+
+    pins = clone / "harness" / "envs" / "cpu.txt"
+    lines = pins.read_text().splitlines()
+    i = next(i for i, ln in enumerate(lines) if ln.startswith("rich=="))
+    lines[i] = lines[i] + ".post1"
+    pins.write_text("\n".join(lines) + "\n")
+    repinned = _plan(clone, runs)
+    assert stale(repinned) == set(repinned)  # on CPU every role runs in cpu.txt
+    reasons = {(r["kind"], r["detail"]) for r in repinned["model"]["reasons"]}
+    assert ("environment changed", "harness/envs/cpu.txt (cpu)") in reasons

@@ -15,7 +15,7 @@ import pytest
 from harness.plan import MANIFEST, build_plan
 from harness.run import execute
 from harness.spec import load_spec
-from tests.wandb_log import read_run
+from tests.support.wandb_log import read_run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "experiments" / "tiny_cpu.yaml"

@@ -13,13 +13,12 @@ from harness.shopbench.data import load_predictions, load_shopbench
 from harness.shopbench.errors import ScoringError, UnknownNameError
 from harness.shopbench.evaluate import EvalResult, evaluate, plot_scores, write_scores
 from harness.shopbench.types import ALL_TRACKS, TRACKS, Record
-
-CORPUS = Path(__file__).resolve().parent / "data" / "predictions_corpus" / "dev_varied.jsonl"
+from tests.support.paths import FIXTURE_CORPUS as CORPUS
 
 
 @pytest.fixture(scope="module")
-def dev(shared_data: Path) -> list[Record]:
-    return load_shopbench(shared_data / "shopbench_dev" / "development.json")
+def dev(dev_fixture: Path) -> list[Record]:
+    return load_shopbench(dev_fixture)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +134,7 @@ def test_bad_input_is_a_clear_error() -> None:
         evaluate([_rec(metric="bool")], ["1"])
     with pytest.raises(UnknownNameError, match=r"data\.jsonl:7: unknown task type 'quiz'"):
         evaluate([_rec(task_type="quiz")], ["1"])
-    with pytest.raises(UnknownNameError, match="unknown parser mode 'fuzzy'"):
+    with pytest.raises(UnknownNameError, match="unknown parser mode `fuzzy`"):
         evaluate([_rec()], ["1"], "fuzzy")
     with pytest.raises(ScoringError, match="mixes tracks"):
         evaluate([_rec(), _rec(track="y")], ["1", "1"])

@@ -1,5 +1,6 @@
-"""Official mode == the official evaluator, task by task (to 1e-6), on the dev set, for random
-and perturbed predictions (edge formats included) and for the varied-format corpus.
+"""Official mode == the official evaluator, task by task (to 1e-6), on the project's
+development-format fixture and on the real development set (when it is available), for random
+and perturbed predictions (edge formats included) and for each one's varied-format corpus.
 
 The reference is ``tests/reference_evaluator.py``, an independent transcription of the
 starter kit's logic that encodes one text per call, as the kit does.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,8 +22,8 @@ from harness.shopbench.errors import SentenceModelNotFoundError
 from harness.shopbench.evaluate import evaluate
 from harness.shopbench.prompt_info import mc_options
 from harness.shopbench.types import Record
+from tests.support.paths import DEV_CORPUS, DEV_FIXTURE, FIXTURE_CORPUS
 
-CORPUS = Path(__file__).resolve().parent / "data" / "predictions_corpus" / "dev_varied.jsonl"
 TOL = 1e-6
 
 
@@ -148,9 +150,29 @@ def perturbed_predictions(records: list[Record], seed: int) -> list[str]:
     return [_MAKERS[r.task_type or ""](rng, r) for r in records]
 
 
+@dataclass(frozen=True)
+class DevSet:
+    """A development-format file, its varied-format corpus and the perturbation seeds: five
+    whose predictions exercise every quirk that ``test_perturbations_cover_the_quirks`` lists
+    on that data."""
+
+    path: Path
+    corpus: Path
+    seeds: tuple[int, ...]
+
+
+@pytest.fixture(scope="module", params=["fixture", "real"])
+def dev(request: pytest.FixtureRequest) -> DevSet:
+    """The project's fixture, then the real development set (skipped, naming the command that
+    fetches it, when it is not available)."""
+    if request.param == "fixture":
+        return DevSet(DEV_FIXTURE, FIXTURE_CORPUS, tuple(range(17, 22)))
+    return DevSet(request.getfixturevalue("real_dev_set"), DEV_CORPUS, tuple(range(5)))
+
+
 @pytest.fixture(scope="module")
-def dev_path(shared_data: Path) -> Path:
-    return shared_data / "shopbench_dev" / "development.json"
+def dev_path(dev: DevSet) -> Path:
+    return dev.path
 
 
 @pytest.fixture(scope="module")
@@ -188,19 +210,21 @@ def _compare(
     return compared, worst
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("i", range(5))
 def test_official_mode_matches_the_official_evaluator(
-    seed: int, dev_path: Path, model_paths: dict[str, str]
+    i: int, dev: DevSet, model_paths: dict[str, str]
 ) -> None:
+    dev_path = dev.path
     records = load_shopbench(dev_path)
-    predictions = perturbed_predictions(records, seed)
+    predictions = perturbed_predictions(records, dev.seeds[i])
     compared, _ = _compare(records, predictions, dev_path, model_paths)
     assert compared == 18
 
 
-def test_parity_on_the_varied_format_corpus(dev_path: Path, model_paths: dict[str, str]) -> None:
+def test_parity_on_the_varied_format_corpus(dev: DevSet, model_paths: dict[str, str]) -> None:
+    dev_path = dev.path
     records = load_shopbench(dev_path)
-    compared, _ = _compare(records, load_predictions(CORPUS), dev_path, model_paths)
+    compared, _ = _compare(records, load_predictions(dev.corpus), dev_path, model_paths)
     assert compared == 18
 
 
@@ -222,10 +246,10 @@ def test_multilingual_task_parity(
     _compare(records, perturbed_predictions(records, 7), path, model_paths)
 
 
-def test_perturbations_cover_the_quirks(dev_path: Path) -> None:
-    records = load_shopbench(dev_path)
+def test_perturbations_cover_the_quirks(dev: DevSet) -> None:
+    records = load_shopbench(dev.path)
     seen: set[str] = set()
-    for seed in range(5):
+    for seed in dev.seeds:
         seen.update(perturbed_predictions(records, seed))
     # The sets above must exercise the kit's edge cases, not only clean answers.
     for needle in ("0, 1, 2, 3, 4", "5, 0", "٣", "['a', 1]", "", "1, 2, 2, 3"):

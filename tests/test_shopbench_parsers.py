@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_evaluator import ref_parse
 
 from harness.shopbench.errors import DataError, UnknownNameError
 from harness.shopbench.parsers import (
@@ -228,8 +229,10 @@ def test_registry_and_errors() -> None:
     assert {(m, t) for m in MODES for t in TASK_TYPES} <= set(registered())
     with pytest.raises(UnknownNameError, match="unknown task type 'classification'"):
         parse("1", "classification")
-    with pytest.raises(UnknownNameError, match="unknown parser mode 'lenient'"):
+    with pytest.raises(UnknownNameError, match="unknown parser mode `lenient`"):
         parse("1", "ranking", "lenient")
+    with pytest.raises(UnknownNameError, match=r"did you mean `robust`\?\); known: official"):
+        parse("1", "ranking", "robst")
     with pytest.raises(DataError, match="must be a string"):
         parse(None, "ranking")  # type: ignore[arg-type]
 
@@ -333,3 +336,155 @@ def test_robust_agrees_with_official_on_clean_valid_outputs(
     robust = parse(raw, task_type, "robust", prompt)
     assert valid_answer(task_type, official.value, prompt) is None, (raw, official)
     assert robust.ok and robust.value == official.value, (raw, official, robust)
+
+
+# --------------------------------------------------------------------------- bullet lists
+
+BULLET_CASES: list[tuple[str, str, str, Any]] = [
+    # (task type, prompt key, raw, robust value)
+    ("named_entity_recognition", "ner_brand", "- tablette", ["tablette"]),
+    ("named_entity_recognition", "ner_brand", "1. cadbury", ["cadbury"]),
+    ("named_entity_recognition", "ner_brand", "* cadbury\n* nestle", ["cadbury", "nestle"]),
+    ("named_entity_recognition", "ner_brand", "1) cadbury\n2) milka", ["cadbury", "milka"]),
+    (
+        "named_entity_recognition",
+        "ner_brand",
+        "Here are the brand entities:\n• cadbury\n• nestle",
+        ["cadbury", "nestle"],
+    ),
+    (
+        "named_entity_recognition",
+        "ner_brand",
+        "- cadbury\n- nestle\nThese are the brands that the query above mentions by name.",
+        ["cadbury", "nestle"],
+    ),
+    ("named_entity_recognition", "ner_brand", "- brand: cadbury", ["cadbury"]),
+    (
+        "ranking",
+        "rank5",
+        "- Product 3: the best fit\n- Product 1: good value\n- Product 2 (too small)\n"
+        "- Product 5\n- Product 4",
+        [3, 1, 2, 5, 4],
+    ),
+    ("ranking", "rank5", "1) 2\n2) 1\n3) 3\n4) 5\n5) 4", [2, 1, 3, 5, 4]),
+    (
+        "ranking",
+        "rank5",
+        "3 - best fit\n1 - good value\n2 - fine\n5 - meh\n4 - no",
+        [3, 1, 2, 5, 4],
+    ),
+    # Candidates echoed in ranked order keep their own numbers.
+    ("ranking", "rank5", "3. c\n1. a\n2. b\n5. e\n4. d", [3, 1, 2, 5, 4]),
+    # An enumeration of candidate texts names the candidates it repeats.
+    ("ranking", "rank5", "1. c\n2. a\n3. b\n4. e\n5. d", [3, 1, 2, 5, 4]),
+    ("retrieval", "retr15", "- 6\n- 9\n- 15", [6, 9, 15]),
+    ("retrieval", "retr15", "* Snippet 6 (size)\n* Snippet 9\n* Snippet 15", [6, 9, 15]),
+    ("retrieval", "retr15", "6. snippet 6\n9. snippet 9\n15. snippet 15", [6, 9, 15]),
+    (
+        "retrieval",
+        "retr15",
+        "1. 6\n2. 9\n3. 15\nI chose 6 because 9 and 15 are about size.",
+        [6, 9, 15],
+    ),
+]
+
+
+@pytest.mark.parametrize(("task_type", "prompt_key", "raw", "expected"), BULLET_CASES)
+def test_robust_reads_bullet_lists(
+    task_type: str, prompt_key: str, raw: str, expected: Any
+) -> None:
+    prompt = PROMPTS[prompt_key]
+    r = parse(raw, task_type, "robust", prompt)
+    assert r.ok and r.value == expected, r
+    # The official parser keeps the kit's behaviour: the bullet stays, the list is lost.
+    assert parse(raw, task_type, "official", prompt).value == ref_parse(task_type, raw)
+
+
+def test_official_keeps_the_bullet() -> None:
+    assert parse("- tablette", "named_entity_recognition", "official").value == ["- tablette"]
+    assert parse("- 6\n- 9\n- 15", "retrieval", "official").value == []
+
+
+def test_bullet_lists_that_name_no_answer_stay_unparsed() -> None:
+    # Items that start with no number and repeat no candidate: nothing to read.
+    assert not parse("- good\n- better", "ranking", "robust", PROMPTS["rank5"]).ok
+    # An enumeration of texts without a prompt to map them.
+    assert not parse("1. red boots\n2. blue shoes", "retrieval", "robust").ok
+    # Two different bulleted rankings.
+    two = "- 1\n- 2\n- 3\n\nOr:\n- 3\n- 2\n- 1"
+    assert not parse(two, "ranking", "robust", PROMPTS["rank5"]).ok
+    # Bullets holding lists on one line are read as the list they hold, not as [3, 5].
+    assert parse("- 3, 1, 2\n- 5, 4", "ranking", "robust", PROMPTS["rank5"]).value == [
+        3,
+        1,
+        2,
+        5,
+        4,
+    ]
+
+
+_SYMBOL_STYLES = ["- ", "* ", "• ", "+ "]
+_NUMBER_STYLES = ["{i}. ", "{i}) ", "({i}) "]
+
+
+@st.composite
+def _bulleted(draw: st.DrawFn, items: list[str]) -> str:
+    """``items`` rendered as one list: a bullet style, one per line, or an enumeration."""
+    style = draw(st.sampled_from([*_SYMBOL_STYLES, *_NUMBER_STYLES, ""]))
+    indent = draw(st.sampled_from(["", "  "]))
+    gap = draw(st.sampled_from(["\n", "\n\n"]))
+    lines = [indent + style.format(i=i) + item for i, item in enumerate(items, start=1)]
+    return gap.join(lines) + draw(st.sampled_from(["", "\n"]))
+
+
+@st.composite
+def _number_list(draw: st.DrawFn) -> tuple[str, str, list[int]]:
+    task_type = draw(st.sampled_from(["ranking", "retrieval"]))
+    pool = range(1, 6) if task_type == "ranking" else range(1, 16)
+    most = 5 if task_type == "ranking" else 3
+    numbers = draw(st.lists(st.sampled_from(list(pool)), min_size=2, max_size=most, unique=True))
+    label = draw(st.sampled_from(["", "Product ", "Item ", "#", "Snippet "]))
+    notes = [
+        draw(
+            st.sampled_from(["", ": " + draw(_PHRASE), " - " + draw(_PHRASE), f" ({draw(_WORD)})"])
+        )
+        for _ in numbers
+    ]
+    raw = draw(_bulleted([f"{label}{n}{note}" for n, note in zip(numbers, notes, strict=True)]))
+    if draw(st.booleans()):
+        raw = draw(st.sampled_from(["Output:\n", "Here is the list:\n", "Ranking: "])) + raw
+    return task_type, raw, numbers
+
+
+@SETTINGS
+@given(case=_number_list())
+def test_any_bulleted_number_list_parses_to_its_items(case: tuple[str, str, list[int]]) -> None:
+    task_type, raw, numbers = case
+    prompt = PROMPTS["rank5"] if task_type == "ranking" else PROMPTS["retr15"]
+    r = parse(raw, task_type, "robust", prompt)
+    assert r.ok and r.value == numbers, (raw, r)
+    assert parse(raw, task_type, "official", prompt).value == ref_parse(task_type, raw)
+
+
+@SETTINGS
+@given(
+    entities=st.lists(_PHRASE, min_size=1, max_size=5, unique_by=str.lower),
+    data=st.data(),
+)
+def test_any_bulleted_entity_list_parses_to_its_items(
+    entities: list[str], data: st.DataObject
+) -> None:
+    raw = data.draw(_bulleted(entities))
+    if data.draw(st.booleans()):
+        raw = data.draw(st.sampled_from(["Entities:\n", "Here are the brand entities:\n"])) + raw
+    r = parse(raw, "named_entity_recognition", "robust", PROMPTS["ner_brand"])
+    assert r.ok and r.value == entities, (raw, r)
+    assert parse(raw, "named_entity_recognition", "official").value == ref_parse(
+        "named_entity_recognition", raw
+    )
+
+
+@SETTINGS
+@given(raw=_ANY_TEXT, task_type=st.sampled_from(TASK_TYPES))
+def test_official_mode_is_the_kit_on_any_text(raw: str, task_type: str) -> None:
+    assert parse(raw, task_type, "official").value == ref_parse(task_type, raw)

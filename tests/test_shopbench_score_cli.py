@@ -1,5 +1,5 @@
-"""``harness score`` (score_cli.main) and the ``score`` stage, on the dev set and the
-varied-format corpus; their error cases."""
+"""``harness score`` (score_cli.main) and the ``score`` stage, on the project's
+development-format fixture and its varied-format corpus; their error cases."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from rich.console import Console
 from harness.errors import HarnessError
 from harness.shopbench.errors import DataError, ScoringError
 from harness.shopbench.score_cli import add_arguments, main, parse_sentence_models
-from harness.stages.base import StageContext, load_registry
-
-CORPUS = Path(__file__).resolve().parent / "data" / "predictions_corpus" / "dev_varied.jsonl"
+from harness.stages.base import StageContext, stage_defs
+from tests.support.paths import FIXTURE_CORPUS as CORPUS
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -32,8 +31,8 @@ def _run(args: argparse.Namespace) -> str:
 
 
 @pytest.fixture(scope="module")
-def dev_path(shared_data: Path) -> Path:
-    return shared_data / "shopbench_dev" / "development.json"
+def dev_path(dev_fixture: Path) -> Path:
+    return dev_fixture
 
 
 def test_score_cli_writes_scores_rows_and_prints_a_table(dev_path: Path, tmp_path: Path) -> None:
@@ -46,7 +45,7 @@ def test_score_cli_writes_scores_rows_and_prints_a_table(dev_path: Path, tmp_pat
     )  # fmt: skip
     scores = json.loads(out.read_text("utf-8"))
     assert scores["parser"] == "robust" and len(scores["tasks"]) == 18
-    assert len(rows.read_text("utf-8").splitlines()) == 96
+    assert len(rows.read_text("utf-8").splitlines()) == 44
     assert "ShopBench scores (robust parser)" in text and "task17" in text
     assert f"{scores['overall']:.4f}" in text and "all-tracks" in text
 
@@ -60,7 +59,7 @@ def test_score_cli_default_is_official_and_writes_nothing(dev_path: Path, tmp_pa
 def test_score_cli_errors(dev_path: Path, tmp_path: Path) -> None:
     short = tmp_path / "short.jsonl"
     short.write_text('{"prediction": "1"}\n', "utf-8")
-    with pytest.raises(ScoringError, match=r"1 predictions but .* has 96 rows"):
+    with pytest.raises(ScoringError, match=r"1 predictions but .* has 44 rows"):
         main(_args("--data", str(dev_path), "--predictions", str(short)))
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"prediction": "1"}\n{"prediction": \n', "utf-8")
@@ -116,7 +115,7 @@ def _infer_dir(tmp_path: Path, dev_path: Path, n: int | None = None) -> None:
 
 
 def test_score_stage_writes_both_modes(dev_path: Path, tmp_path: Path) -> None:
-    stage = load_registry()["score"]
+    stage = stage_defs()["score"]
     assert stage.env == "core" and stage.inputs == {"predictions": ("infer",)}
     _infer_dir(tmp_path, dev_path)
     ctx = _context(
@@ -147,26 +146,26 @@ def test_score_stage_writes_both_modes(dev_path: Path, tmp_path: Path) -> None:
 
 
 def test_score_stage_limit_tracks_and_misalignment(dev_path: Path, tmp_path: Path) -> None:
-    stage = load_registry()["score"]
-    _infer_dir(tmp_path, dev_path, n=30)
+    stage = stage_defs()["score"]
+    _infer_dir(tmp_path, dev_path, n=17)
     cfg = {
         "data": str(dev_path),
         "parser": "official",
         "tracks": ["amazon-kdd-cup-24-understanding-shopping-concepts"],
         "sentence_models": {},
     }
-    result = stage.fn(_context(tmp_path, cfg, limit=30))
-    assert result.summary["rows"] == 30  # the first 30 rows are all in track 1
-    with pytest.raises(ScoringError, match=r"30 predictions but .* has 96 rows"):
+    result = stage.fn(_context(tmp_path, cfg, limit=17))
+    assert result.summary["rows"] == 17  # the first 17 rows are all in track 1
+    with pytest.raises(ScoringError, match=r"17 predictions but .* has 44 rows"):
         stage.fn(_context(tmp_path, cfg, out="out2"))
 
 
 def test_score_stage_detects_out_of_order_predictions(dev_path: Path, tmp_path: Path) -> None:
-    stage = load_registry()["score"]
+    stage = stage_defs()["score"]
     _infer_dir(tmp_path, dev_path)
     path = tmp_path / "infer" / "predictions.jsonl"
     lines = path.read_text("utf-8").splitlines()
-    lines[0], lines[10] = lines[10], lines[0]
+    lines[0], lines[4] = lines[4], lines[0]
     path.write_text("\n".join(lines) + "\n", "utf-8")
     cfg = {"data": str(dev_path), "parser": "official", "tracks": None, "sentence_models": {}}
     with pytest.raises(ScoringError, match=r"predictions\.jsonl:1: prediction is for task 'task3'"):

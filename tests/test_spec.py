@@ -13,7 +13,7 @@ from harness.cli import main as cli_main
 from harness.cli import spec_files
 from harness.errors import SpecError
 from harness.spec import load_spec
-from harness.spec.docs import spec_reference
+from harness.spec.docs import generated_sections, section_markers
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "experiments" / "tiny_cpu.yaml"
@@ -123,13 +123,15 @@ def test_spec_is_frozen() -> None:
         spec.infer.tensor_parallel_size = 3  # type: ignore[misc]
 
 
-def test_readme_spec_reference_is_current() -> None:
+def test_readme_generated_sections_are_current() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    start = readme.index("<!-- spec-reference:start -->") + len("<!-- spec-reference:start -->")
-    end = readme.index("<!-- spec-reference:end -->")
-    assert readme[start:end].strip() == spec_reference().strip(), (
-        "README spec reference is stale: regenerate it with `harness docs`"
-    )
+    for name, body in generated_sections().items():
+        start_marker, end_marker = section_markers(name)
+        start = readme.index(start_marker) + len(start_marker)
+        end = readme.index(end_marker)
+        assert readme[start:end].strip() == body.strip(), (
+            f"README section {name} is stale: regenerate it with `harness docs --readme README.md`"
+        )
 
 
 def test_partial_decoding_section_keeps_task_cap(tmp_path: Path) -> None:

@@ -26,8 +26,8 @@ from harness.sweeps.config import SweepError
 from harness.sweeps.executors import choose_executor, run_sweep
 from harness.sweeps.space import TrialSource, planned_trials
 from harness.sweeps.trial import TrialJob, read_ledger, run_trial, trial_id
-from tests.test_sweep_probe import PROBE, UNLUCKY_TOP_K, sweep_probe
-from tests.wandb_log import read_run
+from tests.plugins.sweep_probe import PROBE, UNLUCKY_TOP_K, sweep_probe
+from tests.support.wandb_log import read_run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "experiments" / "tiny_cpu.yaml"
@@ -50,17 +50,12 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register ``sweep_probe`` here and in stage subprocesses and Ray workers."""
     monkeypatch.setenv("SWEEP_PROBE", "1")
     monkeypatch.setenv("SWEEP_PROBE_SLEEP", "0")
-    monkeypatch.setenv("HARNESS_STAGE_PLUGINS", "tests.plugins.toy_stages,tests.test_sweep_probe")
-    base.load_registry()  # the toy stages first: plugins run in registration order
-    definition = base.StageDef(
-        fn=sweep_probe,
-        module="tests.test_sweep_probe",
-        files=(),
-        derived_files={},
-        optional_inputs={},
-        **PROBE,
+    monkeypatch.setenv(
+        "HARNESS_STAGE_PLUGINS", "tests.plugins.toy_stages,tests.plugins.sweep_probe"
     )
-    monkeypatch.setitem(base.REGISTRY, "sweep_probe", definition)
+    base.stage_defs()  # the toy stages first: plugins run in registration order
+    base.stage(**PROBE)(sweep_probe)
+    monkeypatch.setitem(base._DEFS, "sweep_probe", base._DEFS["sweep_probe"])
 
 
 def write_sweep(tmp_path: Path, body: dict[str, Any], name: str = "toy") -> Path:
@@ -202,8 +197,17 @@ def test_experiment_sweeps_are_valid(capsys: pytest.CaptureFixture[str]) -> None
     trials = planned_trials(prompts)
     assert {t["prompts.variant"] for t in trials} == {"plain", "taskwise"}
     assert None in {t["prompts.non_mc_suffix"] for t in trials}
+    theta = load_sweep(REPO / "experiments" / "sweeps" / "wise_ft_theta.yaml")
+    assert [t["finetune.merge.wise_ft_theta"] for t in planned_trials(theta)] == [
+        0.0,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+    ]
+    n = len(list((REPO / "experiments" / "sweeps").glob("*.yaml")))
     assert cli.main(["validate", str(REPO / "experiments" / "sweeps")]) == 0
-    assert "2/2 specs valid" in capsys.readouterr().out
+    assert f"{n}/{n} specs valid" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- search semantics
@@ -540,11 +544,11 @@ def test_killed_ray_sweep_resumes_skipping_finished_trials(
 @pytest.mark.pipeline
 @pytest.mark.engine
 def test_tiny_cpu_decoding_sweep_reuses_upstream_stages(
-    tiny_cpu_runs: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_cpu_pipeline: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The runs root of the whole-pipeline test: when it ran first, the stages upstream of
-    # infer are cached already and no trial runs them; alone, the first trial runs them once.
-    runs = tiny_cpu_runs
+    # The runs root of the whole-pipeline run: the stages upstream of infer are cached there
+    # (other specs' stages may sit beside them), and no trial runs them again.
+    runs = tiny_cpu_pipeline["runs"]
     monkeypatch.setenv("HARNESS_RUNS_ROOT", str(runs))
     monkeypatch.delenv("HARNESS_STAGE_PLUGINS", raising=False)
     sweep = load_sweep(REPO / "experiments" / "sweeps" / "decoding.yaml")
@@ -554,19 +558,17 @@ def test_tiny_cpu_decoding_sweep_reuses_upstream_stages(
     assert all(r.ok and r.metric is not None for r in run.records), [r.error for r in run.records]
     upstream = ("model", "synthesize", "mix", "finetune", "pad", "quantize")
     for st in upstream:
-        dirs = stage_dirs(runs, st)
-        assert len(dirs) == 1, f"{st} ran {len(dirs)} times"
-        assert {r.stage_keys[st] for r in run.records} == {dirs[0].name}
-        assert json.loads((dirs[0] / MANIFEST).read_text())["key"] == dirs[0].name
+        keys = {r.stage_keys[st] for r in run.records}
+        assert len(keys) == 1, f"{st}: {keys}"
+        (key,) = keys
+        assert key in tiny_cpu_pipeline["stage_keys"], st
+        assert json.loads((runs / "stages" / st / key / MANIFEST).read_text())["key"] == key
     for st in ("infer", "score"):
         keys = {r.stage_keys[st] for r in run.records}
         assert len(keys) == 6
         assert keys <= {d.name for d in stage_dirs(runs, st)}
-    # Upstream work happened at most once (in the first trial, when nothing was cached);
-    # every trial ran infer and score itself.
-    assert sum("finetune" in r.ran for r in run.records) <= 1
+    # Every trial ran infer and score itself, and nothing upstream.
     for r in run.records:
         assert {"infer", "score"} <= set(r.ran), r.ran
-    for r in run.records[1:]:
         assert set(r.ran) <= {"infer", "score", "report"}, r.ran
     assert (run.dir / "best_spec.yaml").is_file() and (run.dir / "score_vs_params.png").is_file()

@@ -106,7 +106,7 @@ def load_source(
     Args:
         src: The source entry of ``data.mix.sources``.
         root: Project root (relative ``path`` values resolve against it).
-        synthetic: The synthesize stage's output dir (for ``kind: synthetic``).
+        synthetic: The synthetic examples file (for ``kind: synthetic``).
         catalogue: Task catalogue (instructions of synthetic/dev-format tasks).
         skipped: Collects malformed EC-Guide rows that were left out.
 
@@ -118,6 +118,7 @@ def load_source(
     """
     import json
 
+    from harness.datasets import resolve_path
     from harness.shopbench.data import load_ec_guide, load_shopbench
 
     if src.kind == "synthetic":
@@ -126,13 +127,13 @@ def load_source(
                 f"mix source `{src.name}` is `kind: synthetic` but the plan has no synthesize "
                 "stage (add `synthesize` to `stages`)"
             )
-        path = synthetic / "examples.jsonl"
-        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        rows = [
+            json.loads(x) for x in synthetic.read_text(encoding="utf-8").splitlines() if x.strip()
+        ]
         return _dev_items(rows, src.name, catalogue)
     if not src.path:
         raise MixError(f"mix source `{src.name}` (kind {src.kind}) needs `path`")
-    path = Path(src.path)
-    path = path if path.is_absolute() else root / path
+    path = resolve_path(src.path, root)
     if not path.exists():
         raise MixError(f"mix source `{src.name}`: {path} not found")
     if src.kind == "shopbench":

@@ -38,6 +38,7 @@ from typing import Any
 from harness.data.catalogue import Catalogue, TaskSpec
 from harness.data.errors import SourceError
 from harness.data.sources import LANGUAGE_NAME, Category, Product, Review, Sources
+from harness.registry import Registry
 
 GENERIC_ASPECTS = (
     "price",
@@ -506,21 +507,21 @@ class TemplateTask:
     needs_categories: bool = True
 
 
-TEMPLATE_TASKS: dict[str, TemplateTask] = {
-    "task1": TemplateTask("categories", _task1),
-    "task2": TemplateTask("categories", _task2),
-    "task4": TemplateTask("products", _task4),
-    "task5": TemplateTask("products", _task5, needs_categories=False),
-    "task6": TemplateTask("reviews", _task6),
-    "task7": TemplateTask("reviews", _task7),
-    "task11": TemplateTask("products", _task11),
-    "task12": TemplateTask("products", _task12),
-    "task14": TemplateTask("products", _task14),
-    "task15": TemplateTask("reviews", _task15),
-    "task16": TemplateTask("products", _task16),
-    "task17": TemplateTask("products", _task17, needs_categories=False),
-    "task18": TemplateTask("products", _task18, needs_categories=False),
-}
+TEMPLATE_TASKS: Registry[TemplateTask] = Registry("template task", error=SourceError)
+"""The tasks the template generator builds, by ShopBench task name."""
+TEMPLATE_TASKS.add("task1", TemplateTask("categories", _task1))
+TEMPLATE_TASKS.add("task2", TemplateTask("categories", _task2))
+TEMPLATE_TASKS.add("task4", TemplateTask("products", _task4))
+TEMPLATE_TASKS.add("task5", TemplateTask("products", _task5, needs_categories=False))
+TEMPLATE_TASKS.add("task6", TemplateTask("reviews", _task6))
+TEMPLATE_TASKS.add("task7", TemplateTask("reviews", _task7))
+TEMPLATE_TASKS.add("task11", TemplateTask("products", _task11))
+TEMPLATE_TASKS.add("task12", TemplateTask("products", _task12))
+TEMPLATE_TASKS.add("task14", TemplateTask("products", _task14))
+TEMPLATE_TASKS.add("task15", TemplateTask("reviews", _task15))
+TEMPLATE_TASKS.add("task16", TemplateTask("products", _task16))
+TEMPLATE_TASKS.add("task17", TemplateTask("products", _task17, needs_categories=False))
+TEMPLATE_TASKS.add("task18", TemplateTask("products", _task18, needs_categories=False))
 
 
 def _anchors(w: World, anchor: str) -> list[Any]:

@@ -29,7 +29,6 @@ from typing import Any
 MAX_RULES = 5000
 DEFAULT_RETRIEVAL_K = 3
 DEFAULT_RANKING_N = 5
-CONSTRAINED_TYPES = ("multiple-choice", "ranking", "retrieval")
 SEPARATOR = ","
 
 

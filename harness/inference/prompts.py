@@ -10,10 +10,17 @@ A prompt set is a YAML file ``experiments/prompts/<variant>.yaml`` (the spec's
       multiple-choice: "Reply with the number of the correct option only.\\n\\n{input}"
     tasks:                         # optional, per task name (dev data only: test rows have none)
       task17: "{input}"
+    system: "The task is {task_type}."   # optional: the system turn, naming the row's type
+    task_type_names:               # optional: how {task_type} is written, per task type
+      multiple-choice: multiple-choice question answering
+    tidy_user: true                # optional: no spaces before line breaks, stripped
 
 Each template holds the placeholder ``{input}`` exactly once; it is replaced (plain text
 substitution, not ``str.format``: prompts contain braces) by the ShopBench prompt. A row's
-template is its task name's, else its task type's, else ``default``.
+template is its task name's, else its task type's, else ``default``. A ``system`` template
+replaces ``prompts.system`` for every row of the variant; its ``{task_type}`` placeholders
+(any number) become the row's (routed) task type, written as ``task_type_names`` says (the
+type itself by default).
 
 The user message of a row is built in this order:
 
@@ -22,10 +29,12 @@ The user message of a row is built in this order:
    ``Output:`` (trailing spaces and newlines ignored), that line becomes the suffix. Prompts
    ending otherwise, e.g. task13's ``Output (answer in three comma-separated numbers):``, are
    left unchanged, as are multiple-choice prompts (they end with ``Answer:``).
-2. The variant's template wraps the result.
-3. With ``prompts.chat_template`` the model's chat template renders ``prompts.system`` (when
-   set) and the user message, with the generation prompt; otherwise the raw text is the
-   system prompt (when set), a blank line, and the user message.
+2. The variant's template wraps the result; with ``tidy_user`` the spaces and tabs before
+   each line break of the result are removed and it is stripped.
+3. With ``prompts.chat_template`` the model's chat template renders the system prompt (the
+   variant's ``system``, else ``prompts.system``, when set) and the user message, with the
+   generation prompt; otherwise the raw text is the system prompt (when set), a blank line,
+   and the user message.
 """
 
 from __future__ import annotations
@@ -39,12 +48,22 @@ from typing import Any
 import yaml
 
 from harness.inference.errors import PromptSetError
-from harness.spec.schema import TASK_TYPES
+from harness.shopbench.types import TASK_TYPES
 
 PROMPTS_DIR = Path("experiments") / "prompts"
 PLACEHOLDER = "{input}"
+TASK_TYPE_PLACEHOLDER = "{task_type}"
 DEFAULT_KEY = "default"
-_TOP_KEYS = ("name", "description", "templates", "tasks")
+_TOP_KEYS = (
+    "name",
+    "description",
+    "templates",
+    "tasks",
+    "system",
+    "tidy_user",
+    "task_type_names",
+)
+_SPACES_BEFORE_NEWLINE = re.compile(r"[ \t]+(?=\r?\n)")
 _TRAILING_OUTPUT = re.compile(r"(^|\n)[ \t]*Output:[ \t]*(?:\n[ \t]*)*\Z")
 
 
@@ -58,6 +77,10 @@ class PromptSet:
         templates: Task type (or ``default``) -> template.
         tasks: Task name -> template (overrides the task type's).
         path: The file it was read from.
+        system: The system-turn template (``{task_type}`` placeholders), or None: the
+            spec's ``prompts.system``.
+        tidy_user: Remove spaces and tabs before line breaks of the user message, strip it.
+        task_type_names: How the system turn's ``{task_type}`` is written, per task type.
     """
 
     name: str
@@ -65,6 +88,9 @@ class PromptSet:
     templates: dict[str, str]
     tasks: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
+    system: str | None = None
+    tidy_user: bool = False
+    task_type_names: dict[str, str] = field(default_factory=dict)
 
     def template_for(self, task_type: str, task_name: str | None = None) -> str:
         """The template of a row: its task name's, its task type's, else ``default``.
@@ -91,9 +117,25 @@ class PromptSet:
             task_name: The task name, when known.
 
         Returns:
-            The user message.
+            The user message (tidied with ``tidy_user``).
         """
-        return self.template_for(task_type, task_name).replace(PLACEHOLDER, prompt)
+        user = self.template_for(task_type, task_name).replace(PLACEHOLDER, prompt)
+        return _SPACES_BEFORE_NEWLINE.sub("", user).strip() if self.tidy_user else user
+
+    def system_for(self, task_type: str, default: str | None) -> str | None:
+        """The system prompt of a row.
+
+        Args:
+            task_type: The (routed) task type.
+            default: ``prompts.system``.
+
+        Returns:
+            The variant's ``system`` with the task type filled in, else ``default``.
+        """
+        if self.system is None:
+            return default
+        name = self.task_type_names.get(task_type, task_type)
+        return self.system.replace(TASK_TYPE_PLACEHOLDER, name)
 
 
 def _key_lines(text: str) -> dict[str, int]:
@@ -160,6 +202,22 @@ def _parse(path: Path) -> PromptSet:
         problems += _template_problems(value, where(dotted))
     for key, value in tasks.items():
         problems += _template_problems(value, where(f"tasks.{key}"))
+    system = data.get("system")
+    if system is not None and (not isinstance(system, str) or not system.strip()):
+        problems.append(f"{where('system')}: must be a non-empty string (or absent)")
+    tidy_user = data.get("tidy_user", False)
+    if not isinstance(tidy_user, bool):
+        problems.append(f"{where('tidy_user')}: must be true or false")
+    names = data.get("task_type_names") or {}
+    if not isinstance(names, dict):
+        problems.append(f"{where('task_type_names')}: must be a mapping of task type -> name")
+        names = {}
+    for key, value in names.items():
+        dotted = f"task_type_names.{key}"
+        if key not in TASK_TYPES:
+            problems.append(f"{where(dotted)}: unknown task type (expected one of {TASK_TYPES})")
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"{where(dotted)}: must be a non-empty string")
     if templates and DEFAULT_KEY not in templates:
         missing = [t for t in TASK_TYPES if t not in templates]
         if missing:
@@ -174,6 +232,9 @@ def _parse(path: Path) -> PromptSet:
         templates={str(k): str(v) for k, v in templates.items()},
         tasks={str(k): str(v) for k, v in tasks.items()},
         path=path,
+        system=system if isinstance(system, str) else None,
+        tidy_user=tidy_user is True,
+        task_type_names={str(k): str(v) for k, v in names.items()},
     )
 
 

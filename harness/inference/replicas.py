@@ -8,7 +8,8 @@ sample independent of the shard it lands in.
 Ray is started locally unless ``cluster.address`` names a cluster; a local Ray gets no
 dashboard and an object store capped at ``cluster.object_store_memory_gib``. On GPUs an
 actor reserves ``tensor_parallel_size`` GPUs (with the ``mp`` executor; with ``ray`` vLLM
-places its workers itself); on CPU one CPU.
+places its workers itself); on CPU one CPU. :attr:`ReplicaPool.placement` says where each
+replica ran (Ray node, host, process) and how many requests it served.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ class _Replica:
 
     def ready(self) -> float:
         return self.start_s
+
+    def where(self) -> dict[str, Any]:
+        """The Ray node, host name and process id of this replica."""
+        import os
+        import socket
+
+        import ray
+
+        node = ray.get_runtime_context().get_node_id()
+        return {"node": node, "host": socket.gethostname(), "pid": os.getpid()}
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         return self.engine.generate(requests)
@@ -97,12 +108,18 @@ class ReplicaPool:
         actor = ray.remote(num_cpus=1, num_gpus=gpus)(_Replica)
         self.actors = [actor.remote(spec) for _ in range(replicas)]
         self.start_s = max(ray.get([a.ready.remote() for a in self.actors]))
+        # Where each replica runs, and the requests it has served.
+        self.placement: list[dict[str, Any]] = [
+            {**w, "requests": 0} for w in ray.get([a.where.remote() for a in self.actors])
+        ]
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         """Generate one task-type group across the replicas; results in request order."""
         import ray
 
         shards = shard(requests, len(self.actors))
+        for where, part in zip(self.placement, shards, strict=True):
+            where["requests"] += len(part)
         refs = [a.generate.remote(s) for a, s in zip(self.actors, shards, strict=True) if s]
         out: list[GenResult] = [r for part in ray.get(refs) for r in part]
         return out
@@ -124,3 +141,49 @@ def _has_gpu() -> bool:
     import shutil
 
     return shutil.which("nvidia-smi") is not None
+
+
+def serve_requests(
+    spec: EngineSpec, cluster: ClusterConfig, requests: Sequence[GenRequest]
+) -> tuple[list[GenResult], Any, float, Any]:
+    """Start the engine a spec asks for (Ray replicas when ``infer.replicas > 1``), run every
+    request through it, and release it.
+
+    vLLM's Ray executor joins the Ray started here (the spec's cluster, capped, no
+    dashboard), which is shut down again afterwards.
+
+    Args:
+        spec: The engine spec.
+        cluster: The ``cluster`` section.
+        requests: All requests.
+
+    Returns:
+        Results in data order, the run's :class:`~harness.inference.runner.RunStats`, the
+        engine start-up seconds, and the (closed) engine, for its facts (``weights``,
+        ``placement``).
+    """
+    from harness.inference.runner import generate_all
+
+    infer = spec.infer
+    own_ray = (
+        infer.replicas == 1
+        and infer.engine == "vllm"
+        and infer.distributed_executor_backend == "ray"
+        and init_ray(cluster)
+    )
+    try:
+        t0 = time.perf_counter()
+        engine: Any = (
+            ReplicaPool(spec, infer.replicas, cluster) if infer.replicas > 1 else make_engine(spec)
+        )
+        start_s = time.perf_counter() - t0
+        try:
+            results, stats = generate_all(requests, engine)
+        finally:
+            engine.close()
+    finally:
+        if own_ray:
+            import ray
+
+            ray.shutdown()
+    return results, stats, start_s, engine

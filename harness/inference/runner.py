@@ -1,23 +1,29 @@
 """From evaluation rows to raw completions: routing, prompting, requests, batching, stats.
 
-Rows without a task type (the hidden-test format) are routed from their prompt text. Each
-row becomes one :class:`~harness.inference.engines.base.GenRequest` whose decoding parameters
-are its task type's (``decoding``), whose seed is the base seed (``decoding.<type>.seed``, else
+Rows without a task type (the hidden-test format) are routed from their prompt text (every
+row with ``infer.route: all``; the keyphrase-extraction task as named entity recognition with
+``infer.keyphrase_as_ner``). Each row becomes one
+:class:`~harness.inference.engines.base.GenRequest` whose decoding parameters are its task
+type's (``decoding``), whose seed is the base seed (``decoding.<type>.seed``, else
 ``infer.seed``) plus the row index — so every sample is reproducible on its own, whatever the
-batching or the replica — and whose constraint (with ``infer.constrained``) limits the answer
-to what the official parser accepts. Requests are grouped by task type (one decoding setting
-per engine call) and the engine batches within a group; results come back in data order.
+batching or the replica — whose constraint (with ``infer.constrained``) limits the answer to
+what the official parser accepts, and whose logit edits are its task type's, resolved to
+token ids (:mod:`harness.inference.decoding`). Requests are grouped by task type (one decoding
+setting per engine call) and the engine batches within a group; results come back in data
+order, cut back to whole sentences where ``decoding.<type>.sentence_cut_words`` says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.inference.constraints import CONSTRAINED_TYPES, constraint_for
+from harness.inference.constraints import constraint_for
+from harness.inference.decoding import TokenEdits, sentence_cut
 from harness.inference.engines.base import Engine, GenRequest, GenResult
 from harness.inference.errors import InferenceError
 from harness.inference.prompts import (
@@ -55,25 +61,37 @@ class Row:
     routed: bool
 
 
-def to_rows(records: Sequence[Record]) -> list[Row]:
+def to_rows(
+    records: Sequence[Record], *, route_all: bool = False, keyphrase_as_ner: bool = False
+) -> list[Row]:
     """Rows with a task type: the record's, else routed from the prompt text.
 
     Args:
         records: Evaluation records (dev or hidden-test format).
+        route_all: Route every row, also those whose data gives a type (``infer.route: all``).
+        keyphrase_as_ner: Type the keyphrase-extraction task (generation) as named entity
+            recognition (``infer.keyphrase_as_ner``).
 
     Returns:
         One row per record, in order.
     """
-    from harness.shopbench.router import route
+    from harness.shopbench.router import is_keyphrase_extraction, route
 
     rows = []
     for i, r in enumerate(records):
-        if r.task_type is not None:
-            rows.append(Row(i, r.input_field, r.task_type, r.task_name, False))
-        else:
-            rows.append(
-                Row(i, r.input_field, route(r.input_field, r.is_multiple_choice), None, True)
-            )
+        routed = route_all or r.task_type is None
+        task_type: str = (
+            r.task_type
+            if not routed and r.task_type is not None
+            else route(r.input_field, r.is_multiple_choice)
+        )
+        if (
+            keyphrase_as_ner
+            and task_type == "generation"
+            and is_keyphrase_extraction(r.input_field)
+        ):
+            task_type, routed = "named_entity_recognition", True
+        rows.append(Row(i, r.input_field, task_type, r.task_name, routed))
     return rows
 
 
@@ -115,12 +133,13 @@ class PromptBuilder:
             row.prompt, row.task_type, self.prompts.non_mc_suffix
         )
         user = self.prompt_set.render(prompt, row.task_type, row.task_name)
-        messages = build_messages(user, self.prompts.system)
+        system = self.prompt_set.system_for(row.task_type, self.prompts.system)
+        messages = build_messages(user, system)
         if self.prompts.chat_template:
             text = user if self.tokenizer is None else render_chat(self.tokenizer, messages)
             special = False
         else:
-            text = user if not self.prompts.system else f"{self.prompts.system}\n\n{user}"
+            text = user if not system else f"{system}\n\n{user}"
             special = True
         ids = None
         if self.tokenizer is not None:
@@ -136,6 +155,7 @@ def build_requests(
     constrained: bool,
     seed: int,
     max_model_len: int | None = None,
+    edits: Mapping[str, TokenEdits] | None = None,
 ) -> tuple[list[GenRequest], list[BuiltPrompt]]:
     """One request per row.
 
@@ -146,6 +166,8 @@ def build_requests(
         constrained: ``infer.constrained``.
         seed: ``infer.seed`` (used where the task type's decoding sets no seed).
         max_model_len: When given, a prompt plus its ``max_tokens`` must fit.
+        edits: Task type -> resolved logit edits
+            (:func:`~harness.inference.decoding.resolve_token_edits`; None: none).
 
     Returns:
         The requests and the built prompts, in row order.
@@ -166,6 +188,7 @@ def build_requests(
                 )
         base = params.seed if params.seed is not None else seed
         constraint = constraint_for(row.prompt, row.task_type) if constrained else None
+        edit = (edits or {}).get(row.task_type)
         requests.append(
             GenRequest(
                 index=row.index,
@@ -176,6 +199,8 @@ def build_requests(
                 params=params,
                 seed=base + row.index,
                 constraint=constraint,
+                logit_bias=edit.logit_bias_for(b.token_ids) if edit else None,
+                allowed_token_ids=edit.allowed if edit else None,
             )
         )
         built.append(b)
@@ -200,6 +225,7 @@ class RunStats:
         prompt_tokens: Summed prompt tokens.
         output_tokens: Summed output tokens.
         latencies: Per-request latency, in data order.
+        sentence_cut_rows: Outputs cut back to whole sentences (``sentence_cut_words``).
     """
 
     wall_s: float
@@ -207,6 +233,7 @@ class RunStats:
     prompt_tokens: int
     output_tokens: int
     latencies: tuple[float, ...]
+    sentence_cut_rows: int = 0
 
     def metrics(self) -> dict[str, float]:
         """Throughput and latency metrics."""
@@ -227,6 +254,7 @@ class RunStats:
             "latency_p50_s": pct(0.5),
             "latency_p95_s": pct(0.95),
             "latency_max_s": lat[-1] if lat else 0.0,
+            "sentence_cut_rows": float(self.sentence_cut_rows),
         }
 
 
@@ -235,6 +263,9 @@ def generate_all(
     generate: Callable[[list[GenRequest]], list[GenResult]] | Engine,
 ) -> tuple[list[GenResult], RunStats]:
     """Run every task-type group through an engine; results in data order.
+
+    A request whose ``decoding.<type>.sentence_cut_words`` is set gets its text cut back to
+    whole sentences (:func:`~harness.inference.decoding.sentence_cut`; token ids unchanged).
 
     Args:
         requests: All requests.
@@ -253,42 +284,22 @@ def generate_all(
         results += out
     wall = time.perf_counter() - start
     results.sort(key=lambda r: r.index)
+    cut_words = {r.index: r.params.sentence_cut_words for r in requests}
+    n_cut = 0
+    for i, res in enumerate(results):
+        words = cut_words.get(res.index)
+        if words is not None and (text := sentence_cut(res.text, words)) != res.text:
+            results[i] = dataclasses.replace(res, text=text)
+            n_cut += 1
     stats = RunStats(
         wall_s=wall,
         n=len(results),
         prompt_tokens=sum(r.prompt_tokens for r in results),
         output_tokens=sum(r.output_tokens for r in results),
         latencies=tuple(r.latency_s for r in results),
+        sentence_cut_rows=n_cut,
     )
     return results, stats
-
-
-def parse_rates(
-    rows: Sequence[Row], results: Sequence[GenResult], mode: str = "official"
-) -> dict[str, float]:
-    """Share of outputs the ShopBench parser accepts, per task type and for the constrained types.
-
-    Args:
-        rows: The rows (routed task types).
-        results: Their results, same order.
-        mode: Parser mode.
-
-    Returns:
-        ``{task_type: rate}`` plus ``constrained_types`` (MC, ranking and retrieval together)
-        and ``all``.
-    """
-    from harness.shopbench.parsers import parse
-
-    ok: dict[str, list[bool]] = {}
-    for row, res in zip(rows, results, strict=True):
-        ok.setdefault(row.task_type, []).append(parse(res.text, row.task_type, mode).ok)
-    out = {t: sum(v) / len(v) for t, v in ok.items()}
-    con = [x for t in CONSTRAINED_TYPES for x in ok.get(t, [])]
-    if con:
-        out["constrained_types"] = sum(con) / len(con)
-    every = [x for v in ok.values() for x in v]
-    out["all"] = sum(every) / len(every) if every else 0.0
-    return out
 
 
 def budget(stats: RunStats, start_s: float) -> dict[str, Any]:

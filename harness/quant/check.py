@@ -3,7 +3,11 @@
 vLLM must run in its own process: it spawns engine and worker processes that re-import the
 main module (so it needs a ``__main__`` guard the stage runner does not have), and it must
 not share the quantiser's process memory. :func:`run_vllm` starts
-``python -m harness.quant.vllm_check`` and reads back the greedy token ids.
+``python -m harness.quant.vllm_check`` and reads back the greedy token ids and the
+teacher-forced log-probs of one shared set of token sequences (compared with
+:func:`~harness.inference.agreement.logprob_gap`). With ``engine="transformers"`` the child is
+``python -m harness.quant.hf_check`` instead (same jobs and results; for interpreters without
+vLLM, ``infer.fallback_engine``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,12 @@ from typing import Any
 
 from harness.quant import QuantizeError
 
+AWQ_KERNEL_SWITCH = "HARNESS_CPU_AWQ_KERNEL"  # read by harness.quant.vllm_cpu_wna16
+
 OMP_BIND = "VLLM_CPU_OMP_THREADS_BIND"
+CHECK_MODULES = {"vllm": "harness.quant.vllm_check", "transformers": "harness.quant.hf_check"}
+"""The child module of each serving-check engine."""
+ENGINE_NAMES = {"vllm": "vLLM", "transformers": "transformers"}
 
 CHECK_PROMPTS = (
     "Which category does a stainless steel electric kettle belong to?",
@@ -129,9 +138,13 @@ def run_vllm_jobs(
     kv_cache_gib: float = 1.0,
     timeout_s: float = 1800.0,
     trust_remote_code: bool = False,
+    sequences: list[list[int]] | None = None,
+    awq_kernel: str | None = None,
+    engine: str = "vllm",
 ) -> list[dict[str, Any]]:
-    """Load each job's model in vLLM, in turn, in one child process, and decode
-    ``prompt_ids`` greedily with each (one vLLM import for all of them).
+    """Load each job's model in vLLM, in turn, in one child process, decode ``prompt_ids``
+    greedily with each and score the same token sequences with each, teacher-forced (one
+    vLLM import for all of them).
 
     Args:
         jobs: The models, in the order they run.
@@ -143,10 +156,18 @@ def run_vllm_jobs(
         kv_cache_gib: ``VLLM_CPU_KVCACHE_SPACE`` when not set in the environment.
         timeout_s: Kill the child after this long.
         trust_remote_code: Passed to vLLM.
+        sequences: Token sequences every job scores (default: each prompt followed by the
+            first job's greedy continuation).
+        awq_kernel: The CPU AWQ kernel (``HARNESS_CPU_AWQ_KERNEL``: ``auto``, ``native``,
+            ``torch``; default: the caller's environment).
+        engine: ``vllm`` or ``transformers`` (:mod:`harness.quant.hf_check`: the quantised
+            model's linears dequantised at load; ``awq_kernel`` is then ``dequantized``).
 
     Returns:
-        One ``{"tokens": [[...]], "texts", "start_s", "generate_s", "gemm", "vllm"}`` per job
-        (``gemm``: which ``cpu_gemm_wna16`` ran on CPU, ``native`` or ``torch``).
+        One ``{"tokens": [[...]], "texts", "sequences", "logprobs": [[...]], "start_s",
+        "generate_s", "awq_kernel", "vllm"}`` per job (``logprobs``: per sequence, the log-prob
+        of each token after the first; ``awq_kernel``: which CPU kernel ran AWQ linears,
+        ``w4a8``, ``native`` or ``torch``; ``none`` on GPU).
 
     Raises:
         QuantizeError: A job's engine failed to start or generate (named, with the log's last
@@ -154,6 +175,8 @@ def run_vllm_jobs(
     """
     if not jobs:
         raise ValueError("run_vllm_jobs needs at least one job")
+    if engine not in CHECK_MODULES:
+        raise ValueError(f"unknown check engine {engine!r} (one of {', '.join(CHECK_MODULES)})")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     for job in jobs:
         job.out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +189,8 @@ def run_vllm_jobs(
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
     # The engine core runs in the child itself rather than in one more process.
     env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    if awq_kernel is not None:
+        env[AWQ_KERNEL_SWITCH] = awq_kernel
     dtype = dtype or default_dtype()
     spec = [
         {
@@ -185,7 +210,7 @@ def run_vllm_jobs(
     cmd = [
         python or sys.executable,
         "-m",
-        "harness.quant.vllm_check",
+        CHECK_MODULES[engine],
         "--jobs",
         str(jobs_file),
         "--prompts",
@@ -197,6 +222,10 @@ def run_vllm_jobs(
     ]
     if trust_remote_code:
         cmd.append("--trust-remote-code")
+    if sequences is not None:
+        seq_file = first.with_suffix(".sequences.json")
+        seq_file.write_text(json.dumps(sequences), encoding="utf-8")
+        cmd += ["--sequences", str(seq_file)]
     with log_file.open("w", encoding="utf-8") as log:
         try:
             rc = subprocess.run(
@@ -211,8 +240,8 @@ def run_vllm_jobs(
             log_file.read_text(encoding="utf-8", errors="replace").splitlines(True)[-25:]
         )
         raise QuantizeError(
-            f"vLLM could not load and run {job.model} (quantization {job.quantization}, "
-            f"tensor parallel {job.tensor_parallel_size}, exit {rc}); log: {log_file}\n"
+            f"{ENGINE_NAMES[engine]} could not load and run {job.model} (quantization "
+            f"{job.quantization}, tensor parallel {job.tensor_parallel_size}, exit {rc}); log: {log_file}\n"
             f"--- last lines ---\n{tail}"
         )
     results = []
@@ -221,7 +250,8 @@ def run_vllm_jobs(
         empty = [i for i, t in enumerate(result["tokens"]) if not t]
         if empty:
             raise QuantizeError(
-                f"vLLM generated no tokens for check prompt(s) {empty} with {job.model}"
+                f"{ENGINE_NAMES[engine]} generated no tokens for check prompt(s) {empty} with "
+                f"{job.model}"
             )
         results.append(result)
     return results
@@ -247,23 +277,14 @@ def run_vllm(
     return run_vllm_jobs([job], prompt_ids, log_file=log_file, **kwargs)[0]
 
 
-def agreement(reference: list[list[int]], other: list[list[int]]) -> dict[str, float]:
-    """Greedy agreement of two decodings of the same prompts.
+def vllm_importable(python: str) -> bool:
+    """Whether ``python`` can import vLLM (this interpreter: without importing it)."""
+    if python == sys.executable:
+        import importlib.util
 
-    Returns:
-        ``sequence``: fraction of prompts decoded identically; ``prefix``: tokens before the
-        first difference over all tokens (the longer of each pair counts).
-    """
-    if len(reference) != len(other) or not reference:
-        raise ValueError("agreement needs two equally long, non-empty lists of decodings")
-    same = 0
-    prefix = 0
-    total = 0
-    for a, b in zip(reference, other, strict=True):
-        same += a == b
-        n = 0
-        while n < min(len(a), len(b)) and a[n] == b[n]:
-            n += 1
-        prefix += n
-        total += max(len(a), len(b))
-    return {"sequence": same / len(reference), "prefix": prefix / total if total else 1.0}
+        return importlib.util.find_spec("vllm") is not None
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"
+    try:
+        return subprocess.run([python, "-c", probe], timeout=60, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False

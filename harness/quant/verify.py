@@ -111,8 +111,11 @@ def finalize_model_dir(src: Path, out: Path, quant: dict[str, Any]) -> dict[str,
             f"{cfg_path}: quantization_config differs from the request (have, want): {wrong}"
         )
     # AutoAWQ turns the KV cache off for calibration and saves that; serving wants it back.
-    if "use_cache" in src_cfg:
-        cfg["use_cache"] = src_cfg["use_cache"]
+    # The positions limit (`model.max_position_embeddings`) is the source's, whatever AutoAWQ
+    # rebuilt the config from.
+    for key in ("use_cache", "max_position_embeddings"):
+        if key in src_cfg:
+            cfg[key] = src_cfg[key]
     tmp = cfg_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
     tmp.replace(cfg_path)

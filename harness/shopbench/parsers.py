@@ -11,6 +11,12 @@ comma-split; generation is stripped.
 "The correct option is 3.", "Ranking: 2 > 1 > 3 > 5 > 4", one number per line, code fences,
 JSON lists, echoed "Output:" prefixes, quoted generations) and never invents one: output
 that asserts several different answers, or none, is unparsed (``ok=False``) and scores 0.
+Lists written as Markdown bullets or one item per line (``- a``, ``* a``, ``• a``,
+``1. a``, ``1) a``, an optional "Here are the entities:" line first) parse to their items
+for NER, ranking and retrieval; a ranking/retrieval item is the number it starts with
+("- Product 3: fits best" is 3), the number of its line when the list echoes candidates in
+its own order ("3. Hiking boots\n1. Sandals" is 3, 1), or the candidate whose text it
+repeats.
 
 Parsers never raise on any string.
 """
@@ -21,13 +27,14 @@ import ast
 import json
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.registry import Registry
 from harness.shopbench import prompt_info
 from harness.shopbench.errors import DataError, UnknownNameError
-from harness.shopbench.types import TASK_TYPES
+from harness.shopbench.types import CONSTRAINED_TYPES, TASK_TYPES
 
 OFFICIAL_PARSERS_VERSION = "0.1.1"
 MAX_RESPONSE_CHARACTERS = 5000
@@ -63,7 +70,8 @@ class ParseResult:
 
 
 ParserFn = Callable[[str, str | None], ParseResult]
-_REGISTRY: dict[tuple[str, str], ParserFn] = {}
+PARSER_MODES: Registry[dict[str, ParserFn]] = Registry("parser mode", error=UnknownNameError)
+"""Parser modes by name (``official``, ``robust``, ...): each maps task types to parsers."""
 
 
 def register(mode: str, task_type: str) -> Callable[[ParserFn], ParserFn]:
@@ -80,15 +88,17 @@ def register(mode: str, task_type: str) -> Callable[[ParserFn], ParserFn]:
         raise UnknownNameError(f"unknown task type {task_type!r}")
 
     def deco(fn: ParserFn) -> ParserFn:
-        _REGISTRY[(mode, task_type)] = fn
+        if mode not in PARSER_MODES:
+            PARSER_MODES.add(mode, {})
+        PARSER_MODES.get(mode)[task_type] = fn
         return fn
 
     return deco
 
 
 def registered() -> dict[tuple[str, str], ParserFn]:
-    """A copy of the registry: (mode, task type) -> parser."""
-    return dict(_REGISTRY)
+    """Every registered parser: (mode, task type) -> parser."""
+    return {(m, t): fn for m in PARSER_MODES for t, fn in PARSER_MODES.get(m).items()}
 
 
 def parse(
@@ -114,10 +124,10 @@ def parse(
         raise UnknownNameError(
             f"unknown task type {task_type!r} (expected one of {', '.join(TASK_TYPES)})"
         )
-    fn = _REGISTRY.get((mode, task_type))
+    table = PARSER_MODES.get(mode)
+    fn = table.get(task_type)
     if fn is None:
-        modes = sorted({m for m, _ in _REGISTRY})
-        raise UnknownNameError(f"unknown parser mode {mode!r} (expected one of {modes})")
+        raise UnknownNameError(f"parser mode `{mode}` has no parser for {task_type!r}")
     if not isinstance(raw, str):
         raise DataError(f"a prediction must be a string, got {type(raw).__name__}")
     return fn(raw[:MAX_RESPONSE_CHARACTERS], prompt)
@@ -373,6 +383,94 @@ def _number_runs(text: str, ordered: bool) -> list[list[int]] | None:
     return [r for r in runs if r]
 
 
+# A list item's marker: "- ", "* ", "+ ", "• ", "1. ", "1) ", "(1) " (not "2.5 inch").
+_BULLET = re.compile(r"^\s*(?:(?P<sym>[-*+•·‣◦▪–—])|\(?(?P<num>\d{1,2})[.)])\s+(?=\S)")
+# The candidate number a list item starts with: "3", "Product 3: fits best", "#3 (best)";
+# not a list on one line ("3, 1"), an alternative ("1 or 2"), a range or a decimal.
+_ITEM_NUMBER = re.compile(
+    r"^(?:(?:product|item|candidate|snippet|passage|document|option|query|result)\s*)?"
+    r"(?:no\.?\s*|number\s*|#\s*)?(\d{1,3})(?!\d)(?![.,]\d)"
+    r"(?!\s*(?:[,;/>&+~-]|\band\b|\bor\b|\bto\b|\bthen\b)\s*\d)",
+    re.I,
+)
+
+
+def _item_number(item: str) -> int | None:
+    m = _ITEM_NUMBER.match(item.strip())
+    return int(m.group(1)) if m else None
+
+
+def _candidate_of(item: str, candidates: dict[int, str]) -> int | None:
+    """The one candidate whose text the item repeats (case, punctuation and quotes aside)."""
+    target = _norm(_strip_quotes(item.strip().rstrip(".")))
+    hits = [n for n, text in candidates.items() if target and _norm(text) == target]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _block_numbers(block: list[str], prompt: str | None) -> list[int] | None:
+    """The candidate numbers a block of two or more list lines names, or None.
+
+    Symbol bullets and enumerations ("1.", "2.", ...) name the number each item starts
+    with, or the candidate whose text it repeats. Numbered lines that are not an
+    enumeration ("3. Hiking boots", "1. Sandals") are echoed candidates: their numbers.
+    """
+    matches = [_BULLET.match(line) for line in block]
+    if len(block) < 2 or not all(matches):
+        return None
+    items = [line[m.end() :].strip() for line, m in zip(block, matches, strict=True) if m]
+    markers = [m.group("num") for m in matches if m]
+    numbered = all(x is not None for x in markers)
+    if not numbered and any(x is not None for x in markers):
+        return None
+    enumeration = numbered and [int(x) for x in markers if x] == list(range(1, len(block) + 1))
+    numbers = [_item_number(item) for item in items]
+    if all(n is not None for n in numbers) and (enumeration or not numbered):
+        return [n for n in numbers if n is not None]
+    if numbered and not enumeration and not all(n is not None for n in numbers):
+        return [int(x) for x in markers if x]
+    candidates = prompt_info.numbered_items(prompt) if prompt else {}
+    mapped = [_candidate_of(item, candidates) for item in items]
+    if candidates and all(n is not None for n in mapped):
+        return [n for n in mapped if n is not None]
+    return None
+
+
+def _flatten_lists(text: str, prompt: str | None) -> str:
+    """Each bulleted or numbered list of candidates as one comma-separated line.
+
+    A whole output of two or more lines that each start with a candidate number ("3 - best
+    fit", "1 - good value") is such a list too. Lines that name no candidate are left as
+    they are, for :func:`_extract_list` to read.
+    """
+    lines = text.splitlines()
+    out: list[str] = []
+    i = 0
+    found = False
+    while i < len(lines):
+        if not _BULLET.match(lines[i]):
+            out.append(lines[i])
+            i += 1
+            continue
+        j = i
+        while j < len(lines) and (_BULLET.match(lines[j]) or not lines[j].strip()):
+            j += 1
+        numbers = _block_numbers([ln for ln in lines[i:j] if ln.strip()], prompt)
+        if numbers is None:
+            out.extend(lines[i:j])
+        else:
+            out.append(", ".join(map(str, numbers)))
+            found = True
+        i = j
+    rows = [ln for ln in lines if ln.strip()]
+    if rows and rows[0].rstrip().endswith(":"):
+        rows = rows[1:]  # "Here is the ranking:"
+    if not found and len(rows) >= 2 and not any(_BULLET.match(ln) for ln in rows):
+        numbers = [_item_number(ln) for ln in rows]
+        if all(n is not None for n in numbers):
+            return ", ".join(str(n) for n in numbers)
+    return "\n".join(out)
+
+
 def _extract_list(text: str, ordered: bool) -> tuple[list[int] | None, str | None]:
     """The one list of numbers the text asserts, or (None, reason).
 
@@ -411,7 +509,7 @@ def robust_ranking(response: str, prompt: str | None = None) -> ParseResult:
     text = _clean(response)
     if not text:
         return ParseResult([], False, "empty output")
-    found, reason = _extract_list(text, ordered=True)
+    found, reason = _extract_list(_flatten_lists(text, prompt), ordered=True)
     if found is None:
         return ParseResult([], False, reason)
     if len(found) != len(set(found)):
@@ -430,7 +528,7 @@ def robust_retrieval(response: str, prompt: str | None = None) -> ParseResult:
     text = _clean(response)
     if not text:
         return ParseResult([], False, "empty output")
-    found, reason = _extract_list(text, ordered=False)
+    found, reason = _extract_list(_flatten_lists(text, prompt), ordered=False)
     if found is None:
         return ParseResult([], False, reason)
     valid = set(prompt_info.candidate_indices(prompt)) if prompt else set()
@@ -446,7 +544,6 @@ def robust_retrieval(response: str, prompt: str | None = None) -> ParseResult:
 # --------------------------------------------------------------------------- robust: NER
 
 _NONE_ANSWERS = {"", "none", "n/a", "na", "null", "nil", "no entity", "no entities", "[]", "-"}
-_BULLET = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)])\s+")
 _ENTITY_TYPE = re.compile(r"entity\s+type\s+'([^'\n]+)'|'([^'\n]{1,40})'", re.I)
 
 
@@ -482,10 +579,19 @@ def robust_ner(response: str, prompt: str | None = None) -> ParseResult:
         if text.startswith("[") and text.endswith("]"):
             text = text[1:-1]
         lines = [ln for ln in text.splitlines() if ln.strip()]
-        if len(lines) > 1 and all(_BULLET.match(ln) or len(ln.split()) <= 6 for ln in lines):
-            items = [part for ln in lines for part in _BULLET.sub("", ln).split(",")]
+        if len(lines) > 1 and lines[0].rstrip().endswith(":"):
+            lines = lines[1:]  # "Here are the brand entities:"
+        bullets = [bool(_BULLET.match(ln)) for ln in lines]
+        if len(lines) > 1 and all(
+            b or len(ln.split()) <= 6 for b, ln in zip(bullets, lines, strict=True)
+        ):
+            chosen = lines
+        elif bullets and bullets[0]:
+            # The leading bullet list; the prose after it is explanation.
+            chosen = lines[: bullets.index(False)] if False in bullets else lines
         else:
-            items = lines[0].split(",") if lines else []
+            chosen = lines[:1]
+        items = [_BULLET.sub("", part) for ln in chosen for part in ln.split(",")]
     types = _entity_types(prompt)
     out: list[str] = []
     seen: set[str] = set()
@@ -525,3 +631,29 @@ def robust_generation(response: str, prompt: str | None = None) -> ParseResult:
         text = text[m.end() :].strip()
     text = _strip_quotes(text)
     return ParseResult(text, bool(text), None if text else "empty output")
+
+
+def parse_rates(
+    task_types: Sequence[str], texts: Sequence[str], mode: str = "official"
+) -> dict[str, float]:
+    """Share of outputs the parser accepts, per task type and for the constrained types.
+
+    Args:
+        task_types: Each output's task type.
+        texts: The raw outputs, same order.
+        mode: Parser mode.
+
+    Returns:
+        ``{task_type: rate}`` plus ``constrained_types`` (MC, ranking and retrieval together)
+        and ``all``.
+    """
+    ok: dict[str, list[bool]] = {}
+    for task_type, text in zip(task_types, texts, strict=True):
+        ok.setdefault(task_type, []).append(parse(text, task_type, mode).ok)
+    out = {t: sum(v) / len(v) for t, v in ok.items()}
+    con = [x for t in CONSTRAINED_TYPES for x in ok.get(t, [])]
+    if con:
+        out["constrained_types"] = sum(con) / len(con)
+    every = [x for v in ok.values() for x in v]
+    out["all"] = sum(every) / len(every) if every else 0.0
+    return out

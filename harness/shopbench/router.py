@@ -11,6 +11,10 @@ rules are ordered; the first that fires wins:
 4. Entity-extraction wording ("entity type", "select the appropriate 'BRAND'") -> NER.
 5. A numbered candidate list plus a request for indices -> retrieval.
 6. Everything else -> generation.
+
+:func:`is_keyphrase_extraction` recognises the review keyphrase-extraction task (a generation
+task), which the 1st-place KDD Cup 2024 team prompted and decoded as named entity recognition
+(``infer.keyphrase_as_ner``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ _RETRIEVAL_ASK = re.compile(
 )
 _ENDS_OUTPUT = re.compile(r"(?:output|response|result)\s*(?:\([^)\n]*\))?\s*:\s*$", re.I)
 _ENDS_ANSWER = re.compile(r"answer\s*:\s*$", re.I)
+# "Please extract the keyphrase from the review that mentions the given aspect."
+_KEYPHRASE = re.compile(r"\bextract\s+(?:the\s+|a\s+|one\s+)?key\s*-?\s*phrases?\b", re.I)
 # "...\nAnswer: Let's think step by step." — the answer is already under way (free text).
 _ANSWER_STARTED = re.compile(r"\banswer\s*:[ \t]*\S[^\n]*$", re.I)
 
@@ -85,3 +91,15 @@ def route(prompt: str, is_multiple_choice: bool | None = None) -> TaskType:
     ):
         return "retrieval"
     return "generation"
+
+
+def is_keyphrase_extraction(prompt: str) -> bool:
+    """Whether a prompt asks to extract a keyphrase (the review keyphrase-extraction task).
+
+    Args:
+        prompt: The ``input_field``.
+
+    Returns:
+        True when the prompt asks to "extract the keyphrase".
+    """
+    return bool(_KEYPHRASE.search(prompt))

@@ -1,9 +1,14 @@
-"""``harness score``: score a predictions file against ShopBench (or EC-Guide) data.
+"""``harness score``: score a predictions file against ShopBench (or EC-Guide) data, or
+Shopping MMLU data the way its official code does.
 
-    harness score --data DATA --predictions PRED [--parser official|robust]
+    harness score --data DATA --predictions PRED [--parser PROFILE]
                   [--out scores.json] [--rows rows.jsonl] [--sentence-model NAME=PATH ...]
 
 PRED is JSON Lines with one object per DATA row, same order, key ``prediction`` (raw text).
+PROFILE is ``official`` or ``robust`` (ShopBench data), or ``shopping-mmlu-skill`` /
+``shopping-mmlu-task`` (Shopping MMLU): then DATA is a skills file or one task file of the
+release's layout (``multiple_choice/<task>_dataset.csv``, ...), or the whole release (its
+``data.zip`` or extracted dir) with PRED a directory of ``<file name>.jsonl`` predictions.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from harness.atomic import write_json, write_jsonl
 from harness.errors import HarnessError
 from harness.shopbench.data import load_eval_data, load_predictions
 from harness.shopbench.errors import ScoringError
-from harness.shopbench.evaluate import EvalResult, evaluate, write_json_atomic, write_jsonl_atomic
+from harness.shopbench.evaluate import EvalResult, evaluate
 from harness.shopbench.parsers import MODES
 from harness.shopbench.types import ALL_TRACKS
+
+SHOPPING_MMLU_PROFILES = ("shopping-mmlu-skill", "shopping-mmlu-task")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser: The parser to extend.
     """
     parser.add_argument(
-        "--data", required=True, type=Path, help="ShopBench JSONL (with answers) or EC-Guide JSON."
+        "--data",
+        required=True,
+        type=Path,
+        help="ShopBench JSONL (with answers), EC-Guide JSON, or with a shopping-mmlu "
+        "profile: a Shopping MMLU task file, skills file, or the release (zip or dir).",
     )
     parser.add_argument(
         "--predictions",
@@ -38,7 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="JSONL, one object per data row in data order, raw text under `prediction`.",
     )
     parser.add_argument(
-        "--parser", choices=MODES, default="official", help="Parser mode (default: official)."
+        "--parser",
+        choices=(*MODES, *SHOPPING_MMLU_PROFILES),
+        default="official",
+        help="Parser mode or scoring profile (default: official).",
     )
     parser.add_argument("--out", type=Path, default=None, help="Write scores.json here.")
     parser.add_argument("--rows", type=Path, default=None, help="Write per-row rows.jsonl here.")
@@ -50,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=PATH",
         help="Local directory of a sentence-transformer model (repeatable), e.g. "
         "paraphrase-multilingual-MiniLM-L12-v2=/models/pmml12.",
+    )
+    parser.add_argument(
+        "--no-embedding-cache",
+        dest="embedding_cache",
+        action="store_false",
+        help="Neither read nor write the on-disk embedding cache ($HARNESS_EMBEDDING_CACHE, "
+        "default ~/.cache/shopbench-harness/embeddings).",
     )
 
 
@@ -128,6 +150,8 @@ def main(args: argparse.Namespace, console: Console | None = None) -> int:
     """
     console = console or Console()
     models = parse_sentence_models(args.sentence_model)
+    if args.parser in SHOPPING_MMLU_PROFILES:
+        return _shopping_mmlu(args, models, console)
     records = load_eval_data(args.data)
     predictions = load_predictions(args.predictions)
     if len(predictions) != len(records):
@@ -135,11 +159,90 @@ def main(args: argparse.Namespace, console: Console | None = None) -> int:
             f"{args.predictions}: {len(predictions)} predictions but {args.data} has "
             f"{len(records)} rows (one prediction object per data row, in data order)"
         )
-    result = evaluate(records, predictions, args.parser, models)
+    result = evaluate(
+        records, predictions, args.parser, models, embedding_cache=args.embedding_cache
+    )
     if args.out is not None:
-        write_json_atomic(args.out, result.scores)
+        write_json(args.out, result.scores, sort_keys=False, allow_nan=False)
     if args.rows is not None:
-        write_jsonl_atomic(args.rows, (r.to_json() for r in result.rows))
+        write_jsonl(args.rows, (r.to_json() for r in result.rows), allow_nan=False)
     for table in render(result):
         console.print(table)
+    return 0
+
+
+def _prediction_files(folder: Path) -> dict[str, list[str]]:
+    """``<file name>.jsonl`` (``_dataset`` suffix optional) -> predictions."""
+    if not folder.is_dir():
+        raise HarnessError(
+            f"--predictions {folder}: scoring a whole release takes a directory of "
+            "<task or skill name>.jsonl files"
+        )
+    out: dict[str, list[str]] = {}
+    for f in sorted(folder.glob("*.jsonl")):
+        name = f.stem.removesuffix("_dataset")
+        if name in out:
+            raise HarnessError(f"{folder}: two prediction files for `{name}`")
+        out[name] = load_predictions(f)
+    return out
+
+
+def _shopping_mmlu(args: argparse.Namespace, models: dict[str, str], console: Console) -> int:
+    """Score Shopping MMLU data with one of its official profiles."""
+    from harness.shopbench.mmlu import (
+        leaderboard_table,
+        load_benchmark,
+        load_task_file,
+        score_benchmark,
+        score_skill,
+        score_task,
+    )
+
+    data = Path(args.data)
+    if data.is_dir() or data.suffix == ".zip":
+        result = score_benchmark(
+            load_benchmark(data),
+            _prediction_files(Path(args.predictions)),
+            args.parser,
+            sentence_models=models,
+        )
+    else:
+        task = load_task_file(data)
+        preds = load_predictions(args.predictions)
+        if task.is_skill:
+            one = score_skill(task, preds, args.parser, sentence_models=models)
+            result = {
+                "profile": args.parser,
+                "source": task.source,
+                "tasks": one["tasks"],
+                "skills": {one["skill"]: {k: v for k, v in one.items() if k != "tasks"}},
+                "warnings": one["warnings"],
+            }
+        else:
+            one = score_task(task, preds, args.parser, sentence_models=models)
+            result = {
+                "profile": args.parser,
+                "source": task.source,
+                "tasks": {one["task"]: one},
+                "warnings": one["warnings"],
+            }
+    if args.rows is not None:
+        rows = [
+            {"task": name, **row}
+            for name, t in result["tasks"].items()
+            for row in t.get("rows", [])
+        ]
+        write_jsonl(args.rows, rows, allow_nan=True)
+    if args.out is not None:
+        write_json(args.out, result, sort_keys=False, allow_nan=True)
+    table = Table(title=f"Shopping MMLU scores ({args.parser})")
+    for col in ("task", "metric", "n", "score"):
+        table.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    for name, t in result["tasks"].items():
+        table.add_row(name, str(t.get("metric", "")), str(t.get("n", "")), f"{t['score']:.4f}")
+    console.print(table)
+    if "leaderboard" in result:
+        console.print(leaderboard_table({args.parser: result}), soft_wrap=True, markup=False)
+    for w in result.get("warnings", []):
+        console.print(f"warning: {w}", soft_wrap=True, markup=False, highlight=False)
     return 0

@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 TASK_TYPES = ("multiple-choice", "retrieval", "ranking", "named_entity_recognition", "generation")
+"""The task types: the one vocabulary (spec decoding sections, prompts, routing, scoring)."""
 TaskType = Literal[
     "multiple-choice", "retrieval", "ranking", "named_entity_recognition", "generation"
 ]
+CONSTRAINED_TYPES = ("multiple-choice", "ranking", "retrieval")
+"""Task types whose outputs have a closed format (an index, a list of indices)."""
 
 METRICS = (
     "accuracy",

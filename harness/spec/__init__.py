@@ -1,6 +1,7 @@
 """Experiment specs: the schema and the only code that reads YAML."""
 
+from harness.shopbench.types import TASK_TYPES
 from harness.spec.load import LoadedSpec, load_spec
-from harness.spec.schema import STAGE_ORDER, TASK_TYPES, Spec
+from harness.spec.schema import Spec
 
-__all__ = ["STAGE_ORDER", "TASK_TYPES", "LoadedSpec", "Spec", "load_spec"]
+__all__ = ["TASK_TYPES", "LoadedSpec", "Spec", "load_spec"]

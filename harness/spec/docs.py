@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from harness.errors import HarnessError
-from harness.spec.load import _submodel
+from harness.spec.load import submodel
 from harness.spec.schema import Spec
 
 
@@ -41,7 +41,7 @@ def _rows(model: type[BaseModel], prefix: str, seen: set[str]) -> list[str]:
             f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | "
             f"{(field.description or '').replace('|', '/')} |"
         )
-        sub = _submodel(field.annotation)
+        sub = submodel(field.annotation)
         if sub is not None and f"{key}:{sub.__name__}" not in seen:
             seen.add(f"{key}:{sub.__name__}")
             list_like = typing.get_origin(field.annotation) is list or "list[" in str(
@@ -57,25 +57,35 @@ def spec_reference() -> str:
     return "\n".join(head + _rows(Spec, "", set())) + "\n"
 
 
-START_MARKER = "<!-- spec-reference:start -->"
-END_MARKER = "<!-- spec-reference:end -->"
+def generated_sections() -> dict[str, str]:
+    """Marker name -> generated Markdown, for every generated part of the README."""
+    from harness.config import reference
+
+    return {"spec-reference": spec_reference(), "environment": reference()}
+
+
+def section_markers(name: str) -> tuple[str, str]:
+    """The start and end markers of a generated section."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
 def splice_reference(text: str, where: Path | str) -> str:
-    """``text`` with the part between the spec-reference markers replaced by the reference.
+    """``text`` with every generated section (between its markers) regenerated.
 
     Args:
-        text: A Markdown document holding both markers.
+        text: A Markdown document holding the markers.
         where: Its path, for the error message.
 
     Returns:
         The updated document.
 
     Raises:
-        HarnessError: A marker is missing or they are out of order.
+        HarnessError: A marker is missing or a pair is out of order.
     """
-    start, end = text.find(START_MARKER), text.find(END_MARKER)
-    if start < 0 or end < start:
-        raise HarnessError(f"{where}: needs {START_MARKER} followed by {END_MARKER}")
-    head = text[: start + len(START_MARKER)]
-    return f"{head}\n{spec_reference().strip()}\n{text[end:]}"
+    for name, body in generated_sections().items():
+        start_marker, end_marker = section_markers(name)
+        start, end = text.find(start_marker), text.find(end_marker)
+        if start < 0 or end < start:
+            raise HarnessError(f"{where}: needs {start_marker} followed by {end_marker}")
+        text = f"{text[: start + len(start_marker)]}\n{body.strip()}\n{text[end:]}"
+    return text

@@ -4,7 +4,6 @@ overrides, then strict pydantic validation. All problems are collected into one
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ValidationError
 
 from harness.errors import SpecError
-from harness.spec.schema import SECTION_FOR_STAGE, STAGE_ORDER, Spec
+from harness.registry import did_you_mean
+from harness.spec.schema import Spec
 
 BASE_KEY = "base"
 
@@ -41,7 +41,7 @@ class LoadedSpec:
     overrides: tuple[str, ...] = field(default=())
 
 
-def _read_yaml(path: Path) -> DictConfig:
+def read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise SpecError([f"file not found: {path}"])
     try:
@@ -57,13 +57,13 @@ def _read_yaml(path: Path) -> DictConfig:
     return cfg
 
 
-def _compose(path: Path, chain: tuple[Path, ...] = ()) -> tuple[DictConfig, list[Path]]:
+def compose(path: Path, chain: tuple[Path, ...] = ()) -> tuple[DictConfig, list[Path]]:
     """Merge ``base:`` files (relative to the including file) under ``path``."""
     path = path.resolve()
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise SpecError([f"`base` cycle: {cycle}"])
-    cfg = _read_yaml(path)
+    cfg = read_yaml(path)
     bases = cfg.pop(BASE_KEY, None)
     if bases is None:
         return cfg, [path]
@@ -74,13 +74,13 @@ def _compose(path: Path, chain: tuple[Path, ...] = ()) -> tuple[DictConfig, list
     for b in bases:
         if not isinstance(b, str):
             raise SpecError([f"{path}: `base` must be a file name or a list of file names"])
-        base_cfg, base_files = _compose(path.parent / b, (*chain, path))
+        base_cfg, base_files = compose(path.parent / b, (*chain, path))
         merged = OmegaConf.merge(merged, base_cfg)  # type: ignore[assignment]
         files.extend(base_files)
     return OmegaConf.merge(merged, cfg), [*files, path]  # type: ignore[return-value]
 
 
-def _line_of(files: list[Path], loc: tuple[str | int, ...]) -> str | None:
+def line_of(files: list[Path], loc: tuple[str | int, ...]) -> str | None:
     """``file:line`` of the last file defining the key path ``loc``, if any."""
     for f in reversed(files):
         try:
@@ -107,20 +107,20 @@ def _line_of(files: list[Path], loc: tuple[str | int, ...]) -> str | None:
     return None
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
+def submodel(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model inside an annotation (Optional, list, dict values), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType, list, dict, typing.Annotated):
         for arg in typing.get_args(annotation):
-            m = _submodel(arg)
+            m = submodel(arg)
             if m is not None:
                 return m
     return None
 
 
-def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
+def fields_at(loc: tuple[str | int, ...]) -> list[str]:
     """The YAML key names valid at the mapping addressed by ``loc``."""
     model: type[BaseModel] | None = Spec
     for part in loc:
@@ -132,15 +132,13 @@ def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
             (f for n, f in model.model_fields.items() if part in (n, f.alias)),
             None,
         )
-        model = _submodel(hit.annotation) if hit else None
+        model = submodel(hit.annotation) if hit else None
     if model is None:
         return []
     return [f.alias or n for n, f in model.model_fields.items()]
 
 
-def _suggest(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f" (did you mean `{close[0]}`?)" if close else ""
+suggest = did_you_mean
 
 
 def _dotted(loc: tuple[str | int, ...]) -> str:
@@ -163,14 +161,14 @@ def _format_errors(err: ValidationError, files: list[Path], overrides: list[str]
         )
         key = _dotted(loc)
         if e["type"] == "extra_forbidden":
-            msg = f"unknown key `{key}`" + _suggest(str(loc[-1]), _fields_at(loc[:-1]))
+            msg = f"unknown key `{key}`" + suggest(str(loc[-1]), fields_at(loc[:-1]))
         elif e["type"] == "missing":
             msg = f"missing required key `{key}`"
         else:
             got = e.get("input")
             shown = repr(got) if not isinstance(got, dict) else "a mapping"
             msg = f"`{key}`: {e['msg']} (got {shown})" if key else e["msg"]
-        where = "command-line override" if key in override_keys else _line_of(files, loc)
+        where = "command-line override" if key in override_keys else line_of(files, loc)
         problems.append(f"{where}: {msg}" if where else msg)
     return problems
 
@@ -185,27 +183,33 @@ def _stage_name_problems(raw: dict[str, Any], files: list[Path]) -> list[str]:
     problems = []
     for i, name in enumerate(stages):
         if isinstance(name, str) and name not in known:
-            where = _line_of(files, ("stages", i)) or _line_of(files, ("stages",))
-            msg = f"unknown stage `{name}` in `stages`" + _suggest(name, known)
+            where = line_of(files, ("stages", i)) or line_of(files, ("stages",))
+            msg = f"unknown stage `{name}` in `stages`" + suggest(name, known)
             problems.append(f"{where}: {msg}" if where else msg)
     return problems
 
 
-def _section_problems(spec: Spec) -> list[str]:
+def _section_problems(spec: Spec, files: list[Path]) -> list[str]:
+    """Every listed stage whose declared section is missing."""
+    from harness.stages.base import stage_defs
+
+    defs = stage_defs()
     problems = []
-    for name in spec.stages:
-        if name not in STAGE_ORDER:
-            continue
-        section = SECTION_FOR_STAGE[name]
-        if section is None:
-            continue
+
+    def present(dotted: str) -> bool:
         obj: Any = spec
-        for part in section.split("."):
-            obj = getattr(obj, part)
-        if obj is None:
-            problems.append(
-                f"stage `{name}` is listed in `stages` but section `{section}` is missing"
-            )
+        for part in dotted.split("."):
+            obj = getattr(obj, part, None)
+        return obj is not None
+
+    for i, name in enumerate(spec.stages):
+        d = defs.get(name)
+        if d is None or not d.sections or d.section_present(present):
+            continue
+        where = line_of(files, ("stages", i)) or line_of(files, ("stages",))
+        need = " or ".join(f"`{s}`" for s in d.sections)
+        msg = f"stage `{name}` is listed in `stages` but section {need} is missing"
+        problems.append(f"{where}: {msg}" if where else msg)
     if len(set(spec.stages)) != len(spec.stages):
         problems.append("`stages` lists a stage twice")
     return problems
@@ -236,7 +240,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         SpecError: Listing every problem found, each with its key path and file:line.
     """
     path = Path(path)
-    cfg, files = _compose(path)
+    cfg, files = compose(path)
     overrides = list(overrides)
     bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
     if bad:
@@ -250,7 +254,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as e:
         full_key = getattr(e, "full_key", None)
-        where = _line_of(files, tuple(str(full_key).split("."))) if full_key else None
+        where = line_of(files, tuple(str(full_key).split("."))) if full_key else None
         msg = str(e).splitlines()[0]
         raise SpecError([f"{where or path}: interpolation failed: {msg}"], str(path)) from None
     assert isinstance(resolved, dict)
@@ -259,7 +263,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         spec = Spec.model_validate(resolved)
     except ValidationError as e:
         raise SpecError(_format_errors(e, files, overrides) + problems, str(path)) from None
-    problems += _section_problems(spec)
+    problems += _section_problems(spec, files)
     if not problems:
         problems += _tp_problems(spec)
     if problems:

@@ -8,20 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-TASK_TYPES = ("multiple-choice", "retrieval", "ranking", "named_entity_recognition", "generation")
-STAGE_ORDER = (
-    "model",
-    "synthesize",
-    "mix",
-    "finetune",
-    "pad",
-    "quantize",
-    "infer",
-    "score",
-    "report",
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -31,6 +18,19 @@ class Section(BaseModel):
 
 
 # --------------------------------------------------------------------------- model
+
+
+TINY_CORPUS = (
+    "experiments/data/categories.csv",
+    "experiments/data/eval_tiny.jsonl",
+    "experiments/data/heldout",
+    "experiments/data/products.jsonl",
+    "experiments/data/reviews.jsonl",
+    "experiments/data/shopbench_examples.jsonl",
+    "experiments/prompts/plain.yaml",
+    "experiments/prompts/taskwise.yaml",
+    "experiments/prompts/synth",
+)
 
 
 class TinyModelConfig(Section):
@@ -48,8 +48,10 @@ class TinyModelConfig(Section):
         "float32", description="Dtype of the saved weights."
     )
     corpus: list[str] = Field(
-        default_factory=lambda: ["experiments/data", "experiments/prompts"],
-        description="Files or directories of project text the tokenizer is trained on.",
+        default_factory=lambda: list(TINY_CORPUS),
+        description="Files or directories of project text the tokenizer is trained on "
+        "(default: the sample data and the prompt files, named one by one so that a new "
+        "data file or prompt variant does not change the tokenizer).",
     )
     seed: int = Field(0, description="Seed of the random initialisation.")
 
@@ -67,6 +69,14 @@ class ModelConfig(Section):
     family: Literal["qwen2", "llama"] = Field("qwen2", description="Architecture family.")
     trust_remote_code: bool = Field(
         False, description="Allow model code from the checkpoint. Off unless a spec turns it on."
+    )
+    max_position_embeddings: int | None = Field(
+        None,
+        ge=16,
+        description="Set `max_position_embeddings` in the model's `config.json` (e.g. 3072, "
+        "as the 1st-place KDD Cup 2024 team did); the fine-tuned, padded and quantised models "
+        "inherit it. A `local` or `hub` model is then linked file by file with a rewritten "
+        "config, not copied. None: keep the checkpoint's value.",
     )
     tiny: TinyModelConfig | None = Field(None, description="Tiny-model recipe (`source: tiny`).")
 
@@ -210,6 +220,44 @@ class MergeConfig(Section):
         "bfloat16", description="Dtype of the merged weights."
     )
     max_shard_size: str = Field("5GB", description="Max safetensors shard size.")
+    average_seeds: list[int] | None = Field(
+        None,
+        description="Train one LoRA run per seed (this section with `seed` replaced) and "
+        "average their adapters; the merged weight deltas ΔW = B·A·alpha/r are averaged, not "
+        "A and B. None: one run with `seed`.",
+    )
+    average_checkpoints: list[int] | None = Field(
+        None,
+        description="Average the adapters of these steps of each run (multiples of "
+        "`save_steps`, or `max_steps`), e.g. `[40, 80]`. None: the final adapter.",
+    )
+    wise_ft_theta: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="WiSE-FT: the merged weights are (1 − θ)·W_base + θ·W_finetuned for every "
+        "tensor the fine-tune changed (LoRA deltas, `lora.modules_to_save`); 0 gives the base, "
+        "1 the plain merge (the 1st-place KDD Cup 2024 team: 0.75). None: the plain merge. "
+        "Any of these three options merges in weight space, streaming shard by shard.",
+    )
+
+    @field_validator("average_seeds", "average_checkpoints")
+    @classmethod
+    def _distinct(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return value
+        if len(value) < 2:
+            raise ValueError("needs at least two entries to average (None: no averaging)")
+        if len(set(value)) != len(value):
+            raise ValueError("lists an entry twice")
+        return value
+
+    @field_validator("average_checkpoints")
+    @classmethod
+    def _positive_steps(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and min(value) < 1:
+            raise ValueError("steps must be at least 1")
+        return value
 
 
 class FinetuneConfig(Section):
@@ -233,6 +281,21 @@ class FinetuneConfig(Section):
     logging_steps: int = Field(1, ge=1, description="Log every N steps.")
     seed: int = Field(0, description="Training seed.")
     merge: MergeConfig = Field(default_factory=MergeConfig, description="Merge settings.")
+
+    @model_validator(mode="after")
+    def _check_checkpoints(self) -> FinetuneConfig:
+        bad = [
+            s
+            for s in self.merge.average_checkpoints or []
+            if s > self.max_steps or (s % self.save_steps and s != self.max_steps)
+        ]
+        if bad:
+            raise ValueError(
+                f"`finetune.merge.average_checkpoints`: step(s) {bad} are not saved: steps "
+                f"must be multiples of `finetune.save_steps` ({self.save_steps}) or "
+                f"`finetune.max_steps` ({self.max_steps}), and at most `max_steps`"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- pad / quantize
@@ -283,7 +346,16 @@ class QuantizeConfig(Section):
         default_factory=CalibrationConfig, description="Calibration data."
     )
     check_prompts: int = Field(
-        8, ge=0, description="Prompts used to check greedy agreement with the source model."
+        8,
+        ge=0,
+        description="Fixed prompts whose continuations by the source model both models score "
+        "teacher-forced (0: only check that vLLM serves the quantised model).",
+    )
+    max_logprob_gap: float | None = Field(
+        None,
+        gt=0,
+        description="Fail when the mean absolute difference of the quantised and the source "
+        "model's token log-probs on those sequences exceeds this (nats; None: report only).",
     )
 
 
@@ -298,13 +370,28 @@ class OpenAIEngine(Section):
     api_key_env: str = Field("OPENAI_API_KEY", description="Env var holding the key.")
     concurrency: int = Field(8, ge=1, description="Requests in flight at once.")
     timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(
+        5,
+        ge=0,
+        description="Retries per request (429, 5xx, timeouts, replies that are not a "
+        "completion); a request still unanswered fails the stage after every answered one "
+        "is cached.",
+    )
 
 
 class InferConfig(Section):
     """Inference engine settings; fields map 1:1 to engine arguments."""
 
     engine: Literal["vllm", "transformers", "openai"] = Field(
-        "vllm", description="`vllm` offline LLM, `transformers` generate, or `openai` endpoint."
+        "vllm",
+        description="`vllm` offline LLM, `transformers` generate (an AWQ checkpoint is "
+        "served with its weights dequantised at load), or `openai` endpoint.",
+    )
+    fallback_engine: Literal["transformers"] | None = Field(
+        None,
+        description="Engine used when `engine: vllm` cannot be imported in the serving "
+        "environment (here and in the quantize stage's serving check); None: fail instead. "
+        "The stage summaries record which engine ran.",
     )
     tensor_parallel_size: int = Field(1, ge=1, description="Tensor parallel size.")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
@@ -333,6 +420,19 @@ class InferConfig(Section):
     constrained: bool = Field(
         False, description="Constrain MC/ranking/retrieval outputs to valid formats."
     )
+    route: Literal["missing", "all"] = Field(
+        "missing",
+        description="Rows whose task type the router reads off the prompt: `missing`: those "
+        "whose data gives none (the hidden-test format); `all`: every row, as on the hidden "
+        "test. Prompts and decoding follow the routed type; scoring keeps the data's.",
+    )
+    keyphrase_as_ner: bool = Field(
+        False,
+        description="Prompt and decode the review keyphrase-extraction task (generation: "
+        "extract the keyphrase of a review that mentions an aspect) as "
+        "`named_entity_recognition`, as the 1st-place KDD Cup 2024 team's router did; applies "
+        "to rows typed `generation` by the data or the router. Scoring keeps the data's type.",
+    )
     replicas: int = Field(1, ge=1, description="Data-parallel engine replicas (Ray).")
     limit: int | None = Field(None, ge=1, description="Only the first N eval rows.")
     openai: OpenAIEngine | None = Field(None, description="Endpoint (`engine: openai`).")
@@ -350,9 +450,16 @@ class InferConfig(Section):
 class PromptsConfig(Section):
     """System prompt and per-task prompt templates."""
 
-    system: str | None = Field(None, description="System prompt (None: no system turn).")
+    system: str | None = Field(
+        None,
+        description="System prompt (None: no system turn); a variant with a `system` template "
+        "of its own (e.g. `typed`) replaces it.",
+    )
     variant: str = Field(
-        "plain", description="Name of the per-task template set in experiments/prompts/."
+        "plain",
+        description="Name of the per-task template set in experiments/prompts/ (`plain`, "
+        "`taskwise`; `typed`: a system turn naming the routed task type, the prompt without "
+        "spaces before line breaks, stripped).",
     )
     non_mc_suffix: str | None = Field(
         None,
@@ -371,6 +478,66 @@ class DecodingParams(Section):
     repetition_penalty: float = Field(1.0, gt=0, description="Repetition penalty.")
     stop: list[str] = Field(default_factory=list, description="Stop strings.")
     seed: int | None = Field(None, description="Per-request seed (None: engine seed).")
+    logit_bias: dict[str, float] = Field(
+        default_factory=dict,
+        description="Added to the logits of tokens named by their text, e.g. `{'0': 100, ',': "
+        "100}`: a text means every token of the model's vocabulary that decodes, alone, to "
+        "exactly that text (`'0'` and `' 0'` are different tokens: list both to bias both). "
+        "Resolved with the model's tokenizer when the infer stage starts (a text no token "
+        "decodes to is an error there); the ids are in the stage summary (`token_edits`). "
+        "Values in [-100, 100]: -100 all but bans a token, +100 all but forces it; the "
+        "biases a token gets here, from `eos_bias` and from `prompt_token_bias` add up, the "
+        "sum clamped to [-100, 100]. Engines "
+        "`vllm`, `transformers`, and `openai` when the server accepts `logit_bias`.",
+    )
+    allowed_tokens: list[str] | None = Field(
+        None,
+        description="Only these tokens (texts resolved as in `logit_bias`) and the "
+        "end-of-sequence token(s) may be generated. None: every token. Engines `vllm` and "
+        "`transformers`. With `infer.constrained` both apply (their intersection must be "
+        "non-empty).",
+    )
+    prompt_token_bias: float = Field(
+        0.0,
+        ge=-100,
+        le=100,
+        description="Added to the logit of every token that occurs in the row's prompt as the "
+        "model sees it (chat template included), e.g. +1 to favour copying from the query "
+        "(named entity recognition). Needs the model's tokenizer (with `engine: openai`: the "
+        "local model dir's).",
+    )
+    eos_bias: float = Field(
+        0.0,
+        ge=-100,
+        le=100,
+        description="Added to the logit of the end-of-sequence token(s) (the model's "
+        "`generation_config.json` `eos_token_id`, and the tokenizer's).",
+    )
+    sentence_cut_words: int | None = Field(
+        None,
+        ge=1,
+        description="Post-processing: an output of more than this many words (whitespace-"
+        "separated) is cut back to its whole sentences (after the last `.`, `!`, `?` followed "
+        "by a space or the end, or `。！？`); an output without a sentence end is kept. None: "
+        "no cut.",
+    )
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_range(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not -100 <= v <= 100}
+        if bad:
+            raise ValueError(f"biases must be within [-100, 100] (got {bad})")
+        if "" in value:
+            raise ValueError("a token text must not be empty")
+        return value
+
+    @field_validator("allowed_tokens")
+    @classmethod
+    def _allowed_nonempty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or "" in value):
+            raise ValueError("needs at least one token text, none empty (None: every token)")
+        return value
 
 
 DEFAULT_MAX_TOKENS = {
@@ -435,6 +602,51 @@ class EvalConfig(Section):
     )
 
 
+class ShoppingMMLUConfig(Section):
+    """Shopping MMLU (the public ShopBench): prompts, decoding and scoring of its official
+    evaluation scripts."""
+
+    data: str = Field(
+        "data://shopping-mmlu",
+        description="The release: its `data.zip` or extracted dir (`data://shopping-mmlu`).",
+    )
+    mode: Literal["skill", "task"] = Field(
+        "skill",
+        description="Which official scripts to follow: `skill` (the `skills/` files, the "
+        "plain system sentence then the input, 1 new token for multiple choice and 100 for "
+        "the rest) or `task` (the task files, per-type formatting and caps 4/15/20/20/128).",
+    )
+    profile: Literal["shopping-mmlu-skill", "shopping-mmlu-task"] = Field(
+        "shopping-mmlu-skill",
+        description="Primary scoring profile (both are always reported; with `mode: skill`, "
+        "the ShopBench `official` and `robust` parsers too).",
+    )
+    task_specific_prompt: bool = Field(
+        False, description="Task mode: the scripts' `--use_task_specific_prompt`."
+    )
+    letter_choices: bool = Field(
+        False, description="Task mode: multiple choice answered with letters A-D."
+    )
+    multi_choice_tokens: int = Field(
+        1, ge=1, description="Skill mode: the scripts' `--multi_choice_tokens`."
+    )
+    files: list[str] | None = Field(
+        None, description="Only these files (skill or task names; None: every file)."
+    )
+    limit_per_file: int | None = Field(
+        None, ge=1, description="Only the first N rows of each file (smoke runs)."
+    )
+    missing_sentence_model: Literal["error", "nan"] = Field(
+        "error",
+        description="When an embedding metric's sentence model is not available offline: "
+        "`error`, or `nan` (its tasks score NaN with a warning; smoke runs).",
+    )
+    sentence_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Local paths for sentence-transformer models, by model name.",
+    )
+
+
 class TrackingConfig(Section):
     """Weights & Biases logging (a disk sink always runs)."""
 
@@ -454,14 +666,26 @@ class ClusterConfig(Section):
     object_store_memory_gib: float = Field(1.0, gt=0, description="Local object store cap.")
 
 
+class BaselineSpec(Section):
+    """A comparison run from another spec file (another recipe on the same data)."""
+
+    spec: str = Field(description="The spec file, relative to the file of this spec.")
+    overrides: list[str] = Field(
+        default_factory=list, description="`key=value` overrides of that spec."
+    )
+
+
 class ReportConfig(Section):
     """The report and the comparison runs shown beside this one."""
 
-    baselines: dict[str, list[str]] = Field(
+    baselines: dict[str, list[str] | BaselineSpec | None] = Field(
         default_factory=dict,
-        description="Named variants of this spec as `key=value` overrides (e.g. an untuned "
-        "model: `untuned: ['stages=[model,infer,score]']`); their stages join the plan "
-        "(shared stages run once) and their scores appear beside this run's.",
+        description="Named comparison runs: variants of this spec as `key=value` overrides "
+        "(e.g. an untuned model: `untuned: ['stages=[model,infer,score]']`), or another spec "
+        "file, `{spec: other.yaml, overrides: [...]}` (another recipe). Their stages join "
+        "the plan (stages with the same key run once) and their scores, parse rates, tokens "
+        "per answer and inference time appear beside this run's. `null` drops a baseline "
+        "inherited through `base:`.",
     )
 
 
@@ -471,6 +695,14 @@ class RunConfig(Section):
     root: str = Field("runs", description="Root of stage dirs, run manifests and W&B files.")
     platform: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Stage environment variant (`auto`: gpu when nvidia-smi exists)."
+    )
+    env_mode: Literal["pinned", "current"] = Field(
+        "pinned",
+        description="`pinned`: each stage runs in an environment satisfying its pin file "
+        "(created on first use when the current interpreter does not); `current`: every "
+        "stage runs with the current interpreter even when pins are unmet (stage keys then "
+        "cover the installed versions of the pinned packages, and manifests record them). "
+        "`HARNESS_ENV_MODE` overrides it.",
     )
 
 
@@ -483,11 +715,12 @@ class Spec(Section):
     name: str = Field(description="Experiment name (W&B run name, plan history key).")
     description: str | None = Field(None, description="Free text.")
     stages: list[str] = Field(
-        default_factory=lambda: ["model", "infer"],
-        description="Stages this experiment runs, from: "
-        + ", ".join(STAGE_ORDER)
-        + ". Default: `model`, every stage whose section is present, and `infer` "
-        "(+ `score`, `report` with an `eval` section).",
+        default_factory=list,
+        description="Stages this experiment runs, in any order (they run in dependency "
+        "order): the stages of the harness (`harness stages` lists them) and of installed "
+        "plugins. Default: every stage whose section is present (`model`; `synthesize`: "
+        "`data.synthesis`; `mix`: `data.mix`; `finetune`, `pad`, `quantize`: their "
+        "sections; `infer`, `score`, `report`: `eval`).",
     )
     run: RunConfig = Field(default_factory=RunConfig, description="Run storage.")
     model: ModelConfig = Field(description="Base model.")
@@ -499,6 +732,9 @@ class Spec(Section):
     prompts: PromptsConfig = Field(default_factory=PromptsConfig, description="Prompts.")
     decoding: DecodingConfig = Field(default_factory=DecodingConfig, description="Decoding.")
     eval: EvalConfig | None = Field(None, description="Evaluation.")
+    shopping_mmlu: ShoppingMMLUConfig | None = Field(
+        None, description="Shopping MMLU evaluation (stages `mmlu_infer`, `mmlu_score`)."
+    )
     report: ReportConfig = Field(default_factory=ReportConfig, description="Report.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Tracking.")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Ray cluster.")
@@ -508,29 +744,37 @@ class Spec(Section):
     def _default_stages(cls, data: Any) -> Any:
         if not isinstance(data, dict) or "stages" in data:
             return data
-        data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
-        present = {
-            "model": True,
-            "synthesize": data_section.get("synthesis") is not None,
-            "mix": data_section.get("mix") is not None,
-            "finetune": data.get("finetune") is not None,
-            "pad": data.get("pad") is not None,
-            "quantize": data.get("quantize") is not None,
-            "infer": True,
-            "score": data.get("eval") is not None,
-            "report": data.get("eval") is not None,
-        }
-        return {**data, "stages": [s for s in STAGE_ORDER if present[s]]}
+        from harness.stages.base import default_stages
 
+        def present(section: str) -> bool:
+            obj: Any = data
+            for part in section.split("."):
+                obj = obj.get(part) if isinstance(obj, dict) else None
+            return obj is not None
 
-SECTION_FOR_STAGE: dict[str, str | None] = {
-    "model": "model",
-    "synthesize": "data.synthesis",
-    "mix": "data.mix",
-    "finetune": "finetune",
-    "pad": "pad",
-    "quantize": "quantize",
-    "infer": "infer",
-    "score": "eval",
-    "report": None,
-}
+        return {**data, "stages": default_stages(present)}
+
+    @model_validator(mode="after")
+    def _check_positions(self) -> Spec:
+        limit = self.model.max_position_embeddings
+        serves = {"infer", "mmlu_infer"} & set(self.stages) and self.infer.engine == "vllm"
+        if limit is not None and serves and self.infer.max_model_len > limit:
+            raise ValueError(
+                f"`infer.max_model_len` {self.infer.max_model_len} exceeds "
+                f"`model.max_position_embeddings` {limit}: vLLM refuses a context longer "
+                "than the model's positions; lower `infer.max_model_len`"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_openai_allowed_tokens(self) -> Spec:
+        if self.infer.engine != "openai":
+            return self
+        for task_type in DEFAULT_MAX_TOKENS:
+            if self.decoding.for_task(task_type).allowed_tokens is not None:
+                raise ValueError(
+                    f"`decoding.{task_type}.allowed_tokens` is not available with "
+                    "`infer.engine: openai` (the OpenAI API has no such parameter); use "
+                    "`logit_bias` or `engine: vllm`"
+                )
+        return self

@@ -1,21 +1,35 @@
-"""The stage contract.
+"""Stage declarations: one ``@stage`` per stage is the single source of truth.
 
-A stage is a pure function of its spec slice and its upstream artifacts. It declares:
+A stage is a pure function of its spec slice and its upstream artifacts. Its declaration
+carries everything the rest of the harness derives from:
 
-* ``name`` and ``version`` (bump the version when the stage's semantics change),
-* ``reads``: dotted spec paths whose values form its slice (everything it may look at),
-* ``files``: dotted paths inside the slice whose values are input files/dirs; their *content*
-  fingerprints enter the cache key (so editing a data file re-runs the stage),
-* ``derived_files``: label -> function of the slice giving a project path the stage reads
-  that the spec names indirectly (a registry name such as ``prompts.variant``); fingerprinted
-  like ``files``,
-* ``inputs``: role -> candidate upstream stages, the first one present in the plan wins
-  (``infer`` takes its model from quantize, else pad, else finetune, else model),
-* ``env``: the environment it runs in (``core``, ``serve``, ``train``, ``quant``).
+* ``name``; ``section``: the spec section that puts the stage in the default stage list when
+  present, and that must be present when the stage is listed (None: the stage runs only
+  when listed); a tuple names alternatives, any one of which will do (the report follows
+  ``eval`` or ``shopping_mmlu``);
+* ``reads``: dotted spec paths whose values form its slice (everything it may look at);
+* ``files``: dotted paths inside the slice whose values are input files/dirs, and
+  ``derived_files``: label -> function of the slice giving a project path it reads that the
+  spec names indirectly; the *content* of both enters the cache key;
+* ``inputs`` / ``optional_inputs``: role -> candidate upstream stages, the first one in the
+  plan wins (``infer`` takes its model from quantize, else pad, else finetune, else model);
+  ``upstream_all``: the stage sees every stage before it (the report);
+* ``outputs``: the artifacts it writes (:mod:`harness.artifacts`), checked by the executor
+  before the stage dir is published;
+* ``envs``: the environment roles it uses, the first being the one it runs in (``core``,
+  ``serve``, ``train``, ``quant``); the executor resolves each for the run's platform;
+* ``code``: the library modules and packages whose code computes its result (the stage's own
+  module is implied); their normalised source is part of its key;
+* ``version``: an optional marker of a semantic change (correctness never depends on it).
 
-The stage function receives a :class:`StageContext` and returns a :class:`StageResult`. It
-writes only into ``ctx.out`` (a temporary dir the executor renames on success) and never
-touches W&B: the executor logs what the result names.
+Execution order is derived from the inputs (a topological order, ties broken by discovery
+order); the report's sections, section checks and the default stage list likewise.
+
+Stages are discovered, not listed: every module of this package defines stages, and plugins
+come from the ``harness.stages`` entry-point group (a distribution's
+``[project.entry-points."harness.stages"]``, naming a module) or, alternatively, from modules
+named in ``$HARNESS_STAGE_PLUGINS`` (comma-separated). Adding a stage is one new module plus
+its spec section.
 
 Stage modules must not import heavy packages (torch, vllm, transformers) at module level:
 planning imports every stage module.
@@ -24,224 +38,197 @@ planning imports every stage module.
 from __future__ import annotations
 
 import importlib
-import json
 import os
+import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel
+from harness.artifacts import Artifact
+from harness.contract import StageContext, StageFn, StageResult
+from harness.errors import HarnessError
 
-from harness.spec import schema
+__all__ = ["ENVS", "StageContext", "StageDef", "StageResult", "stage", "stage_defs", "stage_order"]
 
 ENVS = ("core", "serve", "train", "quant")
-STAGE_MODULES = (
-    "harness.stages.model",
-    "harness.stages.synthesize",
-    "harness.stages.mix",
-    "harness.stages.finetune",
-    "harness.stages.pad",
-    "harness.stages.quantize",
-    "harness.stages.infer",
-    "harness.stages.score",
-    "harness.stages.report",
-)
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """What a stage reports back to the executor.
-
-    Attributes:
-        metrics: Flat scalar metrics (logged as ``<stage>/<name>``).
-        tables: Table name -> JSONL file (relative to the stage dir) logged as W&B tables.
-        images: Image name -> PNG file (relative to the stage dir).
-        series: Series name -> JSONL file of per-step rows with a ``step`` key (training logs).
-        summary: Free-form JSON-able facts recorded in the manifest.
-    """
-
-    metrics: dict[str, float] = field(default_factory=dict)
-    tables: dict[str, str] = field(default_factory=dict)
-    images: dict[str, str] = field(default_factory=dict)
-    series: dict[str, str] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict."""
-        return {
-            "metrics": self.metrics,
-            "tables": self.tables,
-            "images": self.images,
-            "series": self.series,
-            "summary": self.summary,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> StageResult:
-        """Inverse of :meth:`to_json`."""
-        return cls(**d)
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class StageContext:
-    """Everything a stage may use. Serialised to JSON for stages in other environments.
-
-    Attributes:
-        stage: Stage name.
-        key: Its content-addressed key.
-        config: Its slice: dotted spec path -> resolved JSON value.
-        out: The (temporary) directory it writes into.
-        inputs: Role -> finished upstream stage dir.
-        upstream: Upstream stage name -> finished dir (all of them, for the report).
-        root: The project root (relative paths in the spec resolve against it).
-        run_dir: The run's directory (logs), outside the content-addressed store.
-    """
-
-    stage: str
-    key: str
-    config: dict[str, Any]
-    out: Path
-    inputs: dict[str, Path]
-    upstream: dict[str, Path]
-    root: Path
-    run_dir: Path
-
-    def value(self, dotted: str) -> Any:
-        """The raw value at a dotted spec path the stage declared in ``reads``."""
-        if dotted not in self.config:
-            raise KeyError(f"stage `{self.stage}` did not declare `{dotted}` in its reads")
-        return self.config[dotted]
-
-    def section(self, dotted: str, model: type[M]) -> M:
-        """A declared spec path validated as a section model (e.g. ``PadConfig``)."""
-        return model.model_validate(self.value(dotted))
-
-    def path(self, p: str | Path) -> Path:
-        """A spec path resolved against the project root."""
-        p = Path(p)
-        return p if p.is_absolute() else self.root / p
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict."""
-        return {
-            "stage": self.stage,
-            "key": self.key,
-            "config": self.config,
-            "out": str(self.out),
-            "inputs": {k: str(v) for k, v in self.inputs.items()},
-            "upstream": {k: str(v) for k, v in self.upstream.items()},
-            "root": str(self.root),
-            "run_dir": str(self.run_dir),
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> StageContext:
-        """Inverse of :meth:`to_json`."""
-        return cls(
-            stage=d["stage"],
-            key=d["key"],
-            config=d["config"],
-            out=Path(d["out"]),
-            inputs={k: Path(v) for k, v in d["inputs"].items()},
-            upstream={k: Path(v) for k, v in d["upstream"].items()},
-            root=Path(d["root"]),
-            run_dir=Path(d["run_dir"]),
-        )
-
-    def write(self, path: Path) -> None:
-        """Write the context as JSON (for a stage subprocess)."""
-        path.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
-
-
-StageFn = Callable[[StageContext], StageResult]
+PLUGIN_GROUP = "harness.stages"
+PLUGIN_ENV = "HARNESS_STAGE_PLUGINS"
+NOT_STAGE_MODULES = {"base"}
 
 
 @dataclass(frozen=True)
 class StageDef:
-    """A registered stage."""
+    """A declared stage (see the module docstring for the fields)."""
 
     name: str
-    version: str
-    env: str
+    fn: StageFn
+    module: str
+    sections: tuple[str, ...]
     reads: tuple[str, ...]
     files: tuple[str, ...]
     derived_files: dict[str, Callable[[dict[str, Any]], str | None]]
     inputs: dict[str, tuple[str, ...]]
     optional_inputs: dict[str, tuple[str, ...]]
-    fn: StageFn
-    module: str
+    upstream_all: bool
+    outputs: tuple[Artifact, ...]
+    envs: tuple[str, ...]
+    code: tuple[str, ...]
+    version: str
+
+    @property
+    def section(self) -> str | None:
+        """The section, or the alternatives joined by ``|``; None when the stage has none."""
+        return "|".join(self.sections) or None
+
+    def section_present(self, present: Callable[[str], bool]) -> bool:
+        """Whether one of the stage's sections is present (False without sections)."""
+        return any(present(s) for s in self.sections)
+
+    @property
+    def env(self) -> str:
+        """The environment role the stage runs in."""
+        return self.envs[0]
 
     @property
     def target(self) -> str:
         """``module:function`` used to run the stage in a subprocess."""
         return f"{self.module}:{self.fn.__name__}"
 
+    @property
+    def code_modules(self) -> tuple[str, ...]:
+        """The stage's module and its declared code dependencies."""
+        return (self.module, *self.code)
 
-REGISTRY: dict[str, StageDef] = {}
+
+_DEFS: dict[str, StageDef] = {}
+_LOADED: list[bool] = []
 
 
 def stage(
     *,
     name: str,
-    version: str,
-    env: str,
     reads: tuple[str, ...],
+    section: str | tuple[str, ...] | None = None,
     files: tuple[str, ...] = (),
     derived_files: dict[str, Callable[[dict[str, Any]], str | None]] | None = None,
     inputs: dict[str, tuple[str, ...]] | None = None,
     optional_inputs: dict[str, tuple[str, ...]] | None = None,
+    upstream_all: bool = False,
+    outputs: tuple[Artifact, ...] = (),
+    envs: tuple[str, ...] = ("core",),
+    code: tuple[str, ...] = (),
+    version: str = "1",
 ) -> Callable[[StageFn], StageFn]:
-    """Register a stage function (decorator). See the module docstring for the fields.
-
-    Stages outside :data:`~harness.spec.schema.STAGE_ORDER` come from plugin modules named in
-    ``$HARNESS_STAGE_PLUGINS`` (comma-separated) and run after the built-in ones, in
-    registration order.
-    """
-    if env not in ENVS:
-        raise ValueError(f"stage {name!r}: env {env!r} is not one of {ENVS}")
+    """Declare a stage (decorator). See the module docstring for the fields."""
+    bad = [e for e in envs if e not in ENVS]
+    if not envs or bad:
+        raise ValueError(f"stage {name!r}: envs {envs!r} must be a non-empty subset of {ENVS}")
+    sections = (section,) if isinstance(section, str) else tuple(section or ())
+    read_heads = {r.split(".")[0] for r in reads}
+    for sec in sections:
+        if sec.split(".")[0] not in read_heads:
+            raise ValueError(f"stage {name!r}: section `{sec}` is outside its reads")
 
     def deco(fn: StageFn) -> StageFn:
-        REGISTRY[name] = StageDef(
+        _DEFS[name] = StageDef(
             name=name,
-            version=version,
-            env=env,
+            fn=fn,
+            module=fn.__module__,
+            sections=sections,
             reads=reads,
             files=files,
             derived_files=dict(derived_files or {}),
             inputs=dict(inputs or {}),
             optional_inputs=dict(optional_inputs or {}),
-            fn=fn,
-            module=fn.__module__,
+            upstream_all=upstream_all,
+            outputs=outputs,
+            envs=envs,
+            code=code,
+            version=version,
         )
         return fn
 
     return deco
 
 
-def load_registry() -> dict[str, StageDef]:
-    """Import every stage module and plugin (light imports only); return the registry."""
-    for mod in STAGE_MODULES:
+def _plugin_modules() -> list[str]:
+    mods = [ep.value.partition(":")[0] for ep in metadata.entry_points(group=PLUGIN_GROUP)]
+    mods += [m.strip() for m in os.environ.get(PLUGIN_ENV, "").split(",") if m.strip()]
+    return list(dict.fromkeys(mods))
+
+
+def _discover() -> None:
+    """Import every built-in stage module, then the plugins."""
+    package = Path(__file__).parent
+    builtin = sorted(
+        m.name for m in pkgutil.iter_modules([str(package)]) if m.name not in NOT_STAGE_MODULES
+    )
+    for name in builtin:
+        importlib.import_module(f"harness.stages.{name}")
+    for mod in _plugin_modules():
         try:
             importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-    plugins = os.environ.get("HARNESS_STAGE_PLUGINS", "")
-    for mod in filter(None, (m.strip() for m in plugins.split(","))):
-        importlib.import_module(mod)
-    return REGISTRY
+        except ImportError as e:
+            raise HarnessError(f"stage plugin module `{mod}` cannot be imported: {e}") from None
+
+
+def stage_defs() -> dict[str, StageDef]:
+    """Every declared stage by name, in execution order."""
+    if not _LOADED or set(_plugin_modules()) - set(_LOADED_PLUGINS):
+        _discover()
+        _LOADED[:] = [True]
+        _LOADED_PLUGINS[:] = _plugin_modules()
+    order = _topological(_DEFS)
+    return {n: _DEFS[n] for n in order}
+
+
+_LOADED_PLUGINS: list[str] = []
+
+
+def _topological(defs: dict[str, StageDef]) -> list[str]:
+    """Stages ordered so that every possible upstream comes first; among stages that are
+    ready, the first declared goes first (built-ins in module-name order, then plugins)."""
+    names = list(defs)
+    deps: dict[str, set[str]] = {}
+    for n, d in defs.items():
+        cands = {c for cs in (*d.inputs.values(), *d.optional_inputs.values()) for c in cs}
+        deps[n] = {c for c in cands if c in defs and c != n}
+    for n, d in defs.items():  # a stage that sees everything before it comes after the rest
+        if d.upstream_all:
+            others = [m for m in names if m != n and not defs[m].upstream_all]
+            deps[n] |= {m for m in others if n not in _reach(m, deps)}
+    order: list[str] = []
+    while len(order) < len(names):
+        ready = [n for n in names if n not in order and deps[n] <= set(order)]
+        if not ready:
+            stuck = [n for n in names if n not in order]
+            raise HarnessError(f"stage inputs form a cycle among: {', '.join(stuck)}")
+        order.append(ready[0])
+    return order
+
+
+def _reach(start: str, deps: dict[str, set[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for m in deps[todo.pop()]:
+            if m not in seen:
+                seen.add(m)
+                todo.append(m)
+    return seen
 
 
 def stage_order() -> list[str]:
-    """Every known stage name in execution order (built-ins, then plugins)."""
-    registry = load_registry()
-    return list(schema.STAGE_ORDER) + [n for n in registry if n not in schema.STAGE_ORDER]
+    """Every known stage name in execution order."""
+    return list(stage_defs())
 
 
-def read_json(path: Path) -> Any:
-    """Read a JSON file."""
-    return json.loads(path.read_text(encoding="utf-8"))
+def default_stages(present: Callable[[str], bool]) -> list[str]:
+    """The default stage list: every stage whose section is present, in order.
+
+    Args:
+        present: Whether a dotted spec section is present.
+    """
+    return [n for n, d in stage_defs().items() if d.section_present(present)]

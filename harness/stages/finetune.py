@@ -2,23 +2,59 @@
 
 Backends (``finetune.backend``): ``unsloth`` on a CUDA GPU (4-bit base, unsloth's merged save),
 ``trl`` anywhere (transformers + peft + trl; fp32 on CPU), ``auto`` picks unsloth when a GPU and
-unsloth are present. The work is in :mod:`harness.training`; this module only registers it.
+unsloth are present. The work is :func:`harness.training.pipeline.finetune`; checkpoints live
+in ``.resume-<key>`` beside the stage's temporary dir, so a killed run resumes.
+
+``finetune.merge`` can ask for a weight-space merge instead of the plain one (the 1st-place
+KDD Cup 2024 recipe): one run per seed of ``average_seeds`` and/or the adapters of the steps
+of ``average_checkpoints``, their weight deltas averaged, then WiSE-FT with the base by
+``wise_ft_theta`` (:mod:`harness.training.weight_space`). The table ``weight_deltas`` and
+``summary.merge`` record the sources, θ and per-tensor ``max |W_merged − W_base|``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from harness.artifacts import MIX, MODEL
+from harness.spec.schema import FinetuneConfig
 from harness.stages.base import StageContext, StageResult, stage
+
+
+def resume_dir(ctx: StageContext) -> Path:
+    """Where a stage run keeps its checkpoints: beside its temporary output dir."""
+    return ctx.out.parent / f".resume-{ctx.key}"
 
 
 @stage(
     name="finetune",
-    version="1",
-    env="train",
+    section="finetune",
     reads=("finetune", "prompts.system", "model.trust_remote_code"),
     inputs={"model": ("model",), "data": ("mix",)},
+    outputs=(MODEL,),
+    envs=("train",),
+    code=("harness.training", "harness.shopbench.types"),
 )
-def run(ctx: StageContext) -> StageResult:
-    """Fine-tune the upstream model on the upstream mix; see :mod:`harness.training.pipeline`."""
-    from harness.training.pipeline import run_finetune
+def run(ctx: StageContext, callbacks: tuple = ()) -> StageResult:
+    """Fine-tune the upstream model on the upstream mix."""
+    from harness.training.pipeline import finetune
 
-    return run_finetune(ctx)
+    data = ctx.inputs["data"]
+    outcome = finetune(
+        MODEL.dir(ctx.inputs["model"]),
+        MIX.train(data),
+        MIX.heldout(data),
+        ctx.section("finetune", FinetuneConfig),
+        ctx.out,
+        resume_dir(ctx),
+        system=ctx.value("prompts.system"),
+        trust_remote_code=bool(ctx.value("model.trust_remote_code")),
+        callbacks=callbacks,
+    )
+    return StageResult(
+        metrics=outcome.metrics,
+        series=outcome.series,
+        images=outcome.images,
+        tables=outcome.tables,
+        summary=outcome.summary,
+    )

@@ -1,26 +1,30 @@
 """The ``infer`` stage: raw model outputs for every evaluation row.
 
-Takes the model from quantize, else pad, else finetune, else model; routes test-format rows;
-builds prompts (non-MC suffix, the ``prompts.variant`` template set, the chat template and
-system prompt); applies per-task decoding and, with ``infer.constrained``, output
-constraints; runs the configured engine (``vllm``, ``transformers`` or ``openai``; Ray
-replicas when ``infer.replicas > 1``) with requests grouped by task type.
+Takes the model from quantize, else pad, else finetune, else model; routes test-format rows
+(every row with ``infer.route: all``); builds prompts (non-MC suffix, the ``prompts.variant``
+template set, the chat template and system prompt); applies per-task decoding — logit edits
+by token text resolved with the model's tokenizer, the sentence cut — and, with
+``infer.constrained``, output constraints; runs the configured engine (``vllm``, ``transformers`` or ``openai``; Ray
+replicas when ``infer.replicas > 1``; ``infer.fallback_engine`` when vLLM cannot be imported)
+with requests grouped by task type.
 
 Writes ``predictions.jsonl`` (one object per evaluation row, data order: ``prediction``,
 ``task_type``, ``task_name``, ``prompt_variant``, ``prompt_tokens``, ``output_tokens``,
 ``finish_reason``, plus ``routed`` and ``latency_s``) and ``requests.jsonl`` (the prompt text
-each row was sent). Metrics: throughput, latency, the official and robust parse rates per
-task type; the summary compares the run time with Track 4's budget.
+each row was sent). Metrics: throughput and latency; the summary compares the run time with
+Track 4's budget, names the engine that ran (``engine``; ``engine_requested`` is
+``infer.engine``) and gives the token ids each task type's logit edits resolved to
+(``token_edits``). Parsing is the score stage's: a parser fix re-runs score, not inference.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
+import hashlib
 from pathlib import Path
 from typing import Any
 
+from harness.artifacts import MODEL, PREDICTIONS
+from harness.atomic import write_jsonl
 from harness.errors import HarnessError
 from harness.spec.schema import (
     ClusterConfig,
@@ -30,14 +34,6 @@ from harness.spec.schema import (
     PromptsConfig,
 )
 from harness.stages.base import StageContext, StageResult, stage
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _tokenizer(model_dir: Path, trust_remote_code: bool, required: bool) -> Any | None:
@@ -60,49 +56,72 @@ def _variant_file(slice_: dict[str, Any]) -> str:
 
 @stage(
     name="infer",
-    version="1",
-    env="serve",
+    section="eval",
     reads=("infer", "prompts", "decoding", "eval", "cluster", "model.trust_remote_code"),
     files=("eval.data",),
     derived_files={"prompts.variant": _variant_file},
     inputs={"model": ("quantize", "pad", "finetune", "model")},
+    outputs=(PREDICTIONS,),
+    envs=("serve",),
+    code=(
+        "harness.inference.engines",
+        "harness.inference.awq_dense",
+        "harness.inference.runner",
+        "harness.inference.prompts",
+        "harness.inference.constraints",
+        "harness.inference.decoding",
+        "harness.inference.replicas",
+        "harness.inference.validate",
+        "harness.inference.errors",
+        "harness.openai_client",
+        "harness.quant.vllm_cpu_wna16",  # vLLM's CPU plugin: the AWQ kernel in every process
+        "harness.shopbench.data",
+        "harness.shopbench.router",
+        "harness.shopbench.prompt_info",
+        "harness.shopbench.types",
+        "harness.shopbench.errors",
+        "kernels.tp_math",
+        "kernels.awq_dequant",
+        "kernels.errors",
+    ),
 )
 def run(ctx: StageContext) -> StageResult:
     """Generate raw predictions for the evaluation data."""
-    from harness.inference.engines.base import EngineSpec, make_engine
+    from harness.inference.decoding import eos_token_ids, resolve_token_edits
+    from harness.inference.engines.base import EngineSpec, resolve_engine
     from harness.inference.prompts import load_prompt_set, variant_path
-    from harness.inference.replicas import ReplicaPool, init_ray
+    from harness.inference.replicas import serve_requests
     from harness.inference.runner import (
         PromptBuilder,
         budget,
         build_requests,
-        generate_all,
-        parse_rates,
         to_rows,
     )
     from harness.inference.validate import check_servable
-    from harness.plan import file_sha256
+    from harness.openai_client import default_cache_dir
     from harness.shopbench.data import load_shopbench
-    from harness.stages.model import model_dir
 
-    infer = ctx.section("infer", InferConfig)
+    requested = ctx.section("infer", InferConfig)
+    infer = requested.model_copy(update={"engine": resolve_engine(requested)})
     prompts = ctx.section("prompts", PromptsConfig)
     decoding = ctx.section("decoding", DecodingConfig)
     cluster = ctx.section("cluster", ClusterConfig)
-    if ctx.value("eval") is None:
-        raise HarnessError("stage `infer` needs `eval.data` (the rows to run inference on)")
     eval_cfg = ctx.section("eval", EvalConfig)
     trust = bool(ctx.value("model.trust_remote_code"))
-    mdir = model_dir(ctx.inputs["model"])
+    mdir = MODEL.dir(ctx.inputs["model"])
 
     records = load_shopbench(ctx.path(eval_cfg.data))
     if infer.limit is not None:
         records = records[: infer.limit]
-    rows = to_rows(records)
+    rows = to_rows(records, route_all=infer.route == "all", keyphrase_as_ner=infer.keyphrase_as_ner)
     prompt_set = load_prompt_set(prompts.variant, ctx.root)
     if infer.engine != "openai":
         check_servable(mdir, infer)  # before any engine or Ray start
     tokenizer = _tokenizer(mdir, trust, required=infer.engine != "openai")
+    # Token texts resolve before any engine starts: a text the vocabulary lacks fails here.
+    edits = resolve_token_edits(
+        decoding, tokenizer, eos_token_ids(tokenizer, mdir) if tokenizer is not None else ()
+    )
     builder = PromptBuilder(prompts, prompt_set, tokenizer)
     requests, built = build_requests(
         rows,
@@ -111,33 +130,17 @@ def run(ctx: StageContext) -> StageResult:
         constrained=infer.constrained,
         seed=infer.seed,
         max_model_len=infer.max_model_len if infer.engine != "openai" else None,
+        edits=edits,
     )
 
     spec = EngineSpec(
-        infer=infer, model_dir=str(mdir), trust_remote_code=trust, chat=prompts.chat_template
+        infer=infer,
+        model_dir=str(mdir),
+        trust_remote_code=trust,
+        chat=prompts.chat_template,
+        request_cache=str(default_cache_dir(ctx.out)) if infer.engine == "openai" else None,
     )
-    # vLLM's Ray executor joins the Ray we start (the spec's cluster, capped, no dashboard).
-    own_ray = (
-        infer.replicas == 1
-        and infer.engine == "vllm"
-        and infer.distributed_executor_backend == "ray"
-        and init_ray(cluster)
-    )
-    try:
-        t0 = time.perf_counter()
-        engine: Any = (
-            ReplicaPool(spec, infer.replicas, cluster) if infer.replicas > 1 else make_engine(spec)
-        )
-        start_s = time.perf_counter() - t0
-        try:
-            results, stats = generate_all(requests, engine)
-        finally:
-            engine.close()
-    finally:
-        if own_ray:
-            import ray
-
-            ray.shutdown()
+    results, stats, start_s, engine = serve_requests(spec, cluster, requests)
 
     preds = [
         {
@@ -153,9 +156,9 @@ def run(ctx: StageContext) -> StageResult:
         }
         for row, res in zip(rows, results, strict=True)
     ]
-    _write_jsonl(ctx.out / "predictions.jsonl", preds)
-    _write_jsonl(
-        ctx.out / "requests.jsonl",
+    write_jsonl(PREDICTIONS.file(ctx.out), preds)
+    write_jsonl(
+        PREDICTIONS.file(ctx.out, "requests.jsonl"),
         [
             {"index": r.index, "task_type": r.task_type, "prompt": b.text, "suffixed": b.suffixed}
             for r, b in zip(rows, built, strict=True)
@@ -166,25 +169,26 @@ def run(ctx: StageContext) -> StageResult:
     metrics["engine_start_s"] = start_s
     metrics["constrained"] = float(infer.constrained)
     metrics["routed_rows"] = float(sum(r.routed for r in rows))
-    official = parse_rates(rows, results, "official")
-    robust = parse_rates(rows, results, "robust")
-    metrics.update({f"parse_rate_official/{k}": v for k, v in official.items()})
-    metrics.update({f"parse_rate_robust/{k}": v for k, v in robust.items()})
     vpath = variant_path(prompt_set.name, ctx.root)
     summary = {
         "engine": infer.engine,
+        "engine_requested": requested.engine,
+        "engine_weights": getattr(engine, "weights", None),
         "model_dir": str(mdir),
         "prompt_variant": prompt_set.name,
-        "prompt_variant_sha256": file_sha256(vpath),
+        "prompt_variant_sha256": hashlib.sha256(vpath.read_bytes()).hexdigest(),
         "constrained": infer.constrained,
         "rows": len(rows),
         "rows_per_task_type": {
             t: sum(r.task_type == t for r in rows) for t in sorted({r.task_type for r in rows})
         },
         "suffixed_rows": sum(b.suffixed for b in built),
-        "parse_rate_official": official,
-        "parse_rate_robust": robust,
+        # Per task type that edits logits: each token text and the ids it resolved to.
+        "token_edits": {t: e.resolved for t, e in edits.items()},
+        "sentence_cut_rows": stats.sentence_cut_rows,
         "budget": budget(stats, start_s),
+        # With replicas: the Ray node, host and process of each, and the requests it served.
+        "replicas": getattr(engine, "placement", None),
     }
     return StageResult(
         metrics=metrics,

@@ -15,9 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.artifacts import EXAMPLES, MIX
+from harness.atomic import write_json, write_jsonl
 from harness.spec.schema import MixConfig, SynthesisConfig
 from harness.stages.base import StageContext, StageResult, stage
-from harness.stages.synthesize import write_json, write_jsonl
 
 
 def _catalogue(slice_: dict[str, Any]) -> str:
@@ -30,24 +31,30 @@ def _catalogue(slice_: dict[str, Any]) -> str:
 
 @stage(
     name="mix",
+    section="data.mix",
     version="2",
-    env="core",
     reads=("data.mix", "eval.data", "data.synthesis.catalogue"),
     files=("data.mix.sources[*].path", "eval.data"),
     derived_files={"catalogue": _catalogue},
     optional_inputs={"synthetic": ("synthesize",)},
+    outputs=(MIX,),
+    code=(
+        "harness.data",
+        "harness.shopbench.data",
+        "harness.shopbench.errors",
+        "harness.shopbench.prompt_info",
+        "harness.shopbench.router",
+        "harness.shopbench.types",
+        "harness.shopbench.validators",
+    ),
 )
 def run(ctx: StageContext) -> StageResult:
     """Build and write the mix."""
     from harness.data.catalogue import load_catalogue
-    from harness.data.errors import MixError
     from harness.data.mix import build_mix, ec_row, load_source
     from harness.shopbench.data import load_eval_data
 
-    raw = ctx.value("data.mix")
-    if raw is None:
-        raise MixError("the mix stage needs a `data.mix` section")
-    cfg = MixConfig.model_validate(raw)
+    cfg = ctx.section("data.mix", MixConfig)
     catalogue_dir = ctx.path(_catalogue(ctx.config))
     catalogue = load_catalogue(catalogue_dir) if catalogue_dir.is_dir() else None
     skipped: list[str] = []
@@ -57,7 +64,9 @@ def run(ctx: StageContext) -> StageResult:
             load_source(
                 src,
                 root=ctx.root,
-                synthetic=ctx.inputs.get("synthetic"),
+                synthetic=EXAMPLES.file(ctx.inputs["synthetic"])
+                if "synthetic" in ctx.inputs
+                else None,
                 catalogue=catalogue,
                 skipped=skipped,
             ),
@@ -70,10 +79,10 @@ def run(ctx: StageContext) -> StageResult:
         eval_prompts = [r.input_field for r in load_eval_data(ctx.path(Path(eval_path)))]
     result = build_mix(loaded, cfg, eval_prompts)
 
-    write_jsonl(ctx.out / "train.jsonl", [ec_row(it) for it in result.train])
-    write_jsonl(ctx.out / "heldout.jsonl", [ec_row(it) for it in result.heldout])
+    write_jsonl(MIX.train(ctx.out), [ec_row(it) for it in result.train])
+    write_jsonl(MIX.heldout(ctx.out), [ec_row(it) for it in result.heldout])
     write_jsonl(
-        ctx.out / "heldout_shopbench.jsonl", [it.dev for it in result.heldout if it.dev is not None]
+        MIX.heldout_shopbench(ctx.out), [it.dev for it in result.heldout if it.dev is not None]
     )
     tasks = result.stats["tasks"]
     rows = [

@@ -3,24 +3,24 @@
 ``tiny`` builds it (tokenizer + random weights); ``local`` and ``hub`` record where it is
 (hub ids resolve from the local Hugging Face cache) and check that only safetensors weights
 are present, without copying a 145 GB checkpoint.
+
+``model.max_position_embeddings`` is written into the model's ``config.json``: the tiny model's
+is rewritten; a ``local`` or ``hub`` model whose value differs becomes ``model/`` holding a
+link to each of its files and the changed config (the executor hashes the linked weights
+once, when it publishes the stage). Every later stage copies the config on (the merge, the
+pad stage and the quantize stage), so the value reaches the served model.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from harness.artifacts import MODEL
+from harness.atomic import write_json
 from harness.errors import HarnessError
+from harness.model_files import link_model_dir, read_config, update_config
 from harness.spec.schema import ModelConfig
 from harness.stages.base import StageContext, StageResult, stage
-
-
-def model_dir(stage_dir: Path) -> Path:
-    """The model directory a model-producing stage left in ``stage_dir``."""
-    ref = stage_dir / "model_ref.json"
-    if ref.is_file():
-        return Path(json.loads(ref.read_text(encoding="utf-8"))["path"])
-    return stage_dir / "model"
 
 
 def _resolve_existing(cfg: ModelConfig, ctx: StageContext) -> Path:
@@ -47,10 +47,12 @@ def _resolve_existing(cfg: ModelConfig, ctx: StageContext) -> Path:
 
 @stage(
     name="model",
-    version="1",
-    env="train",
+    section="model",
     reads=("model",),
     files=("model.tiny.corpus",),
+    outputs=(MODEL,),
+    envs=("train",),
+    code=("harness.tiny_model", "harness.model_files"),
 )
 def run(ctx: StageContext) -> StageResult:
     """Build or locate the base model."""
@@ -59,7 +61,11 @@ def run(ctx: StageContext) -> StageResult:
         assert cfg.tiny is not None
         from harness.tiny_model import build_tiny_model
 
-        facts = build_tiny_model(cfg.tiny, ctx.out / "model", ctx.root)
+        facts = build_tiny_model(cfg.tiny, MODEL.dir(ctx.out), ctx.root)
+        if cfg.max_position_embeddings is not None:
+            facts["max_position_embeddings"] = _positions(
+                cfg, update_config(MODEL.dir(ctx.out), _overrides(cfg))
+            )
         return StageResult(
             metrics={"parameters": float(facts["parameters"])},  # type: ignore[arg-type]
             summary=facts,
@@ -68,5 +74,28 @@ def run(ctx: StageContext) -> StageResult:
     pickles = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
     if pickles and not list(path.glob("*.safetensors")):
         raise HarnessError(f"{path}: only pickle weights ({pickles[0]}, ...); safetensors required")
-    (ctx.out / "model_ref.json").write_text(json.dumps({"path": str(path)}), encoding="utf-8")
-    return StageResult(summary={"path": str(path)})
+    overrides = _overrides(cfg)
+    if overrides and any(read_config(path).get(k) != v for k, v in overrides.items()):
+        before = link_model_dir(path, MODEL.dir(ctx.out), overrides)
+        return StageResult(
+            summary={"path": str(path), "max_position_embeddings": _positions(cfg, before)}
+        )
+    write_json(MODEL.ref_file(ctx.out), {"path": str(path)})
+    summary: dict[str, object] = {"path": str(path)}
+    if overrides:
+        summary["max_position_embeddings"] = _positions(cfg, overrides)
+    return StageResult(summary=summary)
+
+
+def _overrides(cfg: ModelConfig) -> dict[str, int]:
+    """The ``config.json`` keys the spec sets."""
+    if cfg.max_position_embeddings is None:
+        return {}
+    return {"max_position_embeddings": cfg.max_position_embeddings}
+
+
+def _positions(cfg: ModelConfig, before: dict[str, object]) -> dict[str, object]:
+    return {
+        "before": before.get("max_position_embeddings"),
+        "after": cfg.max_position_embeddings,
+    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.artifacts import MODEL
 from harness.errors import HarnessError
 from harness.spec.schema import PadConfig
 from harness.stages.base import StageContext, StageResult, stage
@@ -43,24 +44,25 @@ def resolve_pad(cfg: PadConfig, infer_tp: int | None) -> tuple[int | None, list[
 
 @stage(
     name="pad",
+    section="pad",
     version="2",
-    env="core",
     reads=("pad", "infer.tensor_parallel_size", "quantize.q_group_size"),
     inputs={"model": ("finetune", "model")},
+    outputs=(MODEL,),
+    code=("kernels",),
 )
 def run(ctx: StageContext) -> StageResult:
     """Pad the upstream model; the summary carries the sizes, placement and output sha256s."""
-    from harness.stages.model import model_dir
     from kernels.pad_checkpoint import pad_checkpoint, read_config
     from kernels.tp_math import awq_shape_problems
 
     cfg = ctx.section("pad", PadConfig)
     group_size: int | None = ctx.value("quantize.q_group_size")
     target, tps = resolve_pad(cfg, ctx.value("infer.tensor_parallel_size"))
-    src = model_dir(ctx.inputs["model"])
+    src = MODEL.dir(ctx.inputs["model"])
     result: dict[str, Any] = pad_checkpoint(
         src,
-        ctx.out / "model",
+        MODEL.dir(ctx.out),
         target,
         tp_sizes=tps,
         group_size=group_size,
@@ -72,7 +74,7 @@ def run(ctx: StageContext) -> StageResult:
     result["group_size"] = group_size
     if group_size is not None:
         # Informational: AutoAWQ's own shape limits (the quantize stage enforces them).
-        padded = read_config(ctx.out / "model")
+        padded = read_config(MODEL.dir(ctx.out))
         result["awq_shape_problems"] = awq_shape_problems(padded, group_size)
     result["output"] = "model"
     result.pop("source", None)

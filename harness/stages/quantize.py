@@ -9,118 +9,202 @@ with ``quantization_config`` and the source's tokenizer and chat template), and 
 * every linear of the architecture was quantised (7 per decoder layer), no more, no fewer;
 * the checkpoint is smaller than its source;
 * every dequantised linear is close to its source weight (table ``reconstruction.jsonl``);
-* vLLM loads it with ``quantization=awq`` at the spec's tensor parallel size and generates.
+* vLLM loads it with ``quantization=awq`` at the spec's tensor parallel size and generates;
+* with ``quantize.check_prompts``, its token log-probs stay within ``quantize.max_logprob_gap``
+  of the unquantised model's on the same sequences (teacher-forced: the source's greedy
+  continuations of fixed prompts; see :mod:`harness.inference.agreement` for why log-probs
+  and not greedy tokens). Metrics ``logprob_gap_mean|p95|max``; greedy agreement is recorded
+  beside them, and ``check_generations.jsonl`` holds every prompt's tokens and log-probs.
+  ``summary.vllm.awq_kernel`` says which kernel ran the AWQ linears on CPU (``w4a8``,
+  ``native`` or ``torch``; see :mod:`harness.quant.vllm_cpu_wna16`).
 
-It also records greedy agreement with the unquantised model on ``quantize.check_prompts``
-fixed prompts (``check_generations.jsonl``).
+When the serving environment cannot import vLLM and ``infer.fallback_engine`` is
+``transformers``, the check runs with transformers instead (:mod:`harness.quant.hf_check`: the
+quantised linears dequantised at load, so the log-prob gap is the quantisation's own);
+``summary.vllm.engine`` says which engine checked.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from harness.artifacts import MIX, MODEL
+from harness.atomic import write_jsonl
 from harness.spec.schema import QuantizeConfig
 from harness.stages.base import StageContext, StageResult, stage
 
 MAX_NEW_TOKENS = 16
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+@dataclass(frozen=True)
+class _Job:
+    """What every step of the stage reads."""
+
+    ctx: StageContext
+    cfg: QuantizeConfig
+    src: Path
+    config: dict[str, Any]
+    tp: int
+    trust: bool
+    system: str | None
 
 
 @stage(
     name="quantize",
-    version="1",
-    env="quant",
-    reads=("quantize", "infer.tensor_parallel_size", "model.trust_remote_code", "prompts.system"),
+    section="quantize",
+    reads=(
+        "quantize",
+        "infer.tensor_parallel_size",
+        "infer.fallback_engine",
+        "model.trust_remote_code",
+        "prompts.system",
+    ),
     files=("quantize.calibration.path",),
     inputs={"model": ("pad", "finetune", "model")},
     optional_inputs={"calibration": ("mix",)},
+    outputs=(MODEL,),
+    envs=("quant", "serve"),
+    code=(
+        "harness.quant",
+        "harness.inference.agreement",
+        "harness.inference.awq_dense",
+        "harness.inference.validate",
+        "harness.inference.errors",
+        "kernels",
+    ),
 )
 def run(ctx: StageContext) -> StageResult:
-    """Quantise the upstream model and verify the result."""
-    from harness.quant import QuantizeError
-    from harness.quant.checks import precheck
-    from harness.stages.model import model_dir
+    """Quantise the upstream model and verify the result: pre-check, calibration text,
+    AutoAWQ, weight post-conditions, the vLLM serving check."""
+    job = _precheck(ctx)
+    facts = _facts(job)
+    tokenizer = _tokenizer(job)
+    calib = _calibration(job, tokenizer)
+    out_model = MODEL.dir(ctx.out)
+    records, timing = _quantize(job, tokenizer, calib.texts, out_model)
+    weights, want = _verify_weights(job, out_model, records)
+    t0 = time.perf_counter()
+    check = _serving_check(job, out_model, tokenizer)
+    metrics: dict[str, float] = {
+        **weights,
+        "calibration_texts": float(len(calib.texts)),
+        "calibration_tokens": float(calib.tokens),
+        "calibration_blocks": float(calib.blocks),
+        "quantize_s": float(timing["quantize_s"]),
+        **check.metrics,
+        "vllm_check_s": time.perf_counter() - t0,
+    }
+    summary: dict[str, Any] = {
+        "source": str(job.src),
+        "backend": "autoawq",
+        "quantization_config": want,
+        "tensor_parallel_size": job.tp,
+        "model_type": facts["model_type"],
+        "calibration": calib.summary(),
+        "timing": timing,
+        "vllm": check.vllm,
+    }
+    tables = {"reconstruction": "reconstruction.jsonl", **check.tables}
+    return StageResult(metrics=metrics, tables=tables, summary=summary)
 
-    if ctx.value("quantize") is None:
-        raise QuantizeError(
-            "the `quantize` stage is listed but the spec has no `quantize:` section"
-        )
+
+def _precheck(ctx: StageContext) -> _Job:
+    """The request against the source model, before any work."""
+    from harness.quant import QuantizeError
+
     cfg = ctx.section("quantize", QuantizeConfig)
-    tp = int(ctx.value("infer.tensor_parallel_size"))
-    trust = bool(ctx.value("model.trust_remote_code"))
-    system = ctx.value("prompts.system")
-    src = model_dir(ctx.inputs["model"])
+    src = MODEL.dir(ctx.inputs["model"])
     cfg_file = src / "config.json"
     if not cfg_file.is_file():
         raise QuantizeError(f"{src}: not a Hugging Face model dir (no config.json)")
-    config = json.loads(cfg_file.read_text(encoding="utf-8"))
     if cfg.backend != "autoawq":
         raise QuantizeError(
             f"`quantize.backend: {cfg.backend}` is not available: only `autoawq` is implemented"
         )
-    facts = precheck(
-        config,
-        w_bit=cfg.w_bit,
-        group_size=cfg.q_group_size,
-        version=cfg.version,
-        tensor_parallel_size=tp,
-        where=cfg_file,
+    return _Job(
+        ctx=ctx,
+        cfg=cfg,
+        src=src,
+        config=json.loads(cfg_file.read_text(encoding="utf-8")),
+        tp=int(ctx.value("infer.tensor_parallel_size")),
+        trust=bool(ctx.value("model.trust_remote_code")),
+        system=ctx.value("prompts.system"),
     )
-    return _quantize_and_verify(ctx, cfg, src, config, tp, trust, system, facts)
 
 
-def _quantize_and_verify(
-    ctx: StageContext,
-    cfg: QuantizeConfig,
-    src: Path,
-    config: dict[str, Any],
-    tp: int,
-    trust: bool,
-    system: str | None,
-    facts: dict[str, Any],
-) -> StageResult:
+def _facts(job: _Job) -> dict[str, Any]:
+    """AWQ's limits and the TP alignment (names the pad target when it does not shard)."""
+    from harness.quant.checks import precheck
+
+    return precheck(
+        job.config,
+        w_bit=job.cfg.w_bit,
+        group_size=job.cfg.q_group_size,
+        version=job.cfg.version,
+        tensor_parallel_size=job.tp,
+        where=job.src / "config.json",
+    )
+
+
+def _tokenizer(job: _Job) -> Any:
     from transformers import AutoTokenizer
 
-    from harness.envs import detect_platform, python_for
-    from harness.quant import verify
-    from harness.quant.arch import expected_linear_names
-    from harness.quant.autoawq_backend import quantize_autoawq
-    from harness.quant.calibration import build_calibration
-    from harness.quant.check import VllmJob, agreement, check_prompt_ids, run_vllm_jobs
+    return AutoTokenizer.from_pretrained(str(job.src), trust_remote_code=job.trust)
 
-    tokenizer = AutoTokenizer.from_pretrained(str(src), trust_remote_code=trust)
-    cal = cfg.calibration
-    mix_dir = ctx.inputs.get("calibration")
-    calib = build_calibration(
+
+def _calibration(job: _Job, tokenizer: Any) -> Any:
+    """Calibration blocks: a seeded sample of the training mix, or the configured file."""
+    from harness.quant.calibration import build_calibration
+
+    cal = job.cfg.calibration
+    mix_dir = job.ctx.inputs.get("calibration")
+    return build_calibration(
         tokenizer=tokenizer,
         source=cal.source,
         n_samples=cal.n_samples,
         max_seq_len=cal.max_seq_len,
         seed=cal.seed,
-        mix_train=mix_dir / "train.jsonl" if mix_dir is not None else None,
-        file_path=ctx.path(cal.path) if cal.path else None,
-        system=system,
+        mix_train=MIX.train(mix_dir) if mix_dir is not None else None,
+        file_path=job.ctx.path(cal.path) if cal.path else None,
+        system=job.system,
     )
-    out_model = ctx.out / "model"
-    records, timing = quantize_autoawq(
-        src,
+
+
+def _quantize(
+    job: _Job, tokenizer: Any, texts: list[str], out_model: Path
+) -> tuple[list[Any], dict[str, Any]]:
+    """AutoAWQ: the quantised checkpoint in ``out_model``; per-layer records and timings."""
+    from harness.quant.autoawq_backend import quantize_autoawq
+
+    cfg = job.cfg
+    return quantize_autoawq(
+        job.src,
         out_model,
         tokenizer=tokenizer,
-        texts=calib.texts,
-        max_seq_len=cal.max_seq_len,
+        texts=texts,
+        max_seq_len=cfg.calibration.max_seq_len,
         w_bit=cfg.w_bit,
         group_size=cfg.q_group_size,
         zero_point=cfg.zero_point,
         version=cfg.version,
-        trust_remote_code=trust,
+        trust_remote_code=job.trust,
     )
+
+
+def _verify_weights(
+    job: _Job, out_model: Path, records: list[Any]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Post-conditions on the checkpoint: its quantization config, every expected linear
+    quantised, smaller than its source, every dequantised linear close to its source."""
+    from harness.quant import verify
+    from harness.quant.arch import expected_linear_names
+
+    cfg = job.cfg
     want = {
         "quant_method": "awq",
         "bits": cfg.w_bit,
@@ -128,91 +212,136 @@ def _quantize_and_verify(
         "zero_point": cfg.zero_point,
         "version": cfg.version.lower(),
     }
-    verify.finalize_model_dir(src, out_model, want)
-
-    expected = expected_linear_names(config)
+    verify.finalize_model_dir(job.src, out_model, want)
+    expected = expected_linear_names(job.config)
     found = verify.quantized_linears(out_model)
     verify.check_linears(found, expected)
-    sizes = verify.size_report(src, out_model)
-    rows = verify.reconstruction_errors(src, out_model, expected, cfg.q_group_size, records)
-    _write_jsonl(ctx.out / "reconstruction.jsonl", rows)
-    errors = verify.check_errors(rows)
+    sizes = verify.size_report(job.src, out_model)
+    rows = verify.reconstruction_errors(job.src, out_model, expected, cfg.q_group_size, records)
+    write_jsonl(job.ctx.out / "reconstruction.jsonl", rows)
+    metrics = {
+        "quantized_linears": float(len(found)),
+        "expected_linears": float(len(expected)),
+        **sizes,
+        **verify.check_errors(rows),
+    }
+    return metrics, want
 
-    # Serving check: the quantised model at the spec's TP size, and the source for agreement.
-    python = python_for("serve", detect_platform())
+
+@dataclass(frozen=True)
+class _Check:
+    metrics: dict[str, float]
+    tables: dict[str, str]
+    vllm: dict[str, Any]
+
+
+def _serving_check(job: _Job, out_model: Path, tokenizer: Any) -> _Check:
+    """vLLM serves the quantised model at the spec's TP size; with ``check_prompts``, it and
+    its source score the same sequences (the source's greedy continuations of the check
+    prompts), teacher-forced.
+
+    Raises:
+        QuantizeError: vLLM cannot load or run either model, or the log-prob gap exceeds
+            ``quantize.max_logprob_gap``.
+    """
+    from harness.inference.agreement import greedy_agreement, logprob_gap
+    from harness.quant import QuantizeError
+    from harness.quant.check import VllmJob, check_prompt_ids, run_vllm_jobs, vllm_importable
+
+    ctx, cfg, src, tp = job.ctx, job.cfg, job.src, job.tp
+    python = ctx.python("serve")
+    engine = "vllm"
+    if not vllm_importable(python):
+        fallback = ctx.value("infer.fallback_engine")
+        if fallback is None:
+            raise QuantizeError(
+                f"the serving check needs vLLM, which {python} cannot import; install it or "
+                "set `infer.fallback_engine: transformers`"
+            )
+        engine = fallback
+        if tp != 1:
+            raise QuantizeError(
+                f"`infer.fallback_engine: {fallback}` checks on one device; vLLM is missing and "
+                f"`infer.tensor_parallel_size` is {tp}"
+            )
     logs = ctx.run_dir / "stages" / ctx.stage
-    n_prompts = cfg.check_prompts or 1
-    prompts = check_prompt_ids(tokenizer, system, n_prompts)
-    cpu = detect_platform() == "cpu"
-    jobs = [VllmJob(out_model, ctx.out / "check" / "quantized.json", tp, "awq")]
-    if cfg.check_prompts:
-        # On CPU the reference runs at TP 1: one process instead of one per rank, and the
-        # tokens do not depend on it (a 72B fp16 reference on GPUs needs the spec's TP).
-        jobs.append(VllmJob(src, ctx.out / "check" / "reference.json", 1 if cpu else tp, "none"))
+    prompts = check_prompt_ids(tokenizer, job.system, cfg.check_prompts or 1)
+    cpu = ctx.platform == "cpu"
+    quant = VllmJob(out_model, ctx.out / "check" / "quantized.json", tp, "awq")
     run = partial(
         run_vllm_jobs,
         prompt_ids=prompts,
         max_tokens=MAX_NEW_TOKENS,
         python=python,
-        trust_remote_code=trust,
+        trust_remote_code=job.trust,
+        engine=engine,
     )
-    t0 = time.perf_counter()
-    if cpu:  # both models in one process: one vLLM import fewer
-        results = run(jobs, log_file=logs / "vllm_check.log")
-    else:  # a fresh process per model: each gets all of the GPUs' memory
-        results = [run([j], log_file=logs / f"vllm_{j.out_json.stem}.log")[0] for j in jobs]
-    quant = results[0]
-    metrics: dict[str, float] = {
-        "quantized_linears": float(len(found)),
-        "expected_linears": float(len(expected)),
-        **sizes,
-        **errors,
-        "calibration_texts": float(len(calib.texts)),
-        "calibration_tokens": float(calib.tokens),
-        "calibration_blocks": float(calib.blocks),
-        "quantize_s": float(timing["quantize_s"]),
-        "vllm_start_s": float(quant["start_s"]),
-        "vllm_check_s": time.perf_counter() - t0,
+    if not cfg.check_prompts:
+        (q,) = run([quant], log_file=logs / "vllm_check.log")
+        return _Check({"vllm_start_s": float(q["start_s"])}, {}, _engine_facts(q))
+    # On CPU the reference runs at TP 1 and in the same process (one vLLM import fewer);
+    # a 72B fp16 reference on GPUs needs the spec's TP and a process of its own, so that
+    # each model gets all of the GPUs' memory.
+    ref_job = VllmJob(src, ctx.out / "check" / "reference.json", 1 if cpu else tp, "none")
+    if cpu:
+        ref, q = run([ref_job, quant], log_file=logs / "vllm_check.log")
+    else:
+        (ref,) = run([ref_job], log_file=logs / "vllm_reference.log")
+        (q,) = run([quant], log_file=logs / "vllm_quantized.log", sequences=ref["sequences"])
+    gap = logprob_gap(ref["logprobs"], q["logprobs"])
+    agree = greedy_agreement(ref["tokens"], q["tokens"])
+    metrics = {
+        "vllm_start_s": float(q["start_s"]),
+        "logprob_gap_mean": gap["mean_abs"],
+        "logprob_gap_p95": gap["p95_abs"],
+        "logprob_gap_max": gap["max_abs"],
+        "logprob_positions": gap["positions"],
+        "agreement_sequence": agree["sequence"],
+        "agreement_prefix": agree["prefix"],
     }
-    summary: dict[str, Any] = {
-        "source": str(src),
-        "backend": "autoawq",
-        "quantization_config": want,
-        "tensor_parallel_size": tp,
-        "model_type": facts["model_type"],
-        "calibration": calib.summary(),
-        "timing": timing,
-        "vllm": {"version": quant["vllm"], "gemm": quant["gemm"], "dtype": quant["dtype"]},
-    }
-    tables = {"reconstruction": "reconstruction.jsonl"}
-    if cfg.check_prompts:
-        ref = results[1]
-        agree = agreement(ref["tokens"], quant["tokens"])
-        metrics["agreement_sequence"] = agree["sequence"]
-        metrics["agreement_prefix"] = agree["prefix"]
-        _write_jsonl(
-            ctx.out / "check_generations.jsonl",
-            [
-                {
-                    "prompt": i,
-                    "prompt_tokens": p,
-                    "reference_tokens": r,
-                    "quantized_tokens": q,
-                    "reference_text": rt,
-                    "quantized_text": qt,
-                    "identical": r == q,
-                }
-                for i, (p, r, q, rt, qt) in enumerate(
-                    zip(
-                        prompts,
-                        ref["tokens"],
-                        quant["tokens"],
-                        ref["texts"],
-                        quant["texts"],
-                        strict=True,
-                    )
-                )
-            ],
+    rows = []
+    for i, (p, seq, r, qt, rl, ql) in enumerate(
+        zip(
+            prompts,
+            ref["sequences"],
+            ref["tokens"],
+            q["tokens"],
+            ref["logprobs"],
+            q["logprobs"],
+            strict=True,
         )
-        tables["check_generations"] = "check_generations.jsonl"
-    return StageResult(metrics=metrics, tables=tables, summary=summary)
+    ):
+        rows.append(
+            {
+                "prompt": i,
+                "prompt_tokens": p,
+                "reference_tokens": r,
+                "quantized_tokens": qt,
+                "reference_text": ref["texts"][i],
+                "quantized_text": q["texts"][i],
+                "identical": r == qt,
+                "scored_tokens": seq[1:],
+                "reference_logprobs": rl,
+                "quantized_logprobs": ql,
+                "logprob_gap_mean": logprob_gap([rl], [ql])["mean_abs"],
+            }
+        )
+    write_jsonl(ctx.out / "check_generations.jsonl", rows)
+    limit = cfg.max_logprob_gap
+    if limit is not None and gap["mean_abs"] > limit:
+        raise QuantizeError(
+            f"the quantised model's token log-probs differ from its source's by "
+            f"{gap['mean_abs']:.4g} nats on average (teacher-forced, {int(gap['positions'])} "
+            f"positions), more than `quantize.max_logprob_gap` {limit:g}; "
+            f"see {ctx.out / 'check_generations.jsonl'}"
+        )
+    return _Check(metrics, {"check_generations": "check_generations.jsonl"}, _engine_facts(q))
+
+
+def _engine_facts(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "engine": result.get("engine", "vllm"),
+        "version": result["vllm"],
+        "awq_kernel": result["awq_kernel"],
+        "dtype": result["dtype"],
+    }

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.artifacts import PREDICTIONS, SCORES
+from harness.atomic import write_json, write_jsonl
 from harness.errors import HarnessError
 from harness.spec.schema import EvalConfig
 from harness.stages.base import StageContext, StageResult, stage
-
-PREDICTIONS = "predictions.jsonl"
 
 
 def _pair(ctx: StageContext, cfg: EvalConfig) -> tuple[list[Any], list[str]]:
@@ -30,7 +30,7 @@ def _pair(ctx: StageContext, cfg: EvalConfig) -> tuple[list[Any], list[str]]:
     limit = ctx.value("infer.limit")
     if limit is not None:
         records = records[:limit]
-    pred_path = ctx.inputs["predictions"] / PREDICTIONS
+    pred_path = PREDICTIONS.file(ctx.inputs["predictions"])
     if not pred_path.is_file():
         raise HarnessError(f"stage `score`: {pred_path} not found (infer output)")
     rows = load_prediction_rows(pred_path)
@@ -62,23 +62,17 @@ def _pair(ctx: StageContext, cfg: EvalConfig) -> tuple[list[Any], list[str]]:
 
 @stage(
     name="score",
-    version="1",
-    env="core",
+    section="eval",
     reads=("eval", "infer.limit"),
     files=("eval.data",),
     inputs={"predictions": ("infer",)},
+    outputs=(SCORES,),
+    code=("harness.shopbench",),
 )
 def run(ctx: StageContext) -> StageResult:
     """Score the predictions with the official and the robust parser."""
-    from harness.shopbench.evaluate import (
-        evaluate,
-        plot_scores,
-        write_json_atomic,
-        write_jsonl_atomic,
-    )
+    from harness.shopbench.evaluate import evaluate, plot_scores
 
-    if ctx.value("eval") is None:
-        raise HarnessError("stage `score` needs an `eval` section (data to score against)")
     cfg = ctx.section("eval", EvalConfig)
     records, predictions = _pair(ctx, cfg)
     results = {
@@ -87,8 +81,8 @@ def run(ctx: StageContext) -> StageResult:
     }
     metrics: dict[str, float] = {}
     for mode, result in results.items():
-        write_json_atomic(ctx.out / f"scores_{mode}.json", result.scores)
-        write_jsonl_atomic(ctx.out / f"rows_{mode}.jsonl", (r.to_json() for r in result.rows))
+        write_json(SCORES.file(ctx.out, mode), result.scores, sort_keys=False)
+        write_jsonl(SCORES.rows(ctx.out, mode), (r.to_json() for r in result.rows))
         metrics[f"{mode}/overall"] = result.scores["overall"]
         for track, score in result.scores["tracks"].items():
             metrics[f"{mode}/track/{track}"] = score
@@ -97,8 +91,8 @@ def run(ctx: StageContext) -> StageResult:
         for task_type, rate in result.parse_rates.items():
             metrics[f"{mode}/parse_rate/{task_type}"] = rate
     primary = results[cfg.parser]
-    write_json_atomic(ctx.out / "scores.json", primary.scores)
-    write_jsonl_atomic(ctx.out / "rows.jsonl", (r.to_json() for r in primary.rows))
+    write_json(SCORES.file(ctx.out), primary.scores, sort_keys=False)
+    write_jsonl(SCORES.rows(ctx.out), (r.to_json() for r in primary.rows))
     plot_scores(results["official"], results["robust"], ctx.out / "scores.png")
     metrics["overall"] = primary.scores["overall"]
     return StageResult(

@@ -13,35 +13,17 @@ Writes ``examples.jsonl`` (dev format + ``meta``), ``rejected.jsonl`` (``reason`
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Any
 
+from harness.artifacts import EXAMPLES
+from harness.atomic import write_json, write_jsonl
 from harness.spec.schema import SourcesConfig, SynthesisConfig
 from harness.stages.base import StageContext, StageResult, stage
 
 
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write JSON Lines through a temp file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON through a temp file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 @stage(
     name="synthesize",
-    version="1",
-    env="core",
+    section="data.synthesis",
     reads=("data.sources", "data.synthesis"),
     files=(
         "data.sources.products",
@@ -50,20 +32,28 @@ def write_json(path: Path, obj: Any) -> None:
         "data.sources.examples",
         "data.synthesis.catalogue",
     ),
+    outputs=(EXAMPLES,),
+    code=(
+        "harness.data",
+        "harness.openai_client",
+        "harness.shopbench.data",
+        "harness.shopbench.errors",
+        "harness.shopbench.prompt_info",
+        "harness.shopbench.router",
+        "harness.shopbench.types",
+        "harness.shopbench.validators",
+    ),
 )
 def run(ctx: StageContext) -> StageResult:
     """Generate, clean and write the synthetic examples."""
     from harness.data.catalogue import load_catalogue
     from harness.data.errors import SourceError
-    from harness.data.openai_gen import default_cache_dir
     from harness.data.sources import load_sources
     from harness.data.synthesize import load_few_shot, synthesize
+    from harness.openai_client import default_cache_dir
 
     src = ctx.section("data.sources", SourcesConfig)
-    raw = ctx.value("data.synthesis")
-    if raw is None:
-        raise SourceError("the synthesize stage needs a `data.synthesis` section")
-    cfg = SynthesisConfig.model_validate(raw)
+    cfg = ctx.section("data.synthesis", SynthesisConfig)
 
     def resolve(p: str | None) -> Path | None:
         return ctx.path(p) if p else None
@@ -80,8 +70,8 @@ def run(ctx: StageContext) -> StageResult:
             "synthesis produced no examples; rejections per reason: "
             f"{result.stats.get('rejected_per_reason')}"
         )
-    write_jsonl(ctx.out / "examples.jsonl", result.examples)
-    write_jsonl(ctx.out / "rejected.jsonl", result.rejected)
+    write_jsonl(EXAMPLES.file(ctx.out), result.examples)
+    write_jsonl(EXAMPLES.file(ctx.out, "rejected.jsonl"), result.rejected)
     per_task = result.stats["per_task"]
     rejected = result.stats["rejected_per_task"]
     task_rows = [

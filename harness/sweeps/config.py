@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.errors import HarnessError, SpecError
-from harness.spec.load import LoadedSpec, _fields_at, _line_of, _read_yaml, _suggest, load_spec
+from harness.spec.load import LoadedSpec, fields_at, line_of, load_spec, read_yaml, suggest
 
 METHODS = ("grid", "random", "bayes")
 GOALS = ("minimize", "maximize")
@@ -211,7 +211,7 @@ def _schema_problem(key: str) -> str | None:
     if not all(parts):
         return f"`{key}` is not a dotted spec path"
     for i, part in enumerate(parts):
-        fields = _fields_at(tuple(parts[:i]))
+        fields = fields_at(tuple(parts[:i]))
         if not fields:
             return None  # below a free-form value: the spec validation decides
         if part not in fields:
@@ -244,7 +244,7 @@ def _parse_parameter(
         problems.append(f"{at}: `probabilities` is not supported offline; repeat values instead")
     for k in body:
         if k not in (*PARAM_KEYS, "parameters", "probabilities"):
-            problems.append(f"{at}: unknown key `{k}`" + _suggest(str(k), list(PARAM_KEYS)))
+            problems.append(f"{at}: unknown key `{k}`" + suggest(str(k), list(PARAM_KEYS)))
     if problems:
         return None, problems
     dist = body.get("distribution")
@@ -262,7 +262,7 @@ def _parse_parameter(
             return None, [f"{at}: give `values`, `value`, or `min` and `max` (or a `distribution`)"]
     if dist not in DISTRIBUTIONS:
         return None, [
-            f"{at}: unknown distribution `{dist}`" + _suggest(str(dist), list(DISTRIBUTIONS))
+            f"{at}: unknown distribution `{dist}`" + suggest(str(dist), list(DISTRIBUTIONS))
         ]
     needs = DISTRIBUTIONS[dist]
     args = {k: body.get(k, ARG_DEFAULTS.get(k)) for k in needs}
@@ -308,7 +308,7 @@ class _Problems:
         self.items: list[str] = []
 
     def where(self, *loc: str | int) -> str:
-        return _line_of(self.files, loc) or str(self.path)
+        return line_of(self.files, loc) or str(self.path)
 
     def add(self, loc: tuple[str | int, ...], msg: str) -> None:
         self.items.append(f"{self.where(*loc)}: {msg}")
@@ -321,7 +321,7 @@ def _metric(raw: dict[str, Any], out: _Problems) -> Metric | None:
         return None
     for k in m:
         if k not in ("name", "goal", "target"):
-            hint = _suggest(str(k), ["name", "goal", "target"])
+            hint = suggest(str(k), ["name", "goal", "target"])
             out.add(("metric", k), f"unknown key `metric.{k}`{hint}")
     goal = m.get("goal", "minimize")  # W&B's default
     if goal not in GOALS:
@@ -412,7 +412,7 @@ def load_sweep(path: str | Path) -> Sweep:
     """
     path = Path(path)
     try:
-        raw = OmegaConf.to_container(_read_yaml(path), resolve=True)
+        raw = OmegaConf.to_container(read_yaml(path), resolve=True)
     except SpecError as e:
         raise SweepError(e.problems, str(path)) from None
     except OmegaConfBaseException as e:
@@ -424,7 +424,7 @@ def load_sweep(path: str | Path) -> Sweep:
         if k in NOT_OFFLINE:
             out.add((k,), f"`{k}` is not supported: {NOT_OFFLINE[k]}")
         elif k not in TOP_KEYS:
-            out.add((k,), f"unknown key `{k}`" + _suggest(str(k), list(TOP_KEYS)))
+            out.add((k,), f"unknown key `{k}`" + suggest(str(k), list(TOP_KEYS)))
     name = str(raw.get("name") or path.stem)
     if not NAME_RE.fullmatch(name):
         out.add(("name",), f"`name` {name!r} may use only letters, digits, `.`, `_`, `-`")

@@ -5,6 +5,10 @@ tasks on a local Ray (``cluster.num_cpus``, object store capped by
 ``cluster.object_store_memory_gib``, no dashboard) or on the cluster at ``cluster.address``,
 at most ``concurrency`` at once. Online, a real W&B sweep is created (or continued: its id is
 kept in the sweep dir) and ``concurrency`` agents, each a Ray task, run its trials.
+
+A trial task is never retried by Ray: a trial whose worker crashes, is killed for memory or
+whose node dies is recorded as failed (with the node Ray names) and the sweep goes on with
+the others; running the sweep again retries it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,13 +84,9 @@ class SweepRun:
 def sweep_dir(sweep: Sweep, project_root: Path) -> Path:
     """``<runs root>/sweeps/<sweep name>``, the runs root being the one the base spec's plans
     use (``$HARNESS_RUNS_ROOT``, else ``run.root`` against the project root)."""
-    env_root = os.environ.get("HARNESS_RUNS_ROOT")
-    root = Path(sweep.base.spec.run.root)
-    if env_root:
-        root = Path(env_root).resolve()
-    elif not root.is_absolute():
-        root = project_root / root
-    return root / "sweeps" / sweep.name
+    from harness.plan import runs_root
+
+    return runs_root(sweep.base, project_root) / "sweeps" / sweep.name
 
 
 def choose_executor(sweep: Sweep, executor: str) -> str:
@@ -154,6 +155,34 @@ def ray_init(cluster: ClusterConfig, concurrency: int) -> bool:
     return True
 
 
+# Ray's error when a trial's task ends without a record -> what happened, in words.
+_LOST_WHY = {
+    "NodeDiedError": "the Ray node running it died",
+    "LocalRayletDiedError": "the Ray node running it died",
+    "WorkerCrashedError": "the Ray worker running it died",
+    "OutOfMemoryError": "Ray killed its worker for memory",
+}
+
+
+class TrialLost(HarnessError):
+    """A trial's Ray task ended without a record: its worker or its node died.
+
+    Attributes:
+        node: The Ray node Ray's error names (None when it names none).
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        name = type(error).__name__
+        why = _LOST_WHY.get(name, "its Ray task failed")
+        first = next((x for x in str(error).splitlines() if x.strip()), "")
+        found = re.search(r"node ID: ([0-9a-f]{16,})", str(error))
+        self.node = found.group(1) if found else None
+        super().__init__(
+            f"trial lost: {why} ({name}: {first}); the sweep went on without it, "
+            "and running the sweep again retries it"
+        )
+
+
 def _cpus_per_trial(concurrency: int) -> float:
     import ray
 
@@ -212,8 +241,10 @@ def _drive(
             break
         handle, result = wait_one(list(pending))
         i, params = pending.pop(handle)
-        if isinstance(result, BaseException):  # the worker itself died
-            result = failed_record(job, params, result)
+        if isinstance(result, BaseException):  # the worker (or its node) itself died
+            lost = result
+            result = failed_record(job, params, lost)
+            result.node = getattr(lost, "node", None)
             write_record(job.sweep_dir, result)
         finish(result, i, params)
     return sorted(records, key=lambda r: r.index)
@@ -266,8 +297,8 @@ def run_ray(sweep: Sweep, job: TrialJob, concurrency: int, report: Report) -> li
             ready, _ = ray.wait(handles, num_returns=1)
             try:
                 return ready[0], ray.get(ready[0])
-            except Exception as e:  # worker crash, OOM kill
-                return ready[0], e
+            except Exception as e:  # worker crash, OOM kill, node death
+                return ready[0], TrialLost(e)
 
         return _drive(source, job, concurrency, submit, wait_one, report, prior)
     finally:

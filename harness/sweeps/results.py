@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import OmegaConf
 
 from harness.secrets import redact
-from harness.spec.load import _line_of, _suggest
+from harness.spec.load import line_of, suggest
 from harness.sweeps.config import Sweep, SweepError
 from harness.sweeps.trial import TrialJob, TrialRecord, trial_spec
 from harness.tracking import wandb_mode
@@ -47,6 +47,7 @@ def result_row(sweep: Sweep, rec: TrialRecord) -> dict[str, Any]:
     row["ran"] = ",".join(rec.ran)
     row["skipped"] = rec.skipped
     row["wall_s"] = round(rec.wall_s, 3)
+    row["node"] = rec.node
     row["error"] = rec.error
     return row
 
@@ -202,11 +203,11 @@ def write_results(run: SweepRun, job: TrialJob) -> SweepRun:
     run.wandb_dir = log_to_wandb(run, rows)
     if ok and run.best is None:
         names = sorted({*ok[0].scores, *ok[0].metrics})
-        where = _line_of([sweep.path.resolve()], ("metric", "name")) or str(sweep.path)
+        where = line_of([sweep.path.resolve()], ("metric", "name")) or str(sweep.path)
         raise SweepError(
             [
                 f"{where}: no trial reported metric `{sweep.metric.name}`"
-                + _suggest(sweep.metric.name, names)
+                + suggest(sweep.metric.name, names)
                 + f"; the trials reported: {', '.join(names)}"
             ],
             str(sweep.path),

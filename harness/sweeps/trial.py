@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
@@ -30,7 +32,7 @@ from omegaconf import OmegaConf
 from harness.errors import HarnessError
 from harness.plan import Plan, build_plan, canonical_json
 from harness.secrets import scrub_text
-from harness.spec.load import LoadedSpec, _compose, load_spec
+from harness.spec.load import LoadedSpec, compose, load_spec
 from harness.sweeps.config import Sweep, override_for
 
 LEDGER = "trials"
@@ -117,6 +119,10 @@ class TrialRecord:
         wall_s: Wall time of the trial.
         error: Why it failed.
         finished: When it ended (UTC, ISO 8601).
+        node: The Ray node it ran on (None outside Ray; for a trial whose node died, the
+            node named by Ray's error).
+        host: ``<host name>:<pid>`` of the process that ran it (None when its worker was
+            lost).
         skipped: True when it was found finished in the ledger (not written to the ledger).
         index: Position in the sweep's order (not written to the ledger).
     """
@@ -136,6 +142,8 @@ class TrialRecord:
     wall_s: float = 0.0
     error: str | None = None
     finished: str | None = None
+    node: str | None = None
+    host: str | None = None
     skipped: bool = False
     index: int = -1
 
@@ -160,7 +168,7 @@ class TrialRecord:
 
 def snapshot_base(sweep: Sweep, sweep_dir: Path) -> Path:
     """Write the composed base spec (interpolations unresolved) into the sweep dir."""
-    cfg, _ = _compose(sweep.spec_path)
+    cfg, _ = compose(sweep.spec_path)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     path = sweep_dir / BASE_SNAPSHOT
     tmp = sweep_dir / f".{BASE_SNAPSHOT}.tmp{os.getpid()}"
@@ -277,6 +285,15 @@ def failed_record(job: TrialJob, params: dict[str, Any], error: BaseException | 
     )
 
 
+def _where() -> tuple[str | None, str]:
+    """The Ray node this process runs on (None outside a Ray worker) and ``host:pid``."""
+    ray = sys.modules.get("ray")  # a Ray worker has imported it; nothing else needs it
+    node = None
+    if ray is not None and ray.is_initialized():
+        node = ray.get_runtime_context().get_node_id()
+    return node, f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _add_partial_run(record: TrialRecord, plan: Plan) -> None:
     """Fill in the run dir and the stages that ran before a trial failed (from its run.json)."""
     latest = plan.root / "runs" / plan.loaded.spec.name / "latest"
@@ -304,6 +321,7 @@ def run_trial(job: TrialJob, params: dict[str, Any]) -> TrialRecord:
     from harness.run import execute
 
     t0 = time.perf_counter()
+    node, host = _where()
     for k, v in job.thread_env:
         if v is None:
             os.environ.pop(k, None)
@@ -348,6 +366,7 @@ def run_trial(job: TrialJob, params: dict[str, Any]) -> TrialRecord:
         record.stage_keys = {st.name: st.key for st in plan.stages}
         record.plan = plan_digest(plan)
     record.sweep_digest = job.sweep_digest
+    record.node, record.host = node, host
     record.wall_s = time.perf_counter() - t0
     record.finished = datetime.now(UTC).isoformat()
     write_record(job.sweep_dir, record)

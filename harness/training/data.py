@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import HarnessError
-from harness.spec.schema import TASK_TYPES
+from harness.shopbench.types import TASK_TYPES
 
 IGNORE_INDEX = -100
 # A letter label on an option, as ECInstruct writes them: "A: red", "(B) blue", "C. green".

@@ -232,6 +232,46 @@ def _throughput_callback() -> Any:
     return Throughput()
 
 
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def kept_adapter(keep_dir: Path, step: int) -> Path:
+    """Where :func:`keep_adapters_callback` keeps the adapter of a step."""
+    return keep_dir / f"step-{step}"
+
+
+def keep_adapters_callback(steps: Sequence[int], keep_dir: Path) -> Any:
+    """A callback copying the adapter of each checkpoint at ``steps`` into ``keep_dir``.
+
+    The trainer keeps only its newest checkpoints (``save_total_limit``); adapters averaged
+    over checkpoints (``finetune.merge.average_checkpoints``) are copied out when saved, each
+    to a temporary name then renamed, so a killed run leaves only complete copies.
+    """
+    from transformers import TrainerCallback
+
+    wanted = set(steps)
+
+    class KeepAdapters(TrainerCallback):  # type: ignore[misc]
+        """Copies the adapter files of the wanted checkpoints."""
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            step = int(state.global_step)
+            dst = kept_adapter(keep_dir, step)
+            if step not in wanted or dst.is_dir():
+                return
+            src = Path(args.output_dir) / f"{CHECKPOINT_PREFIX}{step}"
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for name in ADAPTER_FILES:
+                if not (src / name).is_file():
+                    raise HarnessError(f"{src}: the checkpoint has no {name}")
+                shutil.copyfile(src / name, tmp / name)
+            tmp.rename(dst)
+
+    return KeepAdapters()
+
+
 def training_args(cfg: FinetuneConfig, resume_dir: Path, backend: str) -> Any:
     """The ``SFTConfig`` of a run."""
     import torch

@@ -14,7 +14,7 @@ import time
 from harness.stages.base import StageContext, StageResult, stage
 
 
-@stage(name="toy_a", version="1", env="core", reads=("model.tiny.seed",))
+@stage(name="toy_a", reads=("model.tiny.seed",))
 def toy_a(ctx: StageContext) -> StageResult:
     seed = ctx.value("model.tiny.seed")
     out = ctx.out / "numbers.txt"
@@ -29,8 +29,6 @@ def toy_a(ctx: StageContext) -> StageResult:
 
 @stage(
     name="toy_b",
-    version="1",
-    env="core",
     reads=("decoding.generation",),
     inputs={"numbers": ("toy_a",)},
 )

@@ -7,11 +7,12 @@ messages, decoding parameters, per-request seed and optional constraint) and ret
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.inference.constraints import Constraint
+from harness.registry import Registry
 from harness.spec.schema import DecodingParams, InferConfig
 
 
@@ -28,6 +29,10 @@ class GenRequest:
         params: Decoding parameters of the task type.
         seed: The request's sampling seed (base seed + row index).
         constraint: The output constraint, or None.
+        logit_bias: ``{token id: bias}`` added to the logits (``decoding.<type>.logit_bias``,
+            ``eos_bias`` and ``prompt_token_bias`` resolved and summed), or None.
+        allowed_token_ids: The only ids that may be generated (``allowed_tokens`` and
+            end-of-sequence), or None.
     """
 
     index: int
@@ -38,6 +43,8 @@ class GenRequest:
     params: DecodingParams
     seed: int
     constraint: Constraint | None = None
+    logit_bias: dict[int, float] | None = None
+    allowed_token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class EngineSpec:
         trust_remote_code: ``model.trust_remote_code``.
         chat: Whether prompts go through the chat template (``prompts.chat_template``).
         env: Environment variables to set before the engine starts.
+        request_cache: The request cache dir of the ``openai`` engine (None: no cache).
     """
 
     infer: InferConfig
@@ -80,6 +88,7 @@ class EngineSpec:
     trust_remote_code: bool = False
     chat: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    request_cache: str | None = None
 
 
 class Engine(Protocol):
@@ -103,6 +112,21 @@ class Engine(Protocol):
         ...
 
 
+class Scorer(Protocol):
+    """An engine that can also score given token sequences (``vllm``, ``transformers``)."""
+
+    def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Teacher-forced log-prob of every token after the first of each sequence.
+
+        Args:
+            sequences: Token id sequences (prompt and continuation alike).
+
+        Returns:
+            Per sequence, ``len(sequence) - 1`` log-probs.
+        """
+        ...
+
+
 def strip_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the earliest stop string, as vLLM does (the stop string is dropped).
 
@@ -117,8 +141,43 @@ def strip_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+ENGINES: Registry[Callable[[EngineSpec], Any]] = Registry("engine")
+ENGINES.add("vllm", "harness.inference.engines.vllm_engine:VLLMEngine")
+ENGINES.add("transformers", "harness.inference.engines.hf_engine:TransformersEngine")
+ENGINES.add("openai", "harness.inference.engines.openai_engine:OpenAIEngine")
+
+
+ENGINE_PACKAGES = {"vllm": "vllm", "transformers": "transformers"}
+"""The package an engine imports (an engine not listed needs none beyond the harness)."""
+
+
+def engine_available(name: str) -> bool:
+    """Whether this interpreter can import the package of engine ``name`` (without
+    importing it)."""
+    import importlib.util
+
+    package = ENGINE_PACKAGES.get(name)
+    return package is None or importlib.util.find_spec(package) is not None
+
+
+def resolve_engine(infer: InferConfig) -> str:
+    """The engine that runs: ``infer.engine``, or ``infer.fallback_engine`` when the
+    former's package cannot be imported here.
+
+    Args:
+        infer: The ``infer`` section.
+
+    Returns:
+        An engine name.
+    """
+    if infer.fallback_engine is None or engine_available(infer.engine):
+        return infer.engine
+    return infer.fallback_engine
+
+
 def make_engine(spec: EngineSpec) -> Any:
-    """Start the engine a spec names.
+    """Start the engine a spec names (``infer.engine``, from :data:`ENGINES`; its
+    ``infer.fallback_engine`` when the former cannot be imported).
 
     Args:
         spec: The engine spec.
@@ -128,15 +187,9 @@ def make_engine(spec: EngineSpec) -> Any:
     """
     import os
 
+    name = resolve_engine(spec.infer)
+    factory = ENGINES.get(
+        name, where="infer.fallback_engine" if name != spec.infer.engine else "infer.engine"
+    )
     os.environ.update(spec.env)
-    if spec.infer.engine == "vllm":
-        from harness.inference.engines.vllm_engine import VLLMEngine
-
-        return VLLMEngine(spec)
-    if spec.infer.engine == "transformers":
-        from harness.inference.engines.hf_engine import TransformersEngine
-
-        return TransformersEngine(spec)
-    from harness.inference.engines.openai_engine import OpenAIEngine
-
-    return OpenAIEngine(spec)
+    return factory(spec)

@@ -1,9 +1,12 @@
 """The reference engine: transformers ``generate`` in batches, left-padded.
 
-It takes the same token ids, decoding parameters and constraint grammars as vLLM (grammars
-through :class:`~harness.inference.constraints.GrammarLogitsProcessor`), so at float32 its
-greedy tokens are vLLM's. Sampling seeds the torch generator with the first request's seed
-of each batch (deterministic, but not per request as in vLLM).
+It takes the same token ids, decoding parameters, constraint grammars and logit edits as
+vLLM (grammars through :class:`~harness.inference.constraints.GrammarLogitsProcessor`, edits
+through :class:`~harness.inference.decoding.TokenEditsProcessor`, applied before the
+repetition penalty as vLLM does), so at float32 its greedy tokens are vLLM's. Sampling seeds the torch generator with the first request's seed
+of each batch (deterministic, but not per request as in vLLM). An AutoAWQ GEMM checkpoint is
+served with its linears dequantised at load (:mod:`harness.inference.awq_dense`): the
+quantised weights exactly, in dense matmuls (``weights`` says which).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from harness.inference.engines.base import EngineSpec, GenRequest, GenResult, strip_stop
 from harness.inference.errors import InferenceError
-from harness.inference.validate import read_model_config, resolve_quantization
+from harness.inference.validate import awq_group_size, read_model_config, resolve_quantization
 
 _DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
 
@@ -33,8 +36,9 @@ class TransformersEngine:
                 refused: this engine runs on one device).
         """
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
+        from harness.inference.awq_dense import load_causal_lm
         from harness.inference.constraints import GrammarCompiler
 
         if spec.model_dir is None:
@@ -46,11 +50,9 @@ class TransformersEngine:
             )
         model_dir = Path(spec.model_dir)
         config = read_model_config(model_dir)
-        if resolve_quantization(spec.infer.quantization, config, str(model_dir)) == "awq":
-            raise InferenceError(
-                f"{model_dir} is an AWQ checkpoint; the transformers reference engine serves "
-                "unquantised models only (use `engine: vllm`)"
-            )
+        quant = resolve_quantization(spec.infer.quantization, config, str(model_dir))
+        group = awq_group_size(config) if quant == "awq" else None
+        self.weights = "awq-dequantized" if group is not None else "dense"
         self.infer = spec.infer
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype: Any = "auto"
@@ -59,13 +61,13 @@ class TransformersEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(
             model_dir, trust_remote_code=spec.trust_remote_code
         )
-        self.model = AutoModelForCausalLM.from_pretrained(
+        self.model = load_causal_lm(
             model_dir,
             dtype=dtype,
+            device=self.device,
             trust_remote_code=spec.trust_remote_code,
-            use_safetensors=True,
-        ).to(self.device)
-        self.model.eval()
+            awq_group_size=group,
+        )
         gen = self.model.generation_config
         eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -104,9 +106,26 @@ class TransformersEngine:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if p.stop:
             kwargs.update(stop_strings=list(p.stop), tokenizer=self.tokenizer)
-        processor = self._grammars.processor([r.constraint for r in reqs])
-        if processor is not None:
-            kwargs["logits_processor"] = [processor]
+        processors: list[Any] = []
+        grammar = self._grammars.processor([r.constraint for r in reqs])
+        if grammar is not None:
+            processors.append(grammar)
+        if any(r.logit_bias or r.allowed_token_ids is not None for r in reqs):
+            from transformers import RepetitionPenaltyLogitsProcessor
+
+            from harness.inference.decoding import TokenEditsProcessor
+
+            processors.append(
+                TokenEditsProcessor(
+                    [r.logit_bias for r in reqs], [r.allowed_token_ids for r in reqs]
+                )
+            )
+            if p.repetition_penalty != 1.0:
+                # vLLM penalises after the edits; transformers' own penalty would come first.
+                processors.append(RepetitionPenaltyLogitsProcessor(p.repetition_penalty))
+                kwargs["repetition_penalty"] = None
+        if processors:
+            kwargs["logits_processor"] = processors
         start = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(
@@ -148,6 +167,28 @@ class TransformersEngine:
         bs = self.infer.batch_size
         for start in range(0, len(requests), bs):
             out += self._batch(requests[start : start + bs])
+        return out
+
+    def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Teacher-forced log-probs, ``infer.batch_size`` right-padded sequences a forward."""
+        torch = self._torch
+        out: list[list[float]] = []
+        bs = self.infer.batch_size
+        for start in range(0, len(sequences), bs):
+            batch = [list(s) for s in sequences[start : start + bs]]
+            width = max(len(s) for s in batch)
+            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for i, s in enumerate(batch):
+                ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+                mask[i, : len(s)] = 1
+            with torch.inference_mode():
+                logits = self.model(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+                ).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            picked = logp.gather(-1, ids[:, 1:].unsqueeze(-1).to(self.device)).squeeze(-1)
+            out += [picked[i, : len(s) - 1].tolist() for i, s in enumerate(batch)]
         return out
 
     def close(self) -> None:

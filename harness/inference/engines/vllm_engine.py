@@ -5,7 +5,9 @@
 ``distributed_executor_backend``, ``quantization`` (resolved from the checkpoint),
 ``enforce_eager`` and, on CPU, ``kv_cache_space_gib`` -> ``kv_cache_memory_bytes``.
 Prompts go in as token ids (the harness tokenizes once, so every engine sees the same ids);
-constraints as ``SamplingParams.structured_outputs``.
+constraints as ``SamplingParams.structured_outputs``; logit edits as the request's
+``SamplingParams.logit_bias`` (per request: the prompt-token bias differs by row) and
+``allowed_token_ids``.
 
 On CPU with TP > 1 the ranks need disjoint cores: unless ``VLLM_CPU_OMP_THREADS_BIND`` is set,
 the available cores are split evenly (``0|1`` on two cores). vLLM spawns its workers, so the
@@ -162,6 +164,8 @@ class VLLMEngine:
             stop=list(p.stop) or None,
             seed=req.seed,
             structured_outputs=req.constraint.vllm_params() if req.constraint else None,
+            logit_bias=dict(req.logit_bias) if req.logit_bias else None,
+            allowed_token_ids=list(req.allowed_token_ids) if req.allowed_token_ids else None,
         )
 
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
@@ -194,6 +198,19 @@ class VLLMEngine:
                 )
             )
         return results
+
+    def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Teacher-forced log-probs from one prefill per sequence (``prompt_logprobs``)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
+        prompts: list[Any] = [{"prompt_token_ids": list(s)} for s in sequences]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        scored = []
+        for seq, o in zip(sequences, outputs, strict=True):
+            pl = o.prompt_logprobs or []
+            scored.append([float(pl[i][t].logprob) for i, t in enumerate(seq) if i > 0])
+        return scored
 
     def close(self) -> None:
         """Shut the engine (and its worker processes) down."""

@@ -1,11 +1,14 @@
-"""Build ``dev_varied.jsonl``: one prediction per ShopBench dev row, in the many formats LLMs
-answer in (bare answers, "Answer: 2", bold, echoed options, sentences, code fences, JSON
+"""Build the varied-format prediction corpora: ``fixture_varied.jsonl``, one prediction per row
+of the project's development-format fixture (``tests/data/shopbench_dev/development.jsonl``),
+and ``dev_varied.jsonl``, one per row of the real ShopBench development set (built only when
+that set is found; see :func:`tests.support.paths.real_dev_set`). Each holds the many formats
+LLMs answer in (bare answers, "Answer: 2", bold, echoed options, sentences, code fences, JSON
 lists, arrows, one number per line, quoted or prefixed generations), with some wrong answers,
 some empty outputs and some ambiguous ones (several different answers asserted).
 
 The generation texts are written here by hand (no reference answer is copied); the other
 answers are option indices, candidate numbers and entity words. Run from the repository
-root (needs ../shared/data): ``python tests/data/predictions_corpus/build_dev_varied.py``.
+root: ``python -m tests.data.predictions_corpus.build_dev_varied``.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from pathlib import Path
 from harness.shopbench.data import load_shopbench
 from harness.shopbench.prompt_info import mc_option_texts, mc_options
 from harness.shopbench.types import Record
+from tests.support.paths import DEV_FIXTURE, real_dev_set
 
 HERE = Path(__file__).resolve().parent
-DEV = HERE.parents[3] / "shared" / "data" / "shopbench_dev" / "development.json"
 
-# Hand-written generation outputs, by task and occurrence.
+# Hand-written generation outputs for the real development set, by task and occurrence.
 GENERATION = {
     "task1": [
         "A toggle switch is a switch that is turned on or off by moving a small lever.",
@@ -48,6 +51,20 @@ GENERATION = {
     ],
 }
 
+# Hand-written generation outputs for the project's fixture, by task and occurrence.
+FIXTURE_GENERATION = {
+    "task1": [
+        "A pepper mill grinds peppercorns so you can add fresh pepper to food.",
+        "A bike lock secures a bicycle to a rack or post to stop theft.",
+    ],
+    "task6": ["louder than my old one", "half size large", "bright enough"],
+    "task17": [
+        "Lumora LED-Schreibtischlampe mit USB-Anschluss, dimmbar, weiß",
+        "Trekka sac à dos de randonnée 30L étanche vert",
+        "Kumo 水筒 ステンレス 500ml 真空断熱 ネイビー",
+    ],
+}
+
 MC_FORMATS = (
     "plain",
     "answer_prefix",
@@ -63,6 +80,19 @@ MC_FORMATS = (
     "empty",
 )
 LIST_FORMATS = ("plain", "arrows", "lines", "json", "spaces", "prefixed", "explained", "ambiguous")
+# The fixture's retrieval rows in this order put its ambiguous output (which the official
+# parser reads as its first list) in task14 beside one that only the robust parser reads, as
+# the development set's order does in task7.
+FIXTURE_LIST_FORMATS = (
+    "plain",
+    "arrows",
+    "lines",
+    "json",
+    "prefixed",
+    "explained",
+    "spaces",
+    "ambiguous",
+)
 RANKING_FORMATS = ("arrows", "lines", "spaces", "plain")
 NER_FORMATS = (
     "plain",
@@ -170,8 +200,15 @@ def _gen(text: str, fmt: str) -> str:
     }[fmt]
 
 
-def build(records: list[Record], seed: int = 2024) -> list[dict[str, str]]:
-    """One prediction object per record; formats cycle per task type."""
+def build(
+    records: list[Record],
+    generation: dict[str, list[str]],
+    seed: int = 2024,
+    list_formats: tuple[str, ...] = LIST_FORMATS,
+) -> list[dict[str, str]]:
+    """One prediction object per record; formats cycle per task type (retrieval through
+    ``list_formats``); generation texts come from ``generation`` (task -> texts by
+    occurrence)."""
     rng = random.Random(seed)
     seen: dict[str, int] = {}
     per_type: dict[str, int] = {}
@@ -188,23 +225,33 @@ def build(records: list[Record], seed: int = 2024) -> list[dict[str, str]]:
             fmt = RANKING_FORMATS[j % len(RANKING_FORMATS)]
             text = _list(rng, _ranked(rng, r), fmt)
         elif r.task_type == "retrieval":
-            fmt = LIST_FORMATS[j % len(LIST_FORMATS)]
+            fmt = list_formats[j % len(list_formats)]
             text = _list(rng, _retrieved(rng, r), fmt)
         elif r.task_type == "named_entity_recognition":
             fmt = NER_FORMATS[j % len(NER_FORMATS)]
             text = _ner(rng, r, fmt)
         else:
             fmt = GEN_FORMATS[j % len(GEN_FORMATS)]
-            text = _gen(GENERATION[r.task_name][k], fmt)
+            text = _gen(generation[r.task_name][k], fmt)
         out.append({"prediction": text, "format": fmt})
     return out
 
 
-def main() -> None:
-    rows = build(load_shopbench(DEV))
-    path = HERE / "dev_varied.jsonl"
+def write(rows: list[dict[str, str]], path: Path) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     print(f"wrote {len(rows)} predictions to {path}")
+
+
+def main() -> None:
+    fixture = build(
+        load_shopbench(DEV_FIXTURE), FIXTURE_GENERATION, list_formats=FIXTURE_LIST_FORMATS
+    )
+    write(fixture, HERE / "fixture_varied.jsonl")
+    dev = real_dev_set()
+    if dev is None:
+        print("the real development set is not available: dev_varied.jsonl left as it is")
+    else:
+        write(build(load_shopbench(dev), GENERATION), HERE / "dev_varied.jsonl")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A plugin stage for the sweep tests (no tests here).
+"""A plugin stage for the sweep tests (``tests/test_sweep.py``).
 
 ``sweep_probe`` reads the generation decoding settings, takes ``toy_b``'s output, sleeps
 ``SWEEP_PROBE_SLEEP`` seconds (a window to kill a sweep in) and fails for ``top_k == 13``
@@ -18,8 +18,6 @@ from harness.stages.base import StageContext, StageResult, stage
 UNLUCKY_TOP_K = 13
 PROBE: dict[str, Any] = {
     "name": "sweep_probe",
-    "version": "1",
-    "env": "core",
     "reads": ("decoding.generation",),
     "inputs": {"rows": ("toy_b",)},
 }

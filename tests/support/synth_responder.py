@@ -12,11 +12,11 @@ from typing import Any
 from harness.data.catalogue import Catalogue
 from harness.data.sources import Sources
 from harness.data.template import TEMPLATE_TASKS, Deck, World
-from tests.fakes.openai_server import body_hash
+from tests.support.openai_server import body_hash
 
 
 class TemplateResponder:
-    """Callable ``body -> reply text`` for :class:`~tests.fakes.openai_server.FakeOpenAIServer`."""
+    """Callable ``body -> reply text`` for :class:`~tests.support.openai_server.FakeOpenAIServer`."""
 
     def __init__(self, sources: Sources, catalogue: Catalogue, malformed_every: int = 4) -> None:
         self.world = World(sources)

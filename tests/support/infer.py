@@ -1,9 +1,5 @@
-"""Shared helpers of the inference tests: the tiny model and the engine-comparison runner.
-
-The tiny model (hidden 128, intermediate 256, 4 heads, 2 KV heads) is built once per test
-session under pytest's base temp dir (:func:`build_tiny`), with a tokenizer trained on
-``tests/data/infer/corpus.txt``.
-"""
+"""Helpers of the inference tests: the prompt settings they share and the engine-comparison
+runner (``python -m harness.inference.compare`` in a subprocess)."""
 
 from __future__ import annotations
 
@@ -16,36 +12,10 @@ from typing import Any
 
 import pytest
 
-from harness.spec.schema import TinyModelConfig
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "tests" / "data" / "infer"
-EVAL = DATA / "eval.jsonl"
-EVAL_TEST_FORMAT = DATA / "eval_test_format.jsonl"
-SHARED_DEV = REPO.parent / "shared" / "data" / "shopbench_dev" / "development.json"
-TINY = TinyModelConfig(
-    hidden_size=128,
-    intermediate_size=256,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    corpus=[str(DATA / "corpus.txt")],
-)
 SYSTEM = "You are a helpful online shopping assistant."
 SUFFIX = "Do not give explanation only Answer. Output:"
-
-
-def build_tiny(base: Path) -> Path:
-    """Build the tiny model under ``base`` once (a ``.complete`` marker makes it reusable)."""
-    from harness.tiny_model import build_tiny_model
-
-    out = base / "infer-tiny"
-    if (out / ".complete").is_file():
-        return out
-    tmp = base / f"infer-tiny.tmp{os.getpid()}"
-    build_tiny_model(TINY, tmp, REPO)
-    (tmp / ".complete").write_text("ok", encoding="utf-8")
-    os.replace(tmp, out)
-    return out
 
 
 def engine_env() -> dict[str, str]:

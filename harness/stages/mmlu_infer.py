@@ -1,0 +1,189 @@
+"""The ``mmlu_infer`` stage: a model's raw answers to Shopping MMLU, prompted as the official
+evaluation scripts prompt it.
+
+Takes the model from quantize, else pad, else finetune, else model, like ``infer``, and the
+release named by ``shopping_mmlu.data``. ``mode: skill`` answers the ``skills/`` files (the
+plain system sentence then the input; 1 new token for multiple choice, 100 for the rest);
+``mode: task`` the task files (per-type formatting, caps 4/15/20/20/128, optionally the
+task-specific system prompt and letter choices). Prompts go to the engine as text without a
+chat template (the official scripts tokenize the bare prompt), decoding is greedy.
+
+Writes ``mmlu_predictions.jsonl``: one object per question, files in release order and rows
+in file order (``file``, ``folder``, ``index``, ``line``, ``task_type``, ``prediction``,
+``prompt_tokens``, ``output_tokens``, ``finish_reason``, ``latency_s``). Metrics: throughput
+and latency, as ``infer`` reports them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.artifacts import MMLU_PREDICTIONS, MODEL
+from harness.atomic import write_jsonl
+from harness.errors import HarnessError
+from harness.spec.schema import ClusterConfig, InferConfig, ShoppingMMLUConfig
+from harness.stages.base import StageContext, StageResult, stage
+
+ANSWER_FIELDS = (
+    "data",
+    "mode",
+    "task_specific_prompt",
+    "letter_choices",
+    "multi_choice_tokens",
+    "files",
+    "limit_per_file",
+)
+
+# Folder of a task file -> the harness's task type (requests are grouped by it).
+FOLDER_TASK_TYPE = {
+    "multiple_choice": "multiple-choice",
+    "retrieval": "retrieval",
+    "ranking": "ranking",
+    "named_entity_recognition": "named_entity_recognition",
+    "generation": "generation",
+}
+
+
+def _tokenizer(model_dir: Path, trust_remote_code: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise HarnessError(f"{model_dir}: cannot load the tokenizer: {e}") from None
+
+
+@stage(
+    name="mmlu_infer",
+    section="shopping_mmlu",
+    reads=(
+        *(f"shopping_mmlu.{k}" for k in ANSWER_FIELDS),
+        "infer",
+        "cluster",
+        "model.trust_remote_code",
+    ),
+    files=("shopping_mmlu.data",),
+    inputs={"model": ("quantize", "pad", "finetune", "model")},
+    outputs=(MMLU_PREDICTIONS,),
+    envs=("serve",),
+    code=(
+        "harness.inference.engines",
+        "harness.inference.runner",
+        "harness.inference.constraints",
+        "harness.inference.decoding",
+        "harness.inference.replicas",
+        "harness.inference.validate",
+        "harness.inference.errors",
+        "harness.openai_client",
+        "harness.quant.vllm_cpu_wna16",  # vLLM's CPU plugin: the AWQ kernel in every process
+        "harness.inference.prompts",  # the runner's imports
+        "harness.shopbench.prompt_info",
+        "harness.shopbench.router",
+        "harness.shopbench.mmlu.data",
+        "harness.shopbench.errors",
+        "harness.shopbench.types",
+        "kernels.tp_math",
+        "kernels.errors",
+    ),
+)
+def run(ctx: StageContext) -> StageResult:
+    """Answer every question of the evaluated Shopping MMLU files."""
+    from harness.inference.engines.base import EngineSpec, GenRequest
+    from harness.inference.replicas import serve_requests
+    from harness.inference.runner import budget
+    from harness.inference.validate import check_servable
+    from harness.openai_client import default_cache_dir
+    from harness.shopbench.mmlu.data import build_prompt, evaluated_files, max_new_tokens
+    from harness.spec.schema import DecodingParams
+
+    # Only the fields that shape the answers are read: a scoring option re-runs mmlu_score.
+    cfg = ShoppingMMLUConfig.model_validate(
+        {k: ctx.value(f"shopping_mmlu.{k}") for k in ANSWER_FIELDS}
+    )
+    infer = ctx.section("infer", InferConfig)
+    cluster = ctx.section("cluster", ClusterConfig)
+    trust = bool(ctx.value("model.trust_remote_code"))
+    mdir = MODEL.dir(ctx.inputs["model"])
+    release = evaluated_files(ctx.path(cfg.data), cfg.mode, cfg.files, cfg.limit_per_file)
+    files = list(release)
+    if infer.engine != "openai":
+        check_servable(mdir, infer)
+    tokenizer = _tokenizer(mdir, trust) if infer.engine != "openai" else None
+
+    requests: list[GenRequest] = []
+    where: list[tuple[Any, Any, str]] = []
+    params: dict[int, DecodingParams] = {}
+    for f in files:
+        for row in f.rows:
+            text = build_prompt(
+                f,
+                row.index,
+                task_specific_prompt=cfg.task_specific_prompt,
+                letter_choices=cfg.letter_choices,
+            )
+            cap = max_new_tokens(f, row.index, multi_choice_tokens=cfg.multi_choice_tokens)
+            task_type = row.task_type if f.is_skill else FOLDER_TASK_TYPE[f.folder]
+            ids = tuple(tokenizer(text)["input_ids"]) if tokenizer is not None else None
+            if ids is not None and len(ids) + cap > infer.max_model_len:
+                raise HarnessError(
+                    f"{f.source} line {row.line}: prompt of {len(ids)} tokens plus "
+                    f"{cap} new tokens exceeds infer.max_model_len {infer.max_model_len}"
+                )
+            n = len(requests)
+            requests.append(
+                GenRequest(
+                    index=n,
+                    task_type=str(task_type),
+                    text=text,
+                    token_ids=ids,
+                    messages=({"role": "user", "content": text},),
+                    params=params.setdefault(cap, DecodingParams(max_tokens=cap)),
+                    seed=infer.seed + n,
+                )
+            )
+            where.append((f, row, str(task_type)))
+    if not requests:
+        raise HarnessError(f"{cfg.data}: the evaluated files hold no questions")
+
+    spec = EngineSpec(
+        infer=infer,
+        model_dir=str(mdir),
+        trust_remote_code=trust,
+        chat=False,
+        request_cache=str(default_cache_dir(ctx.out)) if infer.engine == "openai" else None,
+    )
+    results, stats, start_s, _ = serve_requests(spec, cluster, requests)
+
+    write_jsonl(
+        MMLU_PREDICTIONS.file(ctx.out),
+        (
+            {
+                "file": f.name,
+                "folder": f.folder,
+                "index": row.index,
+                "line": row.line,
+                "task_type": task_type,
+                "prediction": res.text,
+                "prompt_tokens": res.prompt_tokens,
+                "output_tokens": res.output_tokens,
+                "finish_reason": res.finish_reason,
+                "latency_s": round(res.latency_s, 6),
+            }
+            for (f, row, task_type), res in zip(where, results, strict=True)
+        ),
+    )
+    metrics = stats.metrics()
+    metrics["engine_start_s"] = start_s
+    return StageResult(
+        metrics=metrics,
+        tables={"mmlu_predictions": "mmlu_predictions.jsonl"},
+        summary={
+            "engine": infer.engine,
+            "model_dir": str(mdir),
+            "mode": cfg.mode,
+            "files": {f.name: len(f.rows) for f in files},
+            "rows": len(requests),
+            "budget": budget(stats, start_s),
+        },
+    )

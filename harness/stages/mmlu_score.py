@@ -1,0 +1,170 @@
+"""The ``mmlu_score`` stage: Shopping MMLU scores of the ``mmlu_infer`` answers, under every
+profile.
+
+Pairs ``mmlu_predictions.jsonl`` with the evaluated files (file by file, row by row: a
+prediction for another file or row is an error naming its line) and scores them with the two
+official Shopping MMLU evaluators and, for skill files, the ShopBench ``official`` and
+``robust`` parsers (:mod:`harness.shopbench.mmlu.profiles`). Writes ``mmlu_scores.json``
+(per profile: the leaderboard columns, skill and task scores, warnings; ``primary`` names
+``shopping_mmlu.profile``), ``mmlu_<profile>.json`` (the full result of each Shopping MMLU
+profile, rows included) and ``mmlu_skills.png`` (per skill, the profiles side by side).
+Metrics: ``<profile>/overall``, ``<profile>/skill/<column>``, ``overall`` (the primary
+profile); NaN where the official code gives no number.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from harness.artifacts import MMLU_PREDICTIONS, MMLU_SCORES
+from harness.atomic import write_json
+from harness.errors import HarnessError
+from harness.spec.schema import ShoppingMMLUConfig
+from harness.stages.base import StageContext, StageResult, stage
+
+
+def _predictions(path: Path, release: Any) -> dict[str, list[str]]:
+    """Predictions per file, checked against the release's files and rows."""
+    from harness.shopbench.data import load_prediction_rows
+    from harness.shopbench.errors import ScoringError
+
+    if not path.is_file():
+        raise HarnessError(f"stage `mmlu_score`: {path} not found (mmlu_infer output)")
+    expected = [(f.name, r.index) for f in release for r in f.rows]
+    rows = load_prediction_rows(path)
+    if len(rows) != len(expected):
+        raise ScoringError(f"{path}: {len(rows)} predictions for {len(expected)} questions")
+    out: dict[str, list[str]] = {}
+    for (where, row), (name, index) in zip(rows, expected, strict=True):
+        if (row.get("file"), row.get("index")) != (name, index):
+            raise ScoringError(
+                f"{where}: prediction for {row.get('file')!r} row {row.get('index')!r}, "
+                f"expected {name!r} row {index}: predictions are out of data order"
+            )
+        text = row.get("prediction")
+        if not isinstance(text, str):
+            raise ScoringError(f"{where}: `prediction` must be a string")
+        out.setdefault(name, []).append(text)
+    return out
+
+
+class _Unavailable:
+    """The "vector" of a text whose sentence model is missing: any arithmetic with it raises,
+    so each of its rows is NaN with the reason (a stand-in of zeros or NaN would be clamped
+    to 0 by the skill-wise evaluator and look like a real score)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def __mul__(self, other: Any) -> Any:
+        raise RuntimeError(f"sentence model {self.model!r} is not available offline")
+
+    __rmul__ = __mul__
+
+
+def _embedders(release: Any, cfg: ShoppingMMLUConfig) -> tuple[dict[str, Any], list[str]]:
+    """Stand-ins for the sentence models that are missing (``missing_sentence_model: nan``),
+    and the metrics they cover."""
+    from harness.shopbench.errors import SentenceModelNotFoundError
+    from harness.shopbench.metrics import resolve_sentence_model
+    from harness.shopbench.mmlu.profiles import embedding_metrics
+
+    stand_ins: dict[str, Any] = {}
+    missing: list[str] = []
+    for metric, model in embedding_metrics(release).items():
+        try:
+            resolve_sentence_model(model, cfg.sentence_models)
+        except SentenceModelNotFoundError as e:
+            if cfg.missing_sentence_model == "error":
+                raise SentenceModelNotFoundError(
+                    f"shopping_mmlu.sentence_models: {e} (or set "
+                    "shopping_mmlu.missing_sentence_model: nan for a smoke run)"
+                ) from None
+            stand_ins[model] = lambda texts, m=model: [_Unavailable(m) for _ in texts]
+            missing.append(metric)
+    return stand_ins, missing
+
+
+def _plot(scores: dict[str, dict[str, Any]], path: Path) -> None:
+    from io import BytesIO
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from harness.atomic import write_bytes
+
+    profiles = list(scores)
+    skills = list(next(iter(scores.values()))["skills"])
+    fig = Figure(figsize=(max(6.0, 1.6 * len(skills) + 2), 4.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(profiles))
+    for k, profile in enumerate(profiles):
+        values = [scores[profile]["skills"].get(s, math.nan) for s in skills]
+        xs = [i - 0.4 + width * (k + 0.5) for i in range(len(skills))]
+        ax.bar(xs, [0.0 if math.isnan(v) else v for v in values], width, label=profile)
+    ax.set_xticks(range(len(skills)))
+    ax.set_xticklabels(skills, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("score")
+    ax.set_title("Shopping MMLU per skill (NaN drawn as 0)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = BytesIO()
+    fig.savefig(buf, format="png")
+    write_bytes(path, buf.getvalue())
+
+
+@stage(
+    name="mmlu_score",
+    section="shopping_mmlu",
+    reads=("shopping_mmlu",),
+    files=("shopping_mmlu.data",),
+    inputs={"predictions": ("mmlu_infer",)},
+    outputs=(MMLU_SCORES,),
+    code=("harness.shopbench",),
+)
+def run(ctx: StageContext) -> StageResult:
+    """Score the Shopping MMLU answers with every profile."""
+    from harness.shopbench.mmlu import evaluated_files
+    from harness.shopbench.mmlu.profiles import score_profiles
+
+    cfg = ctx.section("shopping_mmlu", ShoppingMMLUConfig)
+    release = evaluated_files(ctx.path(cfg.data), cfg.mode, cfg.files, cfg.limit_per_file)
+    predictions = _predictions(MMLU_PREDICTIONS.file(ctx.inputs["predictions"]), release)
+    stand_ins, missing = _embedders(release, cfg)
+    results = score_profiles(
+        release,
+        predictions,
+        embed=stand_ins or None,
+        sentence_models=cfg.sentence_models,
+        letter_choices=cfg.letter_choices,
+        leave_out_metrics=missing,
+    )
+    note = [f"metric {m!r}: sentence model not available, its tasks score NaN" for m in missing]
+    summary: dict[str, Any] = {"mode": cfg.mode, "primary": cfg.profile, "profiles": {}}
+    metrics: dict[str, float] = {}
+    for profile, r in results.items():
+        detail = r.pop("detail", None)
+        if detail is not None:
+            write_json(MMLU_SCORES.file(ctx.out, f"mmlu_{profile}.json"), detail, sort_keys=False)
+        r["warnings"] = note + r["warnings"]
+        summary["profiles"][profile] = r
+        metrics[f"{profile}/overall"] = float(r["leaderboard"]["Overall"])
+        for column, v in r["leaderboard"].items():
+            if column != "Overall":
+                metrics[f"{profile}/skill/{column}"] = float(v)
+    metrics["overall"] = metrics[f"{cfg.profile}/overall"]
+    write_json(MMLU_SCORES.file(ctx.out), summary, sort_keys=False)
+    _plot(summary["profiles"], ctx.out / "mmlu_skills.png")
+    return StageResult(
+        metrics=metrics,
+        images={"mmlu_skills": "mmlu_skills.png"},
+        summary={
+            "mode": cfg.mode,
+            "primary": cfg.profile,
+            "leaderboard": {p: r["leaderboard"] for p, r in summary["profiles"].items()},
+            "warnings": sum(len(r["warnings"]) for r in summary["profiles"].values()),
+        },
+    )
