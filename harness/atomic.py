@@ -13,20 +13,24 @@ from typing import IO, Any
 
 import jsonlines
 
+from kernels.fsutil import fsync_dir
+
 
 @contextmanager
-def atomic_open(path: Path, *, durable: bool = True) -> Iterator[IO[str]]:
-    """A text file handle whose content replaces ``path`` only if the block succeeds.
+def atomic_open(path: Path, *, durable: bool = True, binary: bool = False) -> Iterator[IO[Any]]:
+    """A file handle whose content replaces ``path`` only if the block succeeds.
 
     Args:
         path: The destination.
-        durable: fsync the file before the rename (off for scratch files).
+        durable: fsync the file before the rename and its directory after it (off for
+            scratch files).
+        binary: A bytes handle instead of UTF-8 text.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
             yield f
             f.flush()
             if durable:
@@ -35,6 +39,8 @@ def atomic_open(path: Path, *, durable: bool = True) -> Iterator[IO[str]]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if durable:
+        fsync_dir(path.parent)
 
 
 def write_json(
@@ -88,20 +94,9 @@ def write_jsonl(
 
 def write_bytes(path: Path, data: bytes, *, durable: bool = True) -> Path:
     """Write bytes atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_open(path, durable=durable, binary=True) as f:
+        f.write(data)
+    return Path(path)
 
 
 def read_json(path: Path) -> Any:

@@ -6,7 +6,6 @@ packages (data, training, inference, quant, shopbench, kernels) never do.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from harness.atomic import write_json
 from harness.datasets import resolve_path
 
 
@@ -137,7 +137,7 @@ class StageContext:
 
     def write(self, path: Path) -> None:
         """Write the context as JSON (for a stage subprocess)."""
-        path.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
+        write_json(path, self.to_json(), sort_keys=False, durable=False)
 
 
 StageFn = Callable[[StageContext], StageResult]

@@ -18,19 +18,23 @@ from harness.errors import HarnessError
 CONFIG_NAME = "config.json"
 
 
-def read_config(model_dir: Path) -> dict[str, Any]:
+def read_config(model_dir: Path, *, error: type[HarnessError] = HarnessError) -> dict[str, Any]:
     """A model dir's ``config.json``.
 
+    Args:
+        model_dir: A Hugging Face model directory.
+        error: The error class raised when it cannot be read.
+
     Raises:
-        HarnessError: No readable ``config.json``.
+        HarnessError: No readable ``config.json`` (as ``error``).
     """
     path = model_dir / CONFIG_NAME
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise HarnessError(f"{path}: cannot read the model config: {e}") from None
+        raise error(f"{path}: cannot read the model config: {e}") from None
     if not isinstance(cfg, dict):
-        raise HarnessError(f"{path}: not a JSON object")
+        raise error(f"{path}: the model config must be a JSON object")
     return cfg
 
 

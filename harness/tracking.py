@@ -12,7 +12,10 @@ import re
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.atomic import write_json
 from harness.contract import StageResult
+from harness.errors import HarnessError
+from harness.jsonl import numbered_json_lines
 from harness.secrets import redact
 
 
@@ -49,9 +52,7 @@ class DiskSink:
             f.write(json.dumps(redact(row)) + "\n")
 
     def log_config(self, config: dict[str, Any]) -> None:
-        (self.run_dir / "config.json").write_text(
-            json.dumps(redact(config), indent=2), encoding="utf-8"
-        )
+        write_json(self.run_dir / "config.json", redact(config), sort_keys=False)
 
     def log_stage(
         self,
@@ -69,9 +70,7 @@ class DiskSink:
         self._append({"stage": stage, "key": key, "dir": str(stage_dir), **metrics})
 
     def finish(self) -> None:
-        (self.run_dir / "summary.json").write_text(
-            json.dumps(redact(self.summary), indent=2, sort_keys=True), encoding="utf-8"
-        )
+        write_json(self.run_dir / "summary.json", redact(self.summary))
 
 
 class WandbSink:
@@ -128,8 +127,8 @@ class WandbSink:
         for name, rel in result.series.items():
             path = stage_dir / rel
             if path.is_file():
-                for line in path.read_text(encoding="utf-8").splitlines():
-                    row = json.loads(line)
+                lines = path.read_text(encoding="utf-8").splitlines()
+                for _, row in numbered_json_lines(lines, path, HarnessError):
                     step = row.pop("step", None)
                     payload = {f"{stage}/{name}/{k}": v for k, v in row.items()}
                     if step is not None:
@@ -141,7 +140,8 @@ class WandbSink:
         for name, rel in result.tables.items():
             path = stage_dir / rel
             if path.is_file():
-                rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x]
+                lines = path.read_text(encoding="utf-8").splitlines()
+                rows = [row for _, row in numbered_json_lines(lines, path, HarnessError)]
                 if rows:
                     cols = sorted({k for r in rows for k in r})
                     table = wandb.Table(columns=cols, allow_mixed_types=True)

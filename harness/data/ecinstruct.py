@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.data.clean import ranking_permutation
 from harness.data.errors import MixError
+from harness.jsonl import numbered_json_lines
 from harness.shopbench.types import METRIC_TASK_TYPE, Record
 
 EC_KEYS = ("instruction", "input", "options", "output", "task", "task_type")
@@ -104,14 +105,10 @@ def _rows(path: Path) -> list[tuple[str, Any]]:
             return [(f"{path}[{i}]", r) for i, r in enumerate(json.loads(text))]
         except json.JSONDecodeError as e:
             raise MixError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
-    out = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                out.append((f"{path}:{lineno}", json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise MixError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
-    return out
+    return [
+        (f"{path}:{lineno}", row)
+        for lineno, row in numbered_json_lines(text.splitlines(), path, MixError)
+    ]
 
 
 def load_ecinstruct(

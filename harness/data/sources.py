@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.data.errors import SourceError
+from harness.jsonl import numbered_json_lines
 
 LOCALE_LANGUAGE = {
     "US": "en",
@@ -172,15 +173,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise SourceError(f"{path}:{reader.line_num}: more values than header columns")
             yield reader.line_num, {k: (v if v != "" else None) for k, v in row.items()}
     elif suffix in (".jsonl", ".json"):
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SourceError(
-                    f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})"
-                ) from None
+        for lineno, obj in numbered_json_lines(text.splitlines(), path, SourceError):
             if not isinstance(obj, dict):
                 raise SourceError(f"{path}:{lineno}: expected a JSON object")
             yield lineno, obj

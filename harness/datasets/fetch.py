@@ -22,7 +22,6 @@ import contextlib
 import fcntl
 import hashlib
 import http.client
-import json
 import os
 import re
 import shutil
@@ -36,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from harness.atomic import write_json
 from harness.datasets.cache import MANIFEST, cache_status, data_dir, dataset_path
 from harness.datasets.errors import ChecksumError, DatasetError
 from harness.datasets.registry import DataFile, Dataset, check_sha256, get_dataset
@@ -120,7 +120,7 @@ def fetch(
         except BaseException:
             _prune_empty_dirs(ddir)
             raise
-        _write_json_atomic(
+        write_json(
             ddir / MANIFEST,
             {
                 "name": dataset.name,
@@ -390,14 +390,3 @@ def _extract(archive: Path, dest: Path) -> None:
     else:
         os.replace(tmp, dest)
     fsync_dir(dest.parent)
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)

@@ -28,12 +28,12 @@ OUT: ``{"runs": {name: {"start_s", "passes": {pass: {"texts", "token_ids",
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_json
 from harness.spec.schema import DecodingConfig, InferConfig, PromptsConfig
 
 
@@ -125,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     result = compare(config, Path(config.get("root", Path.cwd())))
-    out = Path(argv[1])
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result), encoding="utf-8")
-    os.replace(tmp, out)
+    write_json(Path(argv[1]), result, indent=None, sort_keys=False)
     return 0
 
 

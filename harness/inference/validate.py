@@ -11,11 +11,11 @@ target that fixes it.
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Any
 
 from harness.inference.errors import InferenceError, TensorParallelError
+from harness.model_files import read_config
 from harness.spec.schema import InferConfig, Spec
 
 
@@ -31,14 +31,7 @@ def read_model_config(model_dir: Path) -> dict[str, Any]:
     Raises:
         InferenceError: No readable ``config.json``.
     """
-    path = model_dir / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise InferenceError(f"{path}: cannot read the model config: {e}") from None
-    if not isinstance(config, dict):
-        raise InferenceError(f"{path}: the model config must be a JSON object")
-    return config
+    return read_config(model_dir, error=InferenceError)
 
 
 def awq_group_size(config: dict[str, Any]) -> int | None:

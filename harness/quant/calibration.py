@@ -14,12 +14,12 @@ length, so nothing is dropped, and a calibration set that yields no block is ref
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.jsonl import numbered_json_lines
 from harness.quant import QuantizeError
 
 MIX_FIELDS = ("instruction", "input", "output")
@@ -82,13 +82,7 @@ def read_mix_sample(path: Path, n: int, seed: int) -> tuple[list[dict[str, Any]]
         raise QuantizeError(f"calibration: training mix not found: {path}")
     items: list[dict[str, Any]] = []
     with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise QuantizeError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
+        for lineno, obj in numbered_json_lines(f, path, QuantizeError):
             missing = [k for k in MIX_FIELDS if not isinstance(obj.get(k), str)]
             if missing:
                 raise QuantizeError(f"{path}:{lineno}: missing string field(s) {missing}")
@@ -109,13 +103,7 @@ def read_text_file(path: Path, n: int, seed: int) -> list[str]:
         raise QuantizeError(f"`quantize.calibration.path`: file not found: {path}")
     texts: list[str] = []
     with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise QuantizeError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
+        for lineno, obj in numbered_json_lines(f, path, QuantizeError):
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 raise QuantizeError(f"{path}:{lineno}: expected an object with a string `text`")
             texts.append(obj["text"])

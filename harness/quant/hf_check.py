@@ -13,11 +13,11 @@ forward pass each. Results carry ``"engine": "transformers"``, ``"vllm": None`` 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
+
+from harness.quant.check_child import parse_child_args, write_job_result
 
 
 def _eos_ids(model: Any) -> list[int]:
@@ -106,10 +106,7 @@ def _run_job(
         "quantization": job["quantization"],
         "dtype": a.dtype,
     }
-    out_file = Path(job["out"])
-    tmp = out_file.with_name(f".{out_file.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result), encoding="utf-8")
-    os.replace(tmp, out_file)
+    write_job_result(job, result)
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -118,18 +115,7 @@ def _run_job(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the jobs (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m harness.quant.hf_check")
-    p.add_argument("--jobs", required=True, help='JSON list of {"model", "out", "quantization"}')
-    p.add_argument("--prompts", required=True, help="JSON list of token id lists")
-    p.add_argument("--sequences", help="JSON list of token id lists to score")
-    p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--max-tokens", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trust-remote-code", action="store_true")
-    a = p.parse_args(argv)
-    jobs = json.loads(Path(a.jobs).read_text(encoding="utf-8"))
-    prompts = json.loads(Path(a.prompts).read_text(encoding="utf-8"))
-    sequences = json.loads(Path(a.sequences).read_text(encoding="utf-8")) if a.sequences else None
+    a, jobs, prompts, sequences = parse_child_args("harness.quant.hf_check", argv)
     for job in jobs:
         sequences = _run_job(job, prompts, sequences, a)
     return 0

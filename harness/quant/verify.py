@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_json
 from harness.quant import QuantizeError
 from harness.quant.autoawq_backend import ScaleRecord
 
@@ -116,9 +117,7 @@ def finalize_model_dir(src: Path, out: Path, quant: dict[str, Any]) -> dict[str,
     for key in ("use_cache", "max_position_embeddings"):
         if key in src_cfg:
             cfg[key] = src_cfg[key]
-    tmp = cfg_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(cfg_path)
+    write_json(cfg_path, cfg, sort_keys=False)
     return cfg
 
 

@@ -17,13 +17,12 @@ the op when the vLLM build lacks its AVX512-only AWQ kernel.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from harness.quant.check import OMP_BIND
+from harness.quant.check_child import parse_child_args, write_job_result
 from harness.quant.vllm_cpu_wna16 import awq_kernel, install
 
 install()
@@ -96,40 +95,18 @@ def _run_job(
         "quantization": job["quantization"],
         "dtype": a.dtype,
     }
-    out = Path(job["out"])
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result), encoding="utf-8")
-    os.replace(tmp, out)
+    write_job_result(job, result)
     del llm, outs
     return sequences
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the jobs (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m harness.quant.vllm_check")
-    p.add_argument(
-        "--jobs",
-        required=True,
-        help='JSON list of {"model", "out", "tp", "quantization" (awq|none), "omp_bind"}',
-    )
-    p.add_argument("--prompts", required=True, help="JSON list of token id lists")
-    p.add_argument(
-        "--sequences",
-        help="JSON list of token id lists to score (default: the prompts plus the first "
-        "job's greedy continuations)",
-    )
-    p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--max-tokens", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trust-remote-code", action="store_true")
-    a = p.parse_args(argv)
+    a, jobs, prompts, sequences = parse_child_args("harness.quant.vllm_check", argv)
 
     import vllm.envs
     from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
-    jobs = json.loads(Path(a.jobs).read_text(encoding="utf-8"))
-    prompts = json.loads(Path(a.prompts).read_text(encoding="utf-8"))
-    sequences = json.loads(Path(a.sequences).read_text(encoding="utf-8")) if a.sequences else None
     inherited = os.environ.get(OMP_BIND)
     for i, job in enumerate(jobs):
         # Each job's own CPU core groups (TP 2: one per rank), else what the caller set.

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.jsonl import numbered_json_lines
 from harness.shopbench.errors import DataError
 from harness.shopbench.types import METRIC_TASK_TYPE, METRICS, TASK_TYPES, Record
 
@@ -30,13 +31,7 @@ def _read_text(path: Path) -> str:
 
 
 def _iter_jsonl(text: str, path: Path) -> Iterator[tuple[int, Any]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: invalid JSON: {e.msg} (column {e.colno})") from e
+    return numbered_json_lines(text.splitlines(), path, DataError)
 
 
 def _iter_json_array(text: str, path: Path) -> Iterator[tuple[int, Any]]:

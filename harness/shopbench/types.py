@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-TASK_TYPES = ("multiple-choice", "retrieval", "ranking", "named_entity_recognition", "generation")
-"""The task types: the one vocabulary (spec decoding sections, prompts, routing, scoring)."""
 TaskType = Literal[
     "multiple-choice", "retrieval", "ranking", "named_entity_recognition", "generation"
 ]
+TASK_TYPES: tuple[str, ...] = get_args(TaskType)
+"""The task types: the one vocabulary (spec decoding sections, prompts, routing, scoring)."""
 CONSTRAINED_TYPES = ("multiple-choice", "ranking", "retrieval")
 """Task types whose outputs have a closed format (an index, a list of indices)."""
 
-METRICS = (
-    "accuracy",
-    "hit rate@3",
-    "rougel",
-    "sent-transformer",
-    "multilingual-sent-transformer",
-    "micro f1",
-    "ndcg",
-    "bleu",
-    "jp-bleu",
-)
 MetricName = Literal[
     "accuracy",
     "hit rate@3",
@@ -35,6 +24,7 @@ MetricName = Literal[
     "bleu",
     "jp-bleu",
 ]
+METRICS: tuple[str, ...] = get_args(MetricName)
 
 # The task type each metric scores; a record pairing a metric with another type is an error.
 METRIC_TASK_TYPE: dict[str, str] = {

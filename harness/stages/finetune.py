@@ -33,7 +33,7 @@ def resume_dir(ctx: StageContext) -> Path:
     inputs={"model": ("model",), "data": ("mix",)},
     outputs=(MODEL,),
     envs=("train",),
-    code=("harness.training", "harness.shopbench.types"),
+    code=("harness.training", "harness.shopbench.types", "harness.jsonl"),
 )
 def run(ctx: StageContext, callbacks: tuple = ()) -> StageResult:
     """Fine-tune the upstream model on the upstream mix."""

@@ -64,6 +64,7 @@ def _variant_file(slice_: dict[str, Any]) -> str:
     outputs=(PREDICTIONS,),
     envs=("serve",),
     code=(
+        "harness.jsonl",
         "harness.inference.engines",
         "harness.inference.awq_dense",
         "harness.inference.runner",
@@ -72,6 +73,7 @@ def _variant_file(slice_: dict[str, Any]) -> str:
         "harness.inference.decoding",
         "harness.inference.replicas",
         "harness.inference.validate",
+        "harness.model_files",
         "harness.inference.errors",
         "harness.openai_client",
         "harness.quant.vllm_cpu_wna16",  # vLLM's CPU plugin: the AWQ kernel in every process

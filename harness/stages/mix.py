@@ -39,6 +39,7 @@ def _catalogue(slice_: dict[str, Any]) -> str:
     optional_inputs={"synthetic": ("synthesize",)},
     outputs=(MIX,),
     code=(
+        "harness.jsonl",
         "harness.data",
         "harness.shopbench.data",
         "harness.shopbench.errors",

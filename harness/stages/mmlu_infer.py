@@ -68,12 +68,14 @@ def _tokenizer(model_dir: Path, trust_remote_code: bool) -> Any:
     outputs=(MMLU_PREDICTIONS,),
     envs=("serve",),
     code=(
+        "harness.jsonl",
         "harness.inference.engines",
         "harness.inference.runner",
         "harness.inference.constraints",
         "harness.inference.decoding",
         "harness.inference.replicas",
         "harness.inference.validate",
+        "harness.model_files",
         "harness.inference.errors",
         "harness.openai_client",
         "harness.quant.vllm_cpu_wna16",  # vLLM's CPU plugin: the AWQ kernel in every process

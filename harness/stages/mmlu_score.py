@@ -123,7 +123,7 @@ def _plot(scores: dict[str, dict[str, Any]], path: Path) -> None:
     files=("shopping_mmlu.data",),
     inputs={"predictions": ("mmlu_infer",)},
     outputs=(MMLU_SCORES,),
-    code=("harness.shopbench",),
+    code=("harness.shopbench", "harness.jsonl"),
 )
 def run(ctx: StageContext) -> StageResult:
     """Score the Shopping MMLU answers with every profile."""

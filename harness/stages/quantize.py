@@ -70,10 +70,12 @@ class _Job:
     outputs=(MODEL,),
     envs=("quant", "serve"),
     code=(
+        "harness.jsonl",
         "harness.quant",
         "harness.inference.agreement",
         "harness.inference.awq_dense",
         "harness.inference.validate",
+        "harness.model_files",
         "harness.inference.errors",
         "kernels",
     ),

@@ -67,7 +67,7 @@ def _pair(ctx: StageContext, cfg: EvalConfig) -> tuple[list[Any], list[str]]:
     files=("eval.data",),
     inputs={"predictions": ("infer",)},
     outputs=(SCORES,),
-    code=("harness.shopbench",),
+    code=("harness.shopbench", "harness.jsonl"),
 )
 def run(ctx: StageContext) -> StageResult:
     """Score the predictions with the official and the robust parser."""

@@ -34,6 +34,7 @@ from harness.stages.base import StageContext, StageResult, stage
     ),
     outputs=(EXAMPLES,),
     code=(
+        "harness.jsonl",
         "harness.data",
         "harness.openai_client",
         "harness.shopbench.data",

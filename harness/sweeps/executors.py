@@ -25,6 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
+from harness.atomic import write_json
 from harness.errors import HarnessError
 from harness.secrets import _SECRET_NAME, SECRET_ENV
 from harness.spec.schema import ClusterConfig
@@ -355,9 +356,7 @@ def run_wandb(sweep: Sweep, job: TrialJob, concurrency: int, console: Console) -
             sweep_id = saved["id"]
     if sweep_id is None:
         sweep_id = wandb.sweep(sweep.wandb_config(), project=sweep.project, entity=sweep.entity)
-        tmp = state.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"id": sweep_id, "digest": digest}), encoding="utf-8")
-        os.replace(tmp, state)
+        write_json(state, {"id": sweep_id, "digest": digest})
     console.print(f"W&B sweep {sweep_id} ({sweep.project})")
     total = len(planned_trials(sweep)) if sweep.method == "grid" else sweep.run_cap or 1
     per_agent = math.ceil(total / concurrency)

@@ -29,6 +29,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from harness.atomic import write_json
 from harness.errors import HarnessError
 from harness.plan import Plan, build_plan, canonical_json
 from harness.secrets import scrub_text
@@ -221,16 +222,7 @@ def ledger_dir(sweep_dir: str | Path) -> Path:
 
 def write_record(sweep_dir: str | Path, record: TrialRecord) -> Path:
     """Write a trial's ledger entry atomically (temp file, fsync, rename)."""
-    d = ledger_dir(sweep_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{record.trial}.json"
-    tmp = d / f".{record.trial}.json.tmp{os.getpid()}"
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(record.to_json(), f, indent=2, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return write_json(ledger_dir(sweep_dir) / f"{record.trial}.json", record.to_json())
 
 
 def read_ledger(sweep_dir: str | Path) -> dict[str, TrialRecord]:

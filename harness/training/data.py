@@ -13,7 +13,6 @@ Nothing here imports torch; the tokenizer is passed in.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import HarnessError
+from harness.jsonl import numbered_json_lines
 from harness.shopbench.types import TASK_TYPES
 
 IGNORE_INDEX = -100
@@ -170,17 +170,8 @@ def load_ecinstruct(path: str | Path) -> list[EcRecord]:
         raise FinetuneDataError(f"{path}: training data file not found")
     out: list[EcRecord] = []
     with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FinetuneDataError(
-                    f"{where}: invalid JSON: {e.msg} (column {e.colno})"
-                ) from None
-            out.append(parse_record(row, where))
+        for lineno, row in numbered_json_lines(f, path, FinetuneDataError):
+            out.append(parse_record(row, f"{path}:{lineno}"))
     if not out:
         raise FinetuneDataError(f"{path}: no training records (the dataset is empty)")
     return out

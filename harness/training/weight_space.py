@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_json
 from harness.errors import HarnessError
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -409,7 +410,7 @@ class _ShardWriter:
         if n > 1:
             weight_map = {t: names[i] for i, shard in enumerate(self.shards) for t in shard}
             index = {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map}
-            (self.tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n", "utf-8")
+            write_json(self.tmp / INDEX_NAME, index, sort_keys=False, durable=False)
         return names
 
 
@@ -423,7 +424,7 @@ def _copy_model_files(base_dir: Path, tmp: Path, dtype: str) -> None:
             cfg["dtype"] = dtype
             if "torch_dtype" in cfg:
                 cfg["torch_dtype"] = dtype
-            (tmp / p.name).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+            write_json(tmp / p.name, cfg, sort_keys=False, durable=False)
         else:
             shutil.copyfile(p, tmp / p.name)
 

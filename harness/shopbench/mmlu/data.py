@@ -47,7 +47,6 @@ import difflib
 import functools
 import hashlib
 import io
-import json
 import re
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +54,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from harness.jsonl import numbered_json_lines
 from harness.shopbench.errors import DataError, ScoringError
 
 TASK_TYPE_DIRS = (
@@ -358,17 +358,7 @@ def _parse_multiple_choice(text: str, source: str, review: bool, on_error: OnErr
 
 def _jsonl_objects(text: str, source: str) -> Iterator[tuple[int, Any]]:
     # Split on "\n" only, as pandas does: U+2028 and friends may sit inside a JSON string.
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ShoppingMMLUDataError(
-                f"{source}:{lineno}: invalid JSON: {e.msg} (column {e.colno})"
-            ) from e
-        except RecursionError as e:
-            raise ShoppingMMLUDataError(f"{source}:{lineno}: JSON nested too deeply") from e
+    return numbered_json_lines(text.split("\n"), source, ShoppingMMLUDataError)
 
 
 def _parse_positional(text: str, source: str, on_error: OnError) -> _Rows:

@@ -60,18 +60,6 @@ SKILL_PROFILE = "shopping-mmlu-skill"
 TASK_PROFILE = "shopping-mmlu-task"
 PROFILES = (SKILL_PROFILE, TASK_PROFILE)
 
-# The metrics the official evaluators score; anything else gets no row value.
-SCORED_METRICS = (
-    "accuracy",
-    "hit rate@3",
-    "rougel",
-    "sent-transformer",
-    "multilingual-sent-transformer",
-    "micro f1",
-    "ndcg",
-    "bleu",
-    "jp-bleu",
-)
 SENTENCE_MODEL_FOR_METRIC = dict(metrics.SENTENCE_MODEL_FOR_METRIC)
 
 LEADERBOARD_COLUMNS = (
