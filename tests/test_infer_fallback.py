@@ -26,6 +26,7 @@ from harness.inference.engines.base import (
     resolve_engine,
 )
 from harness.quant import QuantizeError
+from harness.quant.arch import LINEARS
 from harness.quant.check import VllmJob, check_prompt_ids, run_vllm_jobs, vllm_importable
 from harness.spec.schema import DecodingParams, InferConfig, QuantizeConfig, TinyModelConfig
 from kernels.awq_dequant import pack_gemm
@@ -39,15 +40,6 @@ TINY = TinyModelConfig(
     num_attention_heads=4,
     num_key_value_heads=2,
     corpus=["experiments/data/products.jsonl"],
-)
-LINEARS = (
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
 )
 
 
