@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.codehash import CONTRACT_MODULES, imported_modules, normalized_source, source_file
+from harness.codehash import (
+    CONTRACT_MODULES,
+    imported_modules,
+    module_files,
+    normalized_source,
+    source_file,
+)
 from harness.stages.base import default_stages, stage_defs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,11 +48,14 @@ def _exempt(module: str) -> bool:
 
 @pytest.mark.parametrize("name", list(stage_defs()))
 def test_declared_code_covers_every_project_module_a_stage_imports(name: str) -> None:
-    """The transitive closure of project imports from a stage's module, minus the contract's
-    own modules, lies inside its declared code dependencies."""
+    """The transitive closure of project imports from a stage's module and from every module
+    of its declared code (whose files its key digests, whether the stage imports them or runs
+    them as a child process or a lazily registered engine), minus the contract's own
+    modules, lies inside its declared code dependencies."""
     d = stage_defs()[name]
     declared = d.code_modules
-    todo, seen, missing = [d.module], set(), set()
+    digested = [_module_name(f) for m in declared for f in module_files(m) if REPO in f.parents]
+    todo, seen, missing = [d.module, *digested], set(), set()
     while todo:
         mod = todo.pop()
         if mod in seen:
@@ -62,6 +71,11 @@ def test_declared_code_covers_every_project_module_a_stage_imports(name: str) ->
                 missing.add(imp)
             todo.append(imp)
     assert not missing, f"stage `{name}` imports undeclared code: {sorted(missing)}"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _trivial_package(module: str) -> bool:

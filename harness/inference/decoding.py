@@ -129,6 +129,27 @@ def token_table(tokenizer: Any) -> dict[str, list[int]]:
     return table
 
 
+def load_tokenizer(model_dir: Path, trust_remote_code: bool, *, required: bool = True) -> Any:
+    """The model's tokenizer (transformers ``AutoTokenizer``).
+
+    Args:
+        model_dir: The model dir.
+        trust_remote_code: Passed to transformers.
+        required: Raise when it cannot be loaded (False: return None).
+
+    Raises:
+        InferenceError: It cannot be loaded and is required.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        if required:
+            raise InferenceError(f"{model_dir}: cannot load the tokenizer: {e}") from None
+        return None
+
+
 def eos_token_ids(tokenizer: Any, model_dir: Path | None = None) -> tuple[int, ...]:
     """The end-of-sequence ids: ``generation_config.json``'s ``eos_token_id`` (when the model
     dir has one) and the tokenizer's, ascending."""

@@ -56,6 +56,30 @@ ENVS = ("core", "serve", "train", "quant")
 PLUGIN_GROUP = "harness.stages"
 PLUGIN_ENV = "HARNESS_STAGE_PLUGINS"
 NOT_STAGE_MODULES = {"base"}
+SERVING_CODE = (
+    "harness.jsonl",
+    "harness.inference.engines",
+    "harness.inference.awq_dense",  # the transformers engine's AWQ loading
+    "harness.inference.runner",
+    "harness.inference.prompts",
+    "harness.inference.constraints",
+    "harness.inference.decoding",
+    "harness.inference.replicas",
+    "harness.inference.validate",
+    "harness.inference.errors",
+    "harness.model_files",
+    "harness.openai_client",
+    "harness.quant.vllm_cpu_wna16",  # vLLM's CPU plugin: the AWQ kernel in every process
+    "harness.shopbench.router",
+    "harness.shopbench.prompt_info",
+    "harness.shopbench.types",
+    "harness.shopbench.errors",
+    "kernels.tp_math",
+    "kernels.awq_dequant",
+    "kernels.errors",
+)
+"""The code dependencies of every stage that serves a model (its engines and their runner),
+for the ``code`` of such a stage beside what else it reads."""
 
 
 @dataclass(frozen=True)

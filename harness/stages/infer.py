@@ -20,12 +20,10 @@ Track 4's budget, names the engine that ran (``engine``; ``engine_requested`` is
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Any
 
 from harness.artifacts import MODEL, PREDICTIONS
 from harness.atomic import write_jsonl
-from harness.errors import HarnessError
 from harness.spec.schema import (
     ClusterConfig,
     DecodingConfig,
@@ -33,18 +31,7 @@ from harness.spec.schema import (
     InferConfig,
     PromptsConfig,
 )
-from harness.stages.base import StageContext, StageResult, stage
-
-
-def _tokenizer(model_dir: Path, trust_remote_code: bool, required: bool) -> Any | None:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        if required:
-            raise HarnessError(f"{model_dir}: cannot load the tokenizer: {e}") from None
-        return None
+from harness.stages.base import SERVING_CODE, StageContext, StageResult, stage
 
 
 def _variant_file(slice_: dict[str, Any]) -> str:
@@ -63,33 +50,11 @@ def _variant_file(slice_: dict[str, Any]) -> str:
     inputs={"model": ("quantize", "pad", "finetune", "model")},
     outputs=(PREDICTIONS,),
     envs=("serve",),
-    code=(
-        "harness.jsonl",
-        "harness.inference.engines",
-        "harness.inference.awq_dense",
-        "harness.inference.runner",
-        "harness.inference.prompts",
-        "harness.inference.constraints",
-        "harness.inference.decoding",
-        "harness.inference.replicas",
-        "harness.inference.validate",
-        "harness.model_files",
-        "harness.inference.errors",
-        "harness.openai_client",
-        "harness.quant.vllm_cpu_wna16",  # vLLM's CPU plugin: the AWQ kernel in every process
-        "harness.shopbench.data",
-        "harness.shopbench.router",
-        "harness.shopbench.prompt_info",
-        "harness.shopbench.types",
-        "harness.shopbench.errors",
-        "kernels.tp_math",
-        "kernels.awq_dequant",
-        "kernels.errors",
-    ),
+    code=(*SERVING_CODE, "harness.shopbench.data"),
 )
 def run(ctx: StageContext) -> StageResult:
     """Generate raw predictions for the evaluation data."""
-    from harness.inference.decoding import eos_token_ids, resolve_token_edits
+    from harness.inference.decoding import eos_token_ids, load_tokenizer, resolve_token_edits
     from harness.inference.engines.base import EngineSpec, resolve_engine
     from harness.inference.prompts import load_prompt_set, variant_path
     from harness.inference.replicas import serve_requests
@@ -119,7 +84,7 @@ def run(ctx: StageContext) -> StageResult:
     prompt_set = load_prompt_set(prompts.variant, ctx.root)
     if infer.engine != "openai":
         check_servable(mdir, infer)  # before any engine or Ray start
-    tokenizer = _tokenizer(mdir, trust, required=infer.engine != "openai")
+    tokenizer = load_tokenizer(mdir, trust, required=infer.engine != "openai")
     # Token texts resolve before any engine starts: a text the vocabulary lacks fails here.
     edits = resolve_token_edits(
         decoding, tokenizer, eos_token_ids(tokenizer, mdir) if tokenizer is not None else ()

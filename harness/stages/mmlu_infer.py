@@ -16,14 +16,13 @@ and latency, as ``infer`` reports them.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from harness.artifacts import MMLU_PREDICTIONS, MODEL
 from harness.atomic import write_jsonl
 from harness.errors import HarnessError
 from harness.spec.schema import ClusterConfig, InferConfig, ShoppingMMLUConfig
-from harness.stages.base import StageContext, StageResult, stage
+from harness.stages.base import SERVING_CODE, StageContext, StageResult, stage
 
 ANSWER_FIELDS = (
     "data",
@@ -45,15 +44,6 @@ FOLDER_TASK_TYPE = {
 }
 
 
-def _tokenizer(model_dir: Path, trust_remote_code: bool) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise HarnessError(f"{model_dir}: cannot load the tokenizer: {e}") from None
-
-
 @stage(
     name="mmlu_infer",
     section="shopping_mmlu",
@@ -67,30 +57,11 @@ def _tokenizer(model_dir: Path, trust_remote_code: bool) -> Any:
     inputs={"model": ("quantize", "pad", "finetune", "model")},
     outputs=(MMLU_PREDICTIONS,),
     envs=("serve",),
-    code=(
-        "harness.jsonl",
-        "harness.inference.engines",
-        "harness.inference.runner",
-        "harness.inference.constraints",
-        "harness.inference.decoding",
-        "harness.inference.replicas",
-        "harness.inference.validate",
-        "harness.model_files",
-        "harness.inference.errors",
-        "harness.openai_client",
-        "harness.quant.vllm_cpu_wna16",  # vLLM's CPU plugin: the AWQ kernel in every process
-        "harness.inference.prompts",  # the runner's imports
-        "harness.shopbench.prompt_info",
-        "harness.shopbench.router",
-        "harness.shopbench.mmlu.data",
-        "harness.shopbench.errors",
-        "harness.shopbench.types",
-        "kernels.tp_math",
-        "kernels.errors",
-    ),
+    code=(*SERVING_CODE, "harness.shopbench.mmlu.data"),
 )
 def run(ctx: StageContext) -> StageResult:
     """Answer every question of the evaluated Shopping MMLU files."""
+    from harness.inference.decoding import load_tokenizer
     from harness.inference.engines.base import EngineSpec, GenRequest
     from harness.inference.replicas import serve_requests
     from harness.inference.runner import budget
@@ -111,7 +82,7 @@ def run(ctx: StageContext) -> StageResult:
     files = list(release)
     if infer.engine != "openai":
         check_servable(mdir, infer)
-    tokenizer = _tokenizer(mdir, trust) if infer.engine != "openai" else None
+    tokenizer = load_tokenizer(mdir, trust) if infer.engine != "openai" else None
 
     requests: list[GenRequest] = []
     where: list[tuple[Any, Any, str]] = []
