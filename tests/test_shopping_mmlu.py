@@ -885,3 +885,18 @@ def test_score_command_on_a_skill_file_and_a_whole_release(
     )
     assert math.isnan(doc["tasks"]["query_product_ranking"]["score"])
     assert any("query_product_ranking" in w for w in doc["warnings"])
+
+    # The whole release under the skill profile: its tasks sit inside the skill files.
+    sdir = tmp_path / "skill_preds"
+    sdir.mkdir()
+    _write_preds(sdir / "skill3_behavior.jsonl", texts)
+    out, rows = tmp_path / "skills.json", tmp_path / "skill_rows.jsonl"
+    assert main(["score", "--data", str(release[0]), "--predictions", str(sdir),
+                 "--parser", "shopping-mmlu-skill", "--out", str(out),
+                 "--rows", str(rows)]) == 0  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert set(doc["tasks"]) == set(want["tasks"])
+    for name, t in want["tasks"].items():
+        got = doc["tasks"][name]["score"]
+        assert (math.isnan(got) and math.isnan(t["score"])) or got == t["score"], name
+    assert len(rows.read_text().splitlines()) == len(skill)

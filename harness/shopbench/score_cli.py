@@ -196,6 +196,7 @@ def _shopping_mmlu(args: argparse.Namespace, models: dict[str, str], console: Co
         score_benchmark,
         score_skill,
         score_task,
+        task_results,
     )
 
     data = Path(args.data)
@@ -226,19 +227,18 @@ def _shopping_mmlu(args: argparse.Namespace, models: dict[str, str], console: Co
                 "tasks": {one["task"]: one},
                 "warnings": one["warnings"],
             }
+    # OUT["tasks"] holds every task's result under either profile (the skill profile's
+    # whole-release result has them inside its skills).
+    tasks = result["tasks"] = task_results(result)
     if args.rows is not None:
-        rows = [
-            {"task": name, **row}
-            for name, t in result["tasks"].items()
-            for row in t.get("rows", [])
-        ]
+        rows = [{"task": name, **row} for name, t in tasks.items() for row in t.get("rows", [])]
         write_jsonl(args.rows, rows, allow_nan=True)
     if args.out is not None:
         write_json(args.out, result, sort_keys=False, allow_nan=True)
     table = Table(title=f"Shopping MMLU scores ({args.parser})")
     for col in ("task", "metric", "n", "score"):
         table.add_column(col, justify="left" if col in ("task", "metric") else "right")
-    for name, t in result["tasks"].items():
+    for name, t in tasks.items():
         table.add_row(name, str(t.get("metric", "")), str(t.get("n", "")), f"{t['score']:.4f}")
     console.print(table)
     if "leaderboard" in result:

@@ -18,6 +18,7 @@ Public API::
                     letter_choices=False, task_skills=None) -> dict
     leaderboard({skill: score}) -> (columns, warnings)
     leaderboard_row(result) -> dict[str, float]
+    task_results(result) -> {task: result}  (either profile)
     leaderboard_table({model: result}, *, scale=100.0, digits=2) -> str
     sentence_embedder(model, sentence_models=None, *, per_text=True) -> embed function
 
@@ -68,6 +69,7 @@ _EXPORTS = {
     "select_files": "data",
     "sentence_embedder": "scoring",
     "skill_column": "scoring",
+    "task_results": "scoring",
 }
 
 __all__ = [
@@ -98,6 +100,7 @@ __all__ = [
     "select_files",
     "sentence_embedder",
     "skill_column",
+    "task_results",
 ]
 
 

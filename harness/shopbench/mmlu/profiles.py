@@ -27,10 +27,12 @@ from harness.shopbench.mmlu.scoring import (
     EmbedArg,
     leaderboard,
     score_benchmark,
+    task_results,
 )
+from harness.shopbench.parsers import MODES
 from harness.shopbench.types import METRIC_TASK_TYPE, Record
 
-SHOPBENCH_PROFILES = ("official", "robust")
+SHOPBENCH_PROFILES = MODES
 ALL_PROFILES = (*PROFILES, *SHOPBENCH_PROFILES)
 
 
@@ -162,12 +164,7 @@ def score_profiles(
             letter_choices=letter_choices,
             files=files,
         )
-        if files == "skills":
-            tasks = {
-                t: d["score"] for s in result["skills"].values() for t, d in s["tasks"].items()
-            }
-        else:
-            tasks = {t: d["score"] for t, d in result["tasks"].items()}
+        tasks = {t: d["score"] for t, d in task_results(result).items()}
         out[profile] = {
             "leaderboard": result["leaderboard"],
             "skills": {k: v["score"] for k, v in result["skills"].items()},

@@ -749,6 +749,14 @@ def score_benchmark(
     }
 
 
+def task_results(result: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every task's result of a :func:`score_benchmark` result, whichever profile made it: the
+    task files' (task profile) or the tasks inside each skill file (skill profile)."""
+    if result["tasks"]:
+        return dict(result["tasks"])
+    return {t: d for s in result["skills"].values() for t, d in s.get("tasks", {}).items()}
+
+
 def leaderboard_row(result: Mapping[str, Any]) -> dict[str, float]:
     """The leaderboard columns (four skills and ``Overall``) of a :func:`score_benchmark`
     result."""
