@@ -64,6 +64,9 @@ def test_answers_follow_the_official_skill_wise_script(mmlu_run: dict) -> None:
         cap = 1 if r["task_type"] == "multiple-choice" else 100
         assert 1 <= r["output_tokens"] <= cap, r
         assert r["finish_reason"] in ("stop", "length")
+    manifest = json.loads((_stage_dir(runs, first, "mmlu_infer") / "manifest.json").read_text())
+    summary = manifest["result"]["summary"]
+    assert (summary["engine"], summary["engine_requested"]) == ("vllm", "vllm")
 
 
 def test_four_profiles_and_the_untuned_baseline_in_the_report(mmlu_run: dict) -> None:

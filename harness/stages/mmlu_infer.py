@@ -62,7 +62,7 @@ FOLDER_TASK_TYPE = {
 def run(ctx: StageContext) -> StageResult:
     """Answer every question of the evaluated Shopping MMLU files."""
     from harness.inference.decoding import load_tokenizer
-    from harness.inference.engines.base import EngineSpec, GenRequest
+    from harness.inference.engines.base import EngineSpec, GenRequest, resolve_engine
     from harness.inference.replicas import serve_requests
     from harness.inference.runner import budget
     from harness.inference.validate import check_servable
@@ -74,7 +74,8 @@ def run(ctx: StageContext) -> StageResult:
     cfg = ShoppingMMLUConfig.model_validate(
         {k: ctx.value(f"shopping_mmlu.{k}") for k in ANSWER_FIELDS}
     )
-    infer = ctx.section("infer", InferConfig)
+    requested = ctx.section("infer", InferConfig)
+    infer = requested.model_copy(update={"engine": resolve_engine(requested)})
     cluster = ctx.section("cluster", ClusterConfig)
     trust = bool(ctx.value("model.trust_remote_code"))
     mdir = MODEL.dir(ctx.inputs["model"])
@@ -153,6 +154,7 @@ def run(ctx: StageContext) -> StageResult:
         tables={"mmlu_predictions": "mmlu_predictions.jsonl"},
         summary={
             "engine": infer.engine,
+            "engine_requested": requested.engine,
             "model_dir": str(mdir),
             "mode": cfg.mode,
             "files": {f.name: len(f.rows) for f in files},
