@@ -246,9 +246,6 @@ def cmd_stages(args: argparse.Namespace) -> int:
     return 0
 
 
-ENV_ROLES = ["serve", "train", "quant"]
-
-
 def _env_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "roles",
@@ -290,6 +287,7 @@ def env_check(
         checked role appears, with an empty list when all its pins hold.
     """
     from harness import envs
+    from harness.stages.base import ENVS
 
     if spec:
         from harness.plan import build_plan
@@ -298,10 +296,10 @@ def env_check(
         plan = build_plan(load_spec(spec, overrides or []), strict=False)
         platform = plan.platform
         used = {r for st in plan.stages for r in st.definition.envs}
-        wanted = [r for r in ("core", "serve", "train", "quant") if r in used]
+        wanted = [r for r in ENVS if r in used]
     else:
         platform = envs.detect_platform(platform_setting)
-        wanted = roles or ["core", "serve", "train", "quant"]
+        wanted = roles or list(ENVS)
     installed = envs.installed_versions()
     report: dict[str, dict[str, list[str]]] = {}
     for role in wanted:
@@ -314,8 +312,10 @@ def env_check(
 @command("env", "create stage environments, or check them (--check)", _env_arguments)
 def cmd_env(args: argparse.Namespace) -> int:
     from harness import envs
+    from harness.stages.base import ENVS
 
-    known = ["core", "serve", "train", "quant"] if args.check is not None else ENV_ROLES
+    # Every role can be checked; "core" (this interpreter) is never created.
+    known = list(ENVS) if args.check is not None else [r for r in ENVS if r != "core"]
     if args.check in known:  # `env --check serve train`: roles, not a spec
         args.roles, args.check = [args.check, *args.roles], ""
     bad_roles = [r for r in args.roles if r not in known]

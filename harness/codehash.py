@@ -128,10 +128,7 @@ def imported_modules(path: Path) -> set[str]:
 
 def _package_of(path: Path) -> str:
     rel = path.resolve().relative_to(REPO).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        return ".".join(parts[:-1])
-    return ".".join(parts[:-1])
+    return ".".join(rel.parts[:-1])  # a module's package, or a package's own name
 
 
 def source_file(name: str) -> Path | None:

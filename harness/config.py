@@ -86,9 +86,9 @@ def get(name: str) -> str | None:
     """A declared variable's value (or its older name's), None when unset or empty."""
     if name not in {v.name for v in VARIABLES}:
         raise KeyError(f"{name} is not a declared harness variable")
-    for var, canonical in ((name, name), *((a, c) for a, c in ALIASES.items() if c == name)):
+    for var in (name, *(a for a, c in ALIASES.items() if c == name)):
         value = os.environ.get(var, "").strip()
-        if value and canonical == name:
+        if value:
             return value
     return None
 

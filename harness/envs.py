@@ -100,16 +100,6 @@ def installed_versions() -> dict[str, str]:
     return out
 
 
-def unmet_pins(pins: dict[str, str]) -> list[str]:
-    """Pins the current interpreter does not satisfy, as ``name==want (have X)``."""
-    have = installed_versions()
-    return [
-        f"{n}=={v} (have {have.get(n, 'none')})"
-        for n, v in sorted(pins.items())
-        if n not in have or not _version_matches(have[n], v)
-    ]
-
-
 @dataclass(frozen=True)
 class PinStatus:
     """One pin against the current interpreter.
@@ -245,8 +235,7 @@ def python_for(role: str, platform: str, mode: str = "pinned") -> str:
 
 def ensure_env(req: Path) -> str:
     """The python of an environment satisfying ``req``: this one, or a created venv."""
-    pins = read_pins(req)
-    if not unmet_pins(pins):
+    if all(p.ok for p in check_pins(req)):
         return sys.executable
     digest = hashlib.sha256(req.read_bytes()).hexdigest()[:12]
     target = env_root() / f"{req.stem}-{digest}"

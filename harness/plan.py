@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -351,18 +351,7 @@ def _add_baselines(
             new = f"{bname}/{name}"
             rename[name] = by_key[st.key] = new
             inputs = {role: rename[s] for role, s in st.inputs.items()}
-            out[new] = PlannedStage(
-                new,
-                st.definition,
-                st.slice,
-                st.files,
-                inputs,
-                st.upstream_keys,
-                st.key,
-                st.missing,
-                st.code,
-                st.envs,
-            )
+            out[new] = replace(st, name=new, inputs=inputs)
         for role, s in scored.items():
             extra_inputs[f"{role}:{bname}"] = rename[s]
     inputs = {**report.inputs, **extra_inputs}
@@ -371,18 +360,7 @@ def _add_baselines(
     key = stage_key(
         "report", d.version, report.slice, report.files, upstream_keys, report.code, report.envs
     )
-    out["report"] = PlannedStage(
-        "report",
-        d,
-        report.slice,
-        report.files,
-        inputs,
-        upstream_keys,
-        key,
-        report.missing,
-        report.code,
-        report.envs,
-    )
+    out["report"] = replace(report, inputs=inputs, upstream_keys=upstream_keys, key=key)
     return out
 
 

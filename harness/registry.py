@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
@@ -66,15 +66,6 @@ class Registry(Generic[T]):
             self._objects.pop(name, None)
         else:
             self._objects[name] = target
-
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator form of :meth:`add`."""
-
-        def deco(obj: T) -> T:
-            self.add(name, obj)
-            return obj
-
-        return deco
 
     def _load_plugins(self) -> None:
         if self._plugins_loaded:

@@ -37,6 +37,7 @@ from harness.data.ecinstruct import (
     record_to_dev,
 )
 from harness.data.errors import ContaminationError, MixError
+from harness.jsonl import numbered_json_lines
 from harness.spec.schema import MixConfig, MixSource
 
 _SUFFIX = re.compile(r"\s*(?:Answer|Output)\s*:\s*$", re.I)
@@ -116,7 +117,6 @@ def load_source(
     Raises:
         MixError: Missing path or upstream, unreadable data.
     """
-    import json
 
     from harness.datasets import resolve_path
     from harness.shopbench.data import load_ec_guide, load_shopbench
@@ -127,9 +127,8 @@ def load_source(
                 f"mix source `{src.name}` is `kind: synthetic` but the plan has no synthesize "
                 "stage (add `synthesize` to `stages`)"
             )
-        rows = [
-            json.loads(x) for x in synthetic.read_text(encoding="utf-8").splitlines() if x.strip()
-        ]
+        lines = synthetic.read_text(encoding="utf-8").splitlines()
+        rows = [row for _, row in numbered_json_lines(lines, synthetic, MixError)]
         return _dev_items(rows, src.name, catalogue)
     if not src.path:
         raise MixError(f"mix source `{src.name}` (kind {src.kind}) needs `path`")

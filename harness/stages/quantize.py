@@ -26,7 +26,6 @@ quantised linears dequantised at load, so the log-prob gap is the quantisation's
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -117,13 +116,12 @@ def run(ctx: StageContext) -> StageResult:
 
 def _precheck(ctx: StageContext) -> _Job:
     """The request against the source model, before any work."""
+    from harness.model_files import read_config
     from harness.quant import QuantizeError
 
     cfg = ctx.section("quantize", QuantizeConfig)
     src = MODEL.dir(ctx.inputs["model"])
-    cfg_file = src / "config.json"
-    if not cfg_file.is_file():
-        raise QuantizeError(f"{src}: not a Hugging Face model dir (no config.json)")
+    config = read_config(src, error=QuantizeError)
     if cfg.backend != "autoawq":
         raise QuantizeError(
             f"`quantize.backend: {cfg.backend}` is not available: only `autoawq` is implemented"
@@ -132,7 +130,7 @@ def _precheck(ctx: StageContext) -> _Job:
         ctx=ctx,
         cfg=cfg,
         src=src,
-        config=json.loads(cfg_file.read_text(encoding="utf-8")),
+        config=config,
         tp=int(ctx.value("infer.tensor_parallel_size")),
         trust=bool(ctx.value("model.trust_remote_code")),
         system=ctx.value("prompts.system"),

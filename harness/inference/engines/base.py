@@ -112,21 +112,6 @@ class Engine(Protocol):
         ...
 
 
-class Scorer(Protocol):
-    """An engine that can also score given token sequences (``vllm``, ``transformers``)."""
-
-    def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
-        """Teacher-forced log-prob of every token after the first of each sequence.
-
-        Args:
-            sequences: Token id sequences (prompt and continuation alike).
-
-        Returns:
-            Per sequence, ``len(sequence) - 1`` log-probs.
-        """
-        ...
-
-
 def strip_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the earliest stop string, as vLLM does (the stop string is dropped).
 
