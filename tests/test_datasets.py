@@ -212,6 +212,19 @@ def test_fetch_verifies_publishes_and_resolves(server: RangeServer, tmp_path: Pa
     assert len(server.log) == requests  # already cached: no network
 
 
+def test_a_killed_fetch_leaves_no_manifest_temporary(server: RangeServer, tmp_path: Path) -> None:
+    """A manifest temporary left by a fetch killed while writing it is removed by the next."""
+    data = payload(1000)
+    server.files["blob.bin"] = data
+    reg = {"toy": toy(server.url("blob.bin"), data)}
+    cache = tmp_path / "cache"
+    (cache / "toy").mkdir(parents=True)
+    leftover = cache / "toy" / "..dataset.json.k1ll3d.tmp"  # harness.atomic's naming
+    leftover.write_text('{"na')
+    fetch("toy", cache, registry=reg, timeout=TIMEOUT)
+    assert files_under(cache) == ["toy/.dataset.json", "toy/blob.bin"]
+
+
 _KILLABLE = """
 import sys
 from harness.datasets import Dataset, fetch

@@ -9,13 +9,14 @@ checksums; a registry entry that pins other checksums makes the cached copy *sta
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
+from harness import config
+from harness.atomic import read_json
 from harness.datasets.errors import DatasetError, DatasetNotCachedError
 from harness.datasets.registry import REGISTRY, DataFile, Dataset, get_dataset
 
@@ -27,7 +28,7 @@ Status = Literal["cached", "stale", "partial", "missing"]
 
 def data_dir() -> Path:
     """The cache directory: ``$HARNESS_DATA_DIR`` if set, else ``~/.cache/shopbench-harness/data``."""
-    env = os.environ.get(ENV_VAR, "").strip()
+    env = config.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "shopbench-harness" / "data"
@@ -40,7 +41,7 @@ def _root(cache_dir: str | Path | None) -> Path:
 def read_manifest(dataset_dir: Path) -> dict[str, Any] | None:
     """The manifest of a cached dataset; None when absent or unreadable (an incomplete fetch)."""
     try:
-        data = json.loads((dataset_dir / MANIFEST).read_text(encoding="utf-8"))
+        data = read_json(dataset_dir / MANIFEST)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("files"), list) else None

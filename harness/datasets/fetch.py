@@ -192,7 +192,7 @@ def _lock(root: Path, name: str) -> Iterator[None]:
 
 def _clean_temporaries(ddir: Path, files: Sequence[DataFile]) -> None:
     # Under the lock, any temporaries are leftovers of a killed fetch.
-    for tmp in ddir.glob(f".{MANIFEST}.tmp-*"):
+    for tmp in ddir.glob(f".{MANIFEST}.*.tmp"):  # harness.atomic's temporary names
         tmp.unlink(missing_ok=True)
     for f in files:
         if f.extract is not None:
