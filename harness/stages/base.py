@@ -38,14 +38,15 @@ planning imports every stage module.
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness import config
 from harness.artifacts import Artifact
 from harness.contract import StageContext, StageFn, StageResult
 from harness.errors import HarnessError
@@ -127,7 +128,8 @@ class StageDef:
 
 
 _DEFS: dict[str, StageDef] = {}
-_LOADED: list[bool] = []
+_IMPORTED: set[str] = set()
+"""Stage modules (built-in and plugins) imported so far."""
 
 
 def stage(
@@ -177,38 +179,48 @@ def stage(
     return deco
 
 
+@cache
+def _builtin_modules() -> tuple[str, ...]:
+    package = Path(__file__).parent
+    return tuple(
+        f"harness.stages.{m.name}"
+        for m in sorted(pkgutil.iter_modules([str(package)]), key=lambda m: m.name)
+        if m.name not in NOT_STAGE_MODULES
+    )
+
+
+@cache
+def _entry_point_modules() -> tuple[str, ...]:
+    # Installed distributions do not change while the process runs: scanned once.
+    return tuple(ep.value.partition(":")[0] for ep in metadata.entry_points(group=PLUGIN_GROUP))
+
+
 def _plugin_modules() -> list[str]:
-    mods = [ep.value.partition(":")[0] for ep in metadata.entry_points(group=PLUGIN_GROUP)]
-    mods += [m.strip() for m in os.environ.get(PLUGIN_ENV, "").split(",") if m.strip()]
-    return list(dict.fromkeys(mods))
+    named = (config.get(PLUGIN_ENV) or "").split(",")
+    return list(dict.fromkeys([*_entry_point_modules(), *(m.strip() for m in named if m.strip())]))
 
 
 def _discover() -> None:
-    """Import every built-in stage module, then the plugins."""
-    package = Path(__file__).parent
-    builtin = sorted(
-        m.name for m in pkgutil.iter_modules([str(package)]) if m.name not in NOT_STAGE_MODULES
-    )
-    for name in builtin:
-        importlib.import_module(f"harness.stages.{name}")
+    """Import every built-in stage module, then the plugins, each once."""
+    for mod in _builtin_modules():
+        if mod not in _IMPORTED:
+            importlib.import_module(mod)
+            _IMPORTED.add(mod)
     for mod in _plugin_modules():
+        if mod in _IMPORTED:
+            continue
         try:
             importlib.import_module(mod)
         except ImportError as e:
             raise HarnessError(f"stage plugin module `{mod}` cannot be imported: {e}") from None
+        _IMPORTED.add(mod)
 
 
 def stage_defs() -> dict[str, StageDef]:
     """Every declared stage by name, in execution order."""
-    if not _LOADED or set(_plugin_modules()) - set(_LOADED_PLUGINS):
-        _discover()
-        _LOADED[:] = [True]
-        _LOADED_PLUGINS[:] = _plugin_modules()
+    _discover()
     order = _topological(_DEFS)
     return {n: _DEFS[n] for n in order}
-
-
-_LOADED_PLUGINS: list[str] = []
 
 
 def _topological(defs: dict[str, StageDef]) -> list[str]:
