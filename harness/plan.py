@@ -22,6 +22,7 @@ from harness import config, envs
 from harness.artifacts import MANIFEST
 from harness.atomic import write_json
 from harness.codehash import code_digests
+from harness.contract import BASELINE_INPUTS
 from harness.datasets import is_ref, resolve_path
 from harness.errors import HarnessError
 from harness.spec.load import LoadedSpec
@@ -31,9 +32,6 @@ CONTRACT = 2
 """Version of the key material. 1: name, version, slice, files, upstream (no code, no
 environments); 2: adds code digests, environment pins and the platform."""
 KEY_CHARS = 20
-BASELINE_INPUTS = {"baseline": "score", "baseline_mmlu": "mmlu_score", "baseline_infer": "infer"}
-"""The report's input role prefix for each stage of a ``report.baselines`` variant it reads
-(at least one scoring stage must be there)."""
 
 
 def canonical_json(obj: Any) -> str:

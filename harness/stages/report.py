@@ -17,12 +17,12 @@ from typing import Any
 
 from harness import artifacts
 from harness.artifacts import MMLU_SCORES, REPORT, SCORES
-from harness.atomic import write_json
+from harness.atomic import read_json, write_json
+from harness.contract import BASELINE_INPUTS
 from harness.stages.base import StageContext, StageResult, stage
 
-BASELINE = "baseline:"
-MMLU_BASELINE = "baseline_mmlu:"
-INFER_BASELINE = "baseline_infer:"
+_PREFIX = {stage: f"{role}:" for role, stage in BASELINE_INPUTS.items()}
+BASELINE, MMLU_BASELINE, INFER_BASELINE = _PREFIX["score"], _PREFIX["mmlu_score"], _PREFIX["infer"]
 _manifest_result = artifacts.result
 
 
@@ -45,7 +45,7 @@ def _scores_section(score_dir: Path) -> tuple[list[str], dict[str, Any]]:
     for mode in ("official", "robust"):
         p = SCORES.file(score_dir, mode)
         if p.is_file():
-            modes[mode] = json.loads(p.read_text(encoding="utf-8"))
+            modes[mode] = read_json(p)
     if not modes:
         return [], {}
     lines = ["## Scores", ""]
@@ -114,7 +114,7 @@ def _baseline_section(
     scores = {}
     for name, d in runs.items():
         p = SCORES.file(d)
-        scores[name] = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+        scores[name] = read_json(p) if p.is_file() else None
     rates = {name: _parse_rates(d) for name, d in runs.items()}
     types = {n: _type_scores(s) if s else {} for n, s in scores.items()}
     infer = {n: _infer_facts(infer_dirs.get(n)) for n in runs}
@@ -148,16 +148,18 @@ def _baseline_section(
 def _mmlu_section(mmlu_dir: Path, baselines: dict[str, Path], facts: dict[str, Any]) -> list[str]:
     """The leaderboard table of this run (and its baselines) under the primary profile, then
     this run's answers under every profile side by side."""
-    summary = json.loads(MMLU_SCORES.file(mmlu_dir).read_text(encoding="utf-8"))
+    summary = read_json(MMLU_SCORES.file(mmlu_dir))
     primary = summary["primary"]
     columns = list(summary["profiles"][primary]["leaderboard"])  # the four skills, Overall
     lines = ["## Shopping MMLU", "", f"Leaderboard columns, profile `{primary}` (x100):", ""]
     lines += ["| run | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
-    runs = {"this run": mmlu_dir, **baselines}
+    runs = {
+        "this run": summary,
+        **{n: read_json(MMLU_SCORES.file(d)) for n, d in baselines.items()},
+    }
     boards: dict[str, Any] = {}
-    for name, d in runs.items():
-        board = json.loads(MMLU_SCORES.file(d).read_text(encoding="utf-8"))["profiles"]
-        boards[name] = board[primary]["leaderboard"]
+    for name, scores in runs.items():
+        boards[name] = scores["profiles"][primary]["leaderboard"]
         cells = [_pct(boards[name][c]) for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     profiles = summary["profiles"]
