@@ -61,7 +61,7 @@ from kernels.pad_reading import (
     read_config,
     read_header,
 )
-from kernels.pad_writer import _HOLE_MIN, DEFAULT_CHUNK_BYTES, _Writer
+from kernels.pad_writer import DEFAULT_CHUNK_BYTES, _Writer
 from kernels.pad_writing import _copy_file, _verify_output, _write_json, _write_shards
 from kernels.tp_math import check_tp, pad_target
 
@@ -202,11 +202,9 @@ def pad_checkpoint(
     tmp = dst.parent / f".{dst.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()
     files: dict[str, str] = {}
-    # The hole threshold is read from this module at call time, so that setting
-    # `kernels.pad_checkpoint._HOLE_MIN` (as the tests do) reaches every writer.
     try:
-        files.update(_write_shards(plan, tmp, layout, chunk_bytes, durable, workers, _HOLE_MIN))
-        with _Writer(chunk_bytes, hole_min=_HOLE_MIN) as out:
+        files.update(_write_shards(plan, tmp, layout, chunk_bytes, durable, workers))
+        with _Writer(chunk_bytes) as out:
             if plan.index is not None:
                 index = dict(plan.index)
                 index["metadata"] = {

@@ -33,17 +33,14 @@ class _Writer:
     buffers padded in 2.1-2.3 s, 64 KiB (per-call overhead) in 3.4-4.2 s and 8 MiB
     (every pass from L3 or memory) in 3-7 s. That also beat the kernel copy
     (``copy_file_range``) plus a separate hashing pass over the source pages, 3.4 s,
-    which reads every byte from memory twice. Zero runs of at least ``hole_min`` bytes
-    (default ``_HOLE_MIN``) are not written: the file offset skips them, leaving a hole that
+    which reads every byte from memory twice. Zero runs of at least ``_HOLE_MIN`` bytes
+    are not written: the file offset skips them, leaving a hole that
     reads as zeros (they are still hashed).
     """
 
-    def __init__(
-        self, chunk: int, cancel: threading.Event | None = None, hole_min: int = _HOLE_MIN
-    ) -> None:
+    def __init__(self, chunk: int, cancel: threading.Event | None = None) -> None:
         self.chunk = chunk
         self._cancel = cancel
-        self._hole_min = hole_min
         self.read_buf = bytearray(chunk)
         self._buf = memoryview(bytearray(chunk))
         self._zeros = memoryview(bytes(min(chunk, _ZEROS_MAX)))
@@ -106,7 +103,7 @@ class _Writer:
     def put_zeros(self, n: int) -> None:
         """Append ``n`` zero bytes. Large runs are not written at all: the file offset
         skips them, leaving a hole that reads as zeros (sized at :meth:`close`)."""
-        if n >= self._hole_min:
+        if n >= _HOLE_MIN:
             self.flush()
             os.lseek(self._fd, n, os.SEEK_CUR)
             while n > 0:

@@ -21,7 +21,7 @@ from kernels.pad_placement import _Layout
 from kernels.pad_plan import CheckpointPlan, _ShardPlan
 from kernels.pad_reading import read_header
 from kernels.pad_relayout import _emit_cols, _emit_rows
-from kernels.pad_writer import _HOLE_MIN, _Writer
+from kernels.pad_writer import _Writer
 
 
 def _header_bytes(shard: _ShardPlan) -> bytes:
@@ -85,14 +85,13 @@ def _write_shards(
     chunk: int,
     durable: bool,
     workers: int,
-    hole_min: int = _HOLE_MIN,
 ) -> dict[str, str]:
     """Write every shard, ``workers`` at a time (shards are independent; each worker has its
     own buffer and hash). The first failure stops the others."""
     cancel = threading.Event()
 
     def job(shard: _ShardPlan) -> str:
-        with _Writer(chunk, cancel, hole_min) as out:
+        with _Writer(chunk, cancel) as out:
             return _write_shard(shard, tmp / shard.name, layout, out, durable)
 
     out: dict[str, str] = {}

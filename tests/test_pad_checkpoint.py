@@ -135,14 +135,14 @@ def test_holes_and_written_zeros_give_the_same_bytes(
 ) -> None:
     """Zero runs become holes above a size threshold and are written below it; every run a
     hole, or none, gives identical files (and hashes)."""
-    import kernels.pad_checkpoint as pc
+    import kernels.pad_writer as pw
 
     src = tmp_path / "src"
     model = build_qwen2(src, hidden=256, inter=320, vocab=512, max_shard_size="600KB")
     for placement in ("interleave", "append"):
         ref = pad_checkpoint(src, tmp_path / f"ref-{placement}", 384, placement=placement)
         with monkeypatch.context() as m:
-            m.setattr(pc, "_HOLE_MIN", threshold)
+            m.setattr(pw, "_HOLE_MIN", threshold)
             got = pad_checkpoint(src, tmp_path / f"got-{placement}", 384, placement=placement)
         assert got["files"] == ref["files"]
     ids = token_ids(512, 9)
@@ -153,7 +153,7 @@ def test_holes_and_written_zeros_give_the_same_bytes(
 
 def test_shard_ending_in_padded_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A shard whose last bytes are zero rows (left as a hole) still has its full size."""
-    import kernels.pad_checkpoint as pc
+    import kernels.pad_writer as pw
 
     src = tmp_path / "src"
     src.mkdir()
@@ -178,7 +178,7 @@ def test_shard_ending_in_padded_rows(tmp_path: Path, monkeypatch: pytest.MonkeyP
         src / "model.safetensors",
     )
     assert read_header(src / "model.safetensors").tensors[-1].name.endswith("up_proj.weight")
-    monkeypatch.setattr(pc, "_HOLE_MIN", 1)
+    monkeypatch.setattr(pw, "_HOLE_MIN", 1)
     res = pad_checkpoint(src, tmp_path / "dst", 8, placement="append")
     out = load_file(tmp_path / "dst" / "model.safetensors")
     assert out["model.layers.0.mlp.up_proj.weight"].shape == (8, 1024)
