@@ -110,14 +110,23 @@ def tiny_cpu_pipeline(tiny_cpu_runs: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def vllm_openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny inference model (``infer-qwen2`` of the catalogue), built once per session."""
+    from tests.support import tiny_models
+
+    return tiny_models.tiny_model("infer-qwen2", tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def vllm_openai_server(
+    tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
     """One vLLM OpenAI-compatible server per session, serving the tiny inference model as
     ``tiny``: ``(base_url, server_log)``."""
     pytest.importorskip("vllm")
-    from tests.support.tiny_models import tiny_model
     from tests.support.vllm_server import serve
 
-    model = tiny_model("infer-qwen2", tmp_path_factory.getbasetemp())
+    model = tiny_model
     log = tmp_path_factory.mktemp("vllm-server") / "server.log"
     try:
         with serve(model, log) as url:

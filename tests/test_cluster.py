@@ -40,6 +40,7 @@ from harness.stages import base
 from harness.sweep import load_sweep
 from harness.sweeps.executors import SweepRun, run_sweep
 from harness.sweeps.trial import read_ledger
+from tests.support.vllm_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -57,12 +58,6 @@ SECRETS = {
     "VLLM_API_KEY": "vllm-cluster-test-secret-value",
     "HARNESS_PROBE_API_KEY": "harness-cluster-test-secret-value",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _session_pids(sid: int) -> list[int]:
@@ -153,7 +148,7 @@ class Cluster:
             "--node-ip-address=127.0.0.1",  # Ray registers the host's own address for it
             "--num-cpus=1",
             f"--object-store-memory={OBJECT_STORE_BYTES}",
-            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
             f"--temp-dir={self.root / name}",
             "--disable-usage-stats",
             "--block",
@@ -178,13 +173,13 @@ class Cluster:
 
     def start(self) -> None:
         """Start the head node and one worker node."""
-        port = _free_port()
+        port = free_port()
         self.address = f"127.0.0.1:{port}"
         self.head = self.start_node(
             "head",
             "--head",
             f"--port={port}",
-            f"--ray-client-server-port={_free_port()}",
+            f"--ray-client-server-port={free_port()}",
             "--include-dashboard=false",
         )
         self.ensure_worker()

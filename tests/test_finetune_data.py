@@ -22,9 +22,9 @@ from harness.training.data import (
     parse_record,
     tokenize_record,
 )
+from tests.support.infer import SYSTEM
 
 DATA = Path(__file__).resolve().parent / "data" / "finetune"
-SYSTEM = "You are a helpful online shopping assistant."
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ from harness.errors import HarnessError
 from harness.spec.schema import FinetuneConfig, TinyModelConfig
 from harness.stages.base import StageContext, StageResult, stage_defs
 from harness.training.data import FinetuneDataError
+from tests.support.infer import SYSTEM
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "finetune"
-SYSTEM = "You are a helpful online shopping assistant."
 # Small enough for a few seconds of CPU per run; lr high enough to move a tiny random model.
 BASE_CFG: dict[str, Any] = {
     "backend": "trl",

@@ -24,7 +24,6 @@ from harness.inference.agreement import NOISE_FP32, greedy_agreement, logprob_ga
 from harness.inference.constraints import constraint_for
 from harness.shopbench.data import load_shopbench
 from harness.shopbench.types import CONSTRAINED_TYPES
-from tests.support import tiny_models
 from tests.support.infer import SUFFIX, SYSTEM, run_compare
 from tests.support.paths import EVAL_TEST_FORMAT
 
@@ -50,12 +49,6 @@ SAMPLED = [
 ]
 CONSTRAINED = {"name": "constrained", "constrained": True}
 FORCED = {"name": "forced", "score": "vllm_tp1/free"}
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model (built once per session, shared through the base temp dir)."""
-    return tiny_models.tiny_model("infer-qwen2", tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")

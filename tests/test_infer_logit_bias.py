@@ -38,7 +38,6 @@ from harness.shopbench.prompt_info import mc_options
 from harness.shopbench.router import is_keyphrase_extraction
 from harness.shopbench.types import CONSTRAINED_TYPES
 from harness.spec.schema import DecodingConfig, DecodingParams, InferConfig, PromptsConfig, Spec
-from tests.support import tiny_models
 from tests.support.infer import SYSTEM, run_compare
 from tests.support.paths import EVAL_TEST_FORMAT, INFER_DATA, REPO
 
@@ -54,12 +53,6 @@ EDITS: dict[str, Any] = {
     "generation": {"max_tokens": 16, "logit_bias": {"a": -5}},
 }
 PROMPTS = {"system": SYSTEM, "variant": "plain"}
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model (built once per session, shared through the base temp dir)."""
-    return tiny_models.tiny_model("infer-qwen2", tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,8 @@ from harness.spec.schema import (
     InferConfig,
     PromptsConfig,
 )
-from tests.support import tiny_models
 from tests.support.infer import SUFFIX, SYSTEM
 from tests.support.paths import EVAL_TEST_FORMAT, REPO
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model (built once per session, shared through the base temp dir)."""
-    return tiny_models.tiny_model("infer-qwen2", tmp_path_factory.getbasetemp())
 
 
 def _req(i: int) -> GenRequest:

@@ -11,9 +11,9 @@ import pytest
 
 from harness.quant import QuantizeError
 from harness.quant.calibration import build_calibration, read_mix_sample, split_to_blocks
+from tests.support.infer import SYSTEM
 
 DATA = Path(__file__).resolve().parent / "data" / "quant"
-SYSTEM = "You are a helpful online shopping assistant."
 
 
 @pytest.fixture(scope="module")

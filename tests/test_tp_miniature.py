@@ -35,12 +35,12 @@ from harness.quant import QuantizeError
 from harness.quant.check import VllmJob, run_vllm_jobs
 from harness.spec.schema import TinyModelConfig
 from harness.stages.base import StageContext, StageResult
+from tests.support.infer import SYSTEM
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine]
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "quant"
-SYSTEM = "You are a helpful online shopping assistant."
 GROUP = 64
 CHECK_PROMPTS = 8
 

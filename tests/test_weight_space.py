@@ -14,11 +14,11 @@ from harness.errors import HarnessError, SpecError
 from harness.spec import load_spec
 from harness.spec.schema import FinetuneConfig, MergeConfig, ModelConfig, TinyModelConfig
 from harness.stages.base import StageContext, stage_defs
+from tests.support.infer import SYSTEM
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "experiments" / "tiny_cpu.yaml"
 DATA = REPO / "tests" / "data" / "finetune"
-SYSTEM = "You are a helpful online shopping assistant."
 LORA = ("q_proj", "v_proj", "down_proj")
 Q0 = "model.layers.0.self_attn.q_proj.weight"
 
