@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ def records(path: Path) -> list[Any]:
         if length == 0 and kind == 0:
             pos += left  # zero padding to the end of the block
             continue
+        if pos + REC.size + length > len(data):
+            break  # a record still being written
         chunk = data[pos + REC.size : pos + REC.size + length]
         pos += REC.size + length
         if kind == 1:
@@ -53,13 +56,28 @@ def records(path: Path) -> list[Any]:
     return out
 
 
+def finished_records(path: Path, timeout_s: float = 30.0) -> list[Any]:
+    """The records of a finished run's log, once its ``exit`` record is there.
+
+    ``run.finish()`` can return while the W&B service process is still writing the log (the
+    history row of the last step comes late); a run's log is complete with its exit record.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        recs = records(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in recs):
+            return recs
+        assert time.monotonic() < deadline, f"{path}: no exit record after {timeout_s} s"
+        time.sleep(0.05)
+
+
 def read_run(run_dir: Path) -> dict[str, Any]:
-    """Config, history rows and summary of an offline run dir (``offline-run-*``)."""
+    """Config, history rows and summary of a finished offline run dir (``offline-run-*``)."""
     log = next(run_dir.glob("run-*.wandb"))
     config: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
-    for rec in records(log):
+    for rec in finished_records(log):
         kind = rec.WhichOneof("record_type")
         if kind == "config":
             for item in rec.config.update:
