@@ -155,6 +155,8 @@ class Plan:
     project_root: Path
     platform: str = "cpu"
     env_mode: str = "pinned"
+    installed: dict[str, str] | None = None
+    """Current mode: the installed distributions the keys were computed from."""
 
     def stage_dir(self, st: PlannedStage) -> Path:
         """The finished dir of a stage (exists iff complete, with a manifest)."""
@@ -253,6 +255,7 @@ def build_plan(
         project_root,
         platform,
         where.mode,
+        where._installed,
     )
 
 

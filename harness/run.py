@@ -330,13 +330,18 @@ def _execute_stage(
         return StageOutcome(st.name, st.key, final, False, wall, result)
 
 
+def _installed(plan: Plan) -> dict[str, str]:
+    """The installed distributions: those the plan's keys saw (read once, by the planner)."""
+    return plan.installed if plan.installed is not None else envs.installed_versions()
+
+
 def _installed_pins(plan: Plan, st: PlannedStage) -> dict[str, Any]:
     """Current-interpreter mode: per role of the stage, its pin file and the versions
     installed of its pinned packages (None: not installed), for the stage's manifest (every
     role ran with this interpreter). Pinned mode: nothing (the pins hold by construction)."""
     if plan.env_mode != "current":
         return {}
-    installed = envs.installed_versions()
+    installed = _installed(plan)
     return {
         "installed_pins": {
             role: {
@@ -350,7 +355,7 @@ def _installed_pins(plan: Plan, st: PlannedStage) -> dict[str, Any]:
 
 def _note_unmet(plan: Plan, console: Console) -> None:
     """Say, per pin file the plan uses, how many pins the current interpreter leaves unmet."""
-    installed = envs.installed_versions()
+    installed = _installed(plan)
     files = sorted(
         {envs.env_file(role, plan.platform) for st in plan.stages for role in st.definition.envs}
     )
