@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import jsonlines
 
-from kernels.fsutil import fsync_dir
+from shopbench_kernels.fsutil import fsync_dir
 
 
 @contextmanager

@@ -260,7 +260,7 @@ def _env_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="create nothing: list the pins the current interpreter leaves unmet, per role "
         "and pin file (of the spec's stages on its platform, else of the roles named, else of "
-        "every role); exit 1 when any is unmet",
+        "every role), and whether `kernels` is Hugging Face's; exit 1 when any is unmet",
     )
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], help="with a spec: key=value"
@@ -325,10 +325,15 @@ def cmd_env(args: argparse.Namespace) -> int:
         )
     if args.check is not None:
         platform, report = env_check(args.check or None, args.roles, args.platform, args.overrides)
-        bad = sum(len(u) for files in report.values() for u in files.values())
+        problems = [p for p in (envs.kernels_problem(),) if p]
+        bad = sum(len(u) for files in report.values() for u in files.values()) + len(problems)
         if args.json:
-            print(json.dumps({"platform": platform, "unmet": report}, indent=2))
+            print(
+                json.dumps({"platform": platform, "unmet": report, "problems": problems}, indent=2)
+            )
             return 1 if bad else 0
+        for problem in problems:
+            out.print(f"kernels: {problem}", soft_wrap=True, highlight=False, markup=False)
         for role, files in report.items():
             for f, unmet in files.items():
                 state = f"{len(unmet)} unmet" if unmet else "all pins met"
@@ -374,7 +379,9 @@ COMMANDS.add(
 )
 COMMANDS.add(
     "pad",
-    Command("pad a checkpoint's intermediate_size for tensor parallel AWQ", "kernels.pad_cli"),
+    Command(
+        "pad a checkpoint's intermediate_size for tensor parallel AWQ", "shopbench_kernels.pad_cli"
+    ),
 )
 COMMANDS.add("sweep", Command("run a W&B sweep file over a spec", "harness.sweep"))
 COMMANDS.add(

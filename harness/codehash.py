@@ -14,7 +14,11 @@ import importlib.util
 from functools import cache
 from pathlib import Path
 
-PROJECT_PACKAGES = ("harness", "kernels")
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE_ROOTS: dict[str, Path] = {"harness": REPO, "shopbench_kernels": REPO / "kernels"}
+"""Each import package of the project and the directory it is imported from (the model-surgery
+kernels live in ``kernels/shopbench_kernels``: ``kernels`` is Hugging Face's import name)."""
+PROJECT_PACKAGES = tuple(PACKAGE_ROOTS)
 CONTRACT_MODULES = (
     "harness.contract",
     "harness.artifacts",
@@ -30,7 +34,6 @@ CONTRACT_MODULES = (
 """The stage contract's own modules: every stage imports them, and none computes a result
 (the spec's values enter keys as the stage's slice, named datasets as input-file content), so
 they are not part of any stage's code digest."""
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -126,14 +129,27 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
+def module_name(path: Path) -> str:
+    """The dotted name a project file is imported as (a package's ``__init__`` gives the
+    package's name)."""
+    resolved = path.resolve()
+    root = next((r for name, r in PACKAGE_ROOTS.items() if resolved.is_relative_to(r / name)), REPO)
+    parts = resolved.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def _package_of(path: Path) -> str:
-    rel = path.resolve().relative_to(REPO).with_suffix("")
-    return ".".join(rel.parts[:-1])  # a module's package, or a package's own name
+    """A module's package, or a package's own name."""
+    name = module_name(path)
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
 
 
 def source_file(name: str) -> Path | None:
     """The file of a project module or package (found on disk: nothing is imported)."""
-    base = REPO.joinpath(*name.split("."))
+    parts = name.split(".")
+    if parts[0] not in PACKAGE_ROOTS:
+        return None
+    base = PACKAGE_ROOTS[parts[0]].joinpath(*parts)
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate

@@ -24,6 +24,7 @@ packages instead of the pin file's digest, and its manifest records those versio
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -122,6 +123,64 @@ class PinStatus:
     def __str__(self) -> str:
         have = f"have {self.have}" if self.have is not None else "missing"
         return f"{self.name}=={self.wanted} ({have})"
+
+
+def _requires(dist: str, wanted: str) -> bool:
+    """Whether an installed distribution requires another unconditionally (no extra)."""
+    try:
+        reqs = metadata.requires(dist) or []
+    except metadata.PackageNotFoundError:
+        return False
+    return any(
+        re.match(rf"{wanted}\b", r.strip(), re.IGNORECASE) and "extra ==" not in r for r in reqs
+    )
+
+
+def kernels_problem() -> str | None:
+    """Why the import name ``kernels`` does not resolve to Hugging Face's ``kernels`` in this
+    interpreter, or None when it does or nothing needs it.
+
+    transformers (since 5.20) requires Hugging Face's ``kernels`` and imports it when a model
+    module loads. Anything else under that name, such as a ``kernels`` package of an older
+    install of this project (whose model-surgery kernels now import as ``shopbench_kernels``)
+    or a ``kernels/`` folder of a source tree on ``sys.path``, breaks model loading with an
+    ImportError that points nowhere near the cause. Nothing is imported to find out.
+    """
+    try:
+        hf = metadata.distribution("kernels")
+    except metadata.PackageNotFoundError:
+        hf = None
+    needed = _requires("transformers", "kernels")
+    if hf is None and not needed:
+        return None
+    if hf is None:
+        return (
+            f"transformers {metadata.version('transformers')} requires Hugging Face's `kernels`, "
+            "which is not installed (pip install kernels)"
+        )
+    expected = Path(str(hf.locate_file("kernels/__init__.py"))).resolve()
+    spec = importlib.util.find_spec("kernels")
+    if spec is not None and spec.origin not in (None, "namespace"):
+        found = Path(spec.origin).resolve()
+        if found == expected:
+            return None
+        what = (
+            "the model-surgery kernels of an older shopbench-harness install"
+            if (found.parent / "pad_plan.py").is_file()
+            else "another package"
+        )
+        where = str(found.parent)
+    else:
+        what = "a folder without __init__.py (a namespace package)"
+        where = ", ".join(spec.submodule_search_locations or []) if spec else "nothing"
+        if expected.is_file():  # a namespace portion never wins over the regular package
+            return None
+    return (
+        f"`import kernels` resolves to {where}, {what}, not Hugging Face's kernels "
+        f"{hf.version} (expected {expected.parent}), which transformers imports: uninstall what "
+        "owns that folder (an older shopbench-harness: pip uninstall shopbench-harness), then "
+        f"pip install --force-reinstall --no-deps kernels=={hf.version}"
+    )
 
 
 def check_pins(path: Path, installed: dict[str, str] | None = None) -> list[PinStatus]:
@@ -233,6 +292,9 @@ def python_for(role: str, platform: str, mode: str = "pinned") -> str:
     return ensure_env(env_file(role, platform))
 
 
+_KERNELS_PROBE = "from harness.envs import kernels_problem as k; print(k() or '')"
+
+
 def ensure_env(req: Path) -> str:
     """The python of an environment satisfying ``req``: this one, or a created venv."""
     if all(p.ok for p in check_pins(req)):
@@ -269,6 +331,15 @@ def ensure_env(req: Path) -> str:
     except subprocess.CalledProcessError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise HarnessError(f"creating environment from {req} failed: {e}") from None
+    problem = subprocess.run(
+        [str(tmp / "bin" / "python"), "-c", _KERNELS_PROBE],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if problem:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise HarnessError(f"environment from {req}: {problem}")
     (tmp / ".complete").write_text(req.read_text(encoding="utf-8"), encoding="utf-8")
     # Only `bin/python -m ...` is ever used, which works after the rename (scripts would not).
     if target.exists():

@@ -1,11 +1,11 @@
 """Error types. Every user-facing failure is a :class:`HarnessError` (or, from the
-model-surgery kernels, which know nothing of the harness, a :class:`kernels.errors.KernelError`)
+model-surgery kernels, which know nothing of the harness, a :class:`shopbench_kernels.errors.KernelError`)
 with a message that names the file, line or config key at fault; the CLI prints it without a
 traceback and exits 2."""
 
 from __future__ import annotations
 
-from kernels.errors import KernelError
+from shopbench_kernels.errors import KernelError
 
 
 class HarnessError(Exception):

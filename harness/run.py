@@ -37,8 +37,8 @@ from harness.plan import Plan, PlannedStage, file_sha256, save_history
 from harness.secrets import redact, scrub_text
 from harness.stage_main import package_versions
 from harness.tracking import DiskSink, Tracker, WandbSink, wandb_mode
-from kernels.fsutil import fsync_dir as _fsync_dir
-from kernels.fsutil import pid_alive as _pid_alive
+from shopbench_kernels.fsutil import fsync_dir as _fsync_dir
+from shopbench_kernels.fsutil import pid_alive as _pid_alive
 
 
 @dataclass

@@ -29,7 +29,7 @@ from harness.quant import QuantizeError
 from harness.quant.arch import LINEARS
 from harness.quant.check import VllmJob, check_prompt_ids, run_vllm_jobs, vllm_importable
 from harness.spec.schema import DecodingParams, InferConfig, QuantizeConfig, TinyModelConfig
-from kernels.awq_dequant import pack_gemm
+from shopbench_kernels.awq_dequant import pack_gemm
 
 REPO = Path(__file__).resolve().parents[1]
 Models = tuple[Path, Path, dict[str, np.ndarray]]
@@ -229,7 +229,7 @@ def test_dequantised_linear_matches_autoawq_gemm_on_cuda() -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     awq_gemm = pytest.importorskip("awq.modules.linear.gemm")
-    from kernels.awq_dequant import dequantize_gemm
+    from shopbench_kernels.awq_dequant import dequantize_gemm
 
     torch.manual_seed(0)
     n_in, n_out, group = 1024, 768, 128

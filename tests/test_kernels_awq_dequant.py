@@ -9,14 +9,14 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from kernels.awq_dequant import (
+from shopbench_kernels.awq_dequant import (
     AWQ_ORDER,
     dequantize_gemm,
     pack_gemm,
     relative_error,
     unpack_gemm,
 )
-from kernels.errors import AwqLayoutError
+from shopbench_kernels.errors import AwqLayoutError
 
 torch = pytest.importorskip("torch")
 

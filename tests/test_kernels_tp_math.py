@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.errors import PaddingError
-from kernels.tp_math import (
+from shopbench_kernels.errors import PaddingError
+from shopbench_kernels.tp_math import (
     awq_shape_problems,
     check_tp,
     intermediate_multiple,

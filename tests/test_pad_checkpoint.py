@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernels.errors import CheckpointError, PaddingError, UnsupportedModelError
-from kernels.pad_checkpoint import (
+from shopbench_kernels.errors import CheckpointError, PaddingError, UnsupportedModelError
+from shopbench_kernels.pad_checkpoint import (
     INDEX_NAME,
     pad_checkpoint,
     placement_map,
@@ -135,7 +135,7 @@ def test_holes_and_written_zeros_give_the_same_bytes(
 ) -> None:
     """Zero runs become holes above a size threshold and are written below it; every run a
     hole, or none, gives identical files (and hashes)."""
-    import kernels.pad_writer as pw
+    import shopbench_kernels.pad_writer as pw
 
     src = tmp_path / "src"
     model = build_qwen2(src, hidden=256, inter=320, vocab=512, max_shard_size="600KB")
@@ -153,7 +153,7 @@ def test_holes_and_written_zeros_give_the_same_bytes(
 
 def test_shard_ending_in_padded_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A shard whose last bytes are zero rows (left as a hole) still has its full size."""
-    import kernels.pad_writer as pw
+    import shopbench_kernels.pad_writer as pw
 
     src = tmp_path / "src"
     src.mkdir()
@@ -479,7 +479,7 @@ def test_refuses_source_without_safetensors(tmp_path: Path) -> None:
 
 CHILD = """
 import signal, resource, sys
-from kernels.pad_checkpoint import pad_checkpoint
+from shopbench_kernels.pad_checkpoint import pad_checkpoint
 limit, ignore = int(sys.argv[3]), sys.argv[4] == "1"
 # CPython ignores SIGXFSZ at start-up; restore the default (terminate) unless asked not to.
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN if ignore else signal.SIG_DFL)

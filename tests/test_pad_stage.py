@@ -12,7 +12,7 @@ from harness.errors import HarnessError
 from harness.plan import MANIFEST, build_plan
 from harness.spec import load_spec
 from harness.stages.base import StageContext, stage_defs
-from kernels.errors import KernelError
+from shopbench_kernels.errors import KernelError
 from tests.support.tiny_models import LOGIT_TOL, build_qwen2, logits, token_ids
 
 REPO = Path(__file__).resolve().parents[1]

@@ -99,7 +99,8 @@ def _clone(tmp: Path) -> Path:
 
 
 def _plan(clone: Path, runs: Path) -> dict[str, dict]:
-    env = {**os.environ, "HARNESS_RUNS_ROOT": str(runs), "PYTHONPATH": str(clone)}
+    path = os.pathsep.join([str(clone), str(clone / "kernels")])
+    env = {**os.environ, "HARNESS_RUNS_ROOT": str(runs), "PYTHONPATH": path}
     env.pop("HARNESS_STAGE_PLUGINS", None)
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "plan", "--json", "experiments/tiny_cpu.yaml"],

@@ -1,6 +1,6 @@
 """The CPU AWQ kernels driven through vLLM's own AWQ repacking
 (``_convert_awq_to_standard_format`` and ``CPUWNA16LinearKernel``) and checked against
-:mod:`kernels.awq_dequant`: vLLM's int4 x int8 AMX kernel (``w4a8``, AMX hosts), its native
+:mod:`shopbench_kernels.awq_dequant`: vLLM's int4 x int8 AMX kernel (``w4a8``, AMX hosts), its native
 ``_C::cpu_gemm_wna16`` (AVX512 builds) — each skipped where the host lacks it — and the
 harness's torch ``cpu_gemm_wna16`` (what AVX2 hosts run), which every host runs here by
 routing vLLM's op wrapper to it."""
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from kernels.awq_dequant import dequantize_gemm, pack_gemm
+from shopbench_kernels.awq_dequant import dequantize_gemm, pack_gemm
 
 pytest.importorskip("vllm")
 
@@ -148,7 +148,7 @@ def test_shard_with_partial_group_runs_with_the_wrong_group_size(gemm: str) -> N
     to 80 rows instead of 64."""
     import torch
 
-    from kernels.awq_dequant import unpack_gemm
+    from shopbench_kernels.awq_dequant import unpack_gemm
 
     if gemm == "w4a8":
         pytest.skip("the partial-group arithmetic of cpu_gemm_wna16; w4a8 is covered end to end")

@@ -20,7 +20,7 @@ from harness.quant.verify import (
     reconstruction_errors,
     size_report,
 )
-from kernels.awq_dequant import pack_gemm
+from shopbench_kernels.awq_dequant import pack_gemm
 
 CONFIG = {
     "architectures": ["Qwen2ForCausalLM"],

@@ -53,7 +53,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def models(work: Path) -> dict[str, Path]:
     from harness.tiny_model import build_tiny_model
-    from kernels.pad_checkpoint import pad_checkpoint
+    from shopbench_kernels.pad_checkpoint import pad_checkpoint
 
     cfg = TinyModelConfig(
         vocab_size=512,
@@ -141,7 +141,7 @@ def _check_stage_output(ctx: StageContext, result: StageResult, intermediate: in
 
 def test_harness_refuses_unpadded_model_at_tp2(work: Path, models: dict[str, Path]) -> None:
     from harness.stages import quantize
-    from kernels.tp_math import check_tp
+    from shopbench_kernels.tp_math import check_tp
 
     config = json.loads((models["m320"] / "model" / "config.json").read_text(encoding="utf-8"))
     problems = check_tp(config, 2, GROUP)

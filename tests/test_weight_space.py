@@ -393,7 +393,7 @@ def test_model_stage_sets_max_position_embeddings_and_pad_and_quantize_keep_it(
     from harness.artifacts import MODEL
     from harness.quant.verify import finalize_model_dir
     from harness.stages.model import run
-    from kernels.pad_checkpoint import pad_checkpoint
+    from shopbench_kernels.pad_checkpoint import pad_checkpoint
 
     assert "harness.model_files" in stage_defs()["model"].code_modules
     # A local model: linked, not copied, with the changed config.

@@ -39,7 +39,7 @@ from harness.atomic import write_json
 from harness.datasets.cache import MANIFEST, cache_status, data_dir, dataset_path
 from harness.datasets.errors import ChecksumError, DatasetError
 from harness.datasets.registry import DataFile, Dataset, check_sha256, get_dataset
-from kernels.fsutil import fsync_dir
+from shopbench_kernels.fsutil import fsync_dir
 
 CHUNK = 1 << 20
 USER_AGENT = "shopbench-harness (dataset fetcher)"

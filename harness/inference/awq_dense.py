@@ -4,7 +4,7 @@ transformers loads AutoAWQ GEMM checkpoints only through a kernel package (gptqm
 the harness's environments do not carry. :func:`load_causal_lm` serves such a checkpoint by
 building the model from its config without the quantisation config and filling every
 quantised linear with its dequantised weight (``(q - z) * s`` per group,
-:func:`kernels.awq_dequant.dequantize_gemm`, bit-exact with AutoAWQ's own dequantisation).
+:func:`shopbench_kernels.awq_dequant.dequantize_gemm`, bit-exact with AutoAWQ's own dequantisation).
 The model computes with exactly the quantised weights in 16/32-bit matmuls: the same
 log-probs as an AWQ kernel up to activation rounding, at dense speed and memory. It is the
 fallback engine's way to serve AWQ models (``infer.fallback_engine``) and the reference in
@@ -47,7 +47,7 @@ def awq_state_dict(model_dir: Path, group_size: int, dtype: Any) -> dict[str, An
     import torch
     from safetensors import safe_open
 
-    from kernels.awq_dequant import dequantize_gemm
+    from shopbench_kernels.awq_dequant import dequantize_gemm
 
     raw: dict[str, Any] = {}
     for f in _weight_files(model_dir):

@@ -4,7 +4,7 @@ vLLM does not check that an AWQ model's shards line up with its quantisation gro
 deep inside weight loading, or (on CPU) not at all. The harness refuses first: attention heads
 and KV heads must split across the TP ranks, ``intermediate_size`` must divide, and for AWQ
 models every row-parallel shard (``o_proj``, ``down_proj``) must hold whole groups. The rules
-are :func:`kernels.tp_math.check_tp`; a failure caused by ``intermediate_size`` names the pad
+are :func:`shopbench_kernels.tp_math.check_tp`; a failure caused by ``intermediate_size`` names the pad
 target that fixes it.
 """
 
@@ -74,8 +74,8 @@ def resolve_quantization(setting: str, config: dict[str, Any], where: str) -> st
 
 def tp_problems(config: dict[str, Any], tp: int, group_size: int | None) -> list[str]:
     """Why a model config cannot be served at ``tp`` (empty when it can)."""
-    from kernels.errors import PaddingError
-    from kernels.tp_math import check_tp
+    from shopbench_kernels.errors import PaddingError
+    from shopbench_kernels.tp_math import check_tp
 
     try:
         return check_tp(config, tp, group_size)
@@ -110,8 +110,8 @@ def check_servable(model_dir: Path, infer: InferConfig) -> str | None:
 
 def _planned_config(spec: Spec, root: Path) -> tuple[dict[str, Any] | None, int | None]:
     """The config and AWQ group size the infer stage will see, when knowable now."""
-    from kernels.errors import PaddingError
-    from kernels.tp_math import pad_target
+    from shopbench_kernels.errors import PaddingError
+    from shopbench_kernels.tp_math import pad_target
 
     model = spec.model
     group: int | None = None

@@ -43,8 +43,8 @@ def precheck(
     Raises:
         QuantizeError: Listing every problem found, each naming the spec key or config field.
     """
-    from kernels.errors import KernelError
-    from kernels.tp_math import awq_shape_problems, check_tp
+    from shopbench_kernels.errors import KernelError
+    from shopbench_kernels.tp_math import awq_shape_problems, check_tp
 
     problems: list[str] = []
     if w_bit != SUPPORTED_W_BIT:

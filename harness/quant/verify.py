@@ -202,7 +202,7 @@ def reconstruction_errors(
     import torch
     from safetensors import safe_open
 
-    from kernels.awq_dequant import dequantize_gemm, relative_error
+    from shopbench_kernels.awq_dequant import dequantize_gemm, relative_error
 
     col, row = _scalings(records)
     src_index, out_index = _tensor_index(src), _tensor_index(out)

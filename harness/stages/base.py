@@ -75,9 +75,9 @@ SERVING_CODE = (
     "harness.shopbench.prompt_info",
     "harness.shopbench.types",
     "harness.shopbench.errors",
-    "kernels.tp_math",
-    "kernels.awq_dequant",
-    "kernels.errors",
+    "shopbench_kernels.tp_math",
+    "shopbench_kernels.awq_dequant",
+    "shopbench_kernels.errors",
 )
 """The code dependencies of every stage that serves a model (its engines and their runner),
 for the ``code`` of such a stage beside what else it reads."""

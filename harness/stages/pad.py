@@ -4,7 +4,7 @@ Reads ``pad`` plus the two settings an ``auto`` target derives from:
 ``infer.tensor_parallel_size`` (unless ``pad.tensor_parallel_sizes`` is given) and
 ``quantize.q_group_size`` (None without a ``quantize`` section: unquantised serving). Takes
 its model from ``finetune`` (the merged model), else ``model``, and writes the padded model
-to ``<stage dir>/model`` with :func:`kernels.pad_checkpoint.pad_checkpoint` (streaming,
+to ``<stage dir>/model`` with :func:`shopbench_kernels.pad_checkpoint.pad_checkpoint` (streaming,
 exact, atomic). A target that does not serve the TP sizes fails before anything is written.
 """
 
@@ -49,12 +49,12 @@ def resolve_pad(cfg: PadConfig, infer_tp: int | None) -> tuple[int | None, list[
     reads=("pad", "infer.tensor_parallel_size", "quantize.q_group_size"),
     inputs={"model": ("finetune", "model")},
     outputs=(MODEL,),
-    code=("kernels",),
+    code=("shopbench_kernels",),
 )
 def run(ctx: StageContext) -> StageResult:
     """Pad the upstream model; the summary carries the sizes, placement and output sha256s."""
-    from kernels.pad_checkpoint import pad_checkpoint, read_config
-    from kernels.tp_math import awq_shape_problems
+    from shopbench_kernels.pad_checkpoint import pad_checkpoint, read_config
+    from shopbench_kernels.tp_math import awq_shape_problems
 
     cfg = ctx.section("pad", PadConfig)
     group_size: int | None = ctx.value("quantize.q_group_size")

@@ -76,7 +76,7 @@ class _Job:
         "harness.inference.validate",
         "harness.model_files",
         "harness.inference.errors",
-        "kernels",
+        "shopbench_kernels",
     ),
 )
 def run(ctx: StageContext) -> StageResult:

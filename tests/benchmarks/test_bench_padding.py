@@ -67,7 +67,7 @@ STREAM_CHILD = (
     _RSS
     + """
 import json, sys, time
-from kernels.pad_checkpoint import pad_checkpoint
+from shopbench_kernels.pad_checkpoint import pad_checkpoint
 src, dst, durable = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 t = time.perf_counter()
 res = pad_checkpoint(src, dst, tp_sizes=[4], group_size=128, durable=durable)
@@ -233,7 +233,8 @@ def test_bench_streaming_padding() -> None:
                 target = int(r["target"])
                 shutil.rmtree(out)
         startup = min(
-            _run([sys.executable, "-c", "import kernels.pad_checkpoint"])[0] for _ in range(3)
+            _run([sys.executable, "-c", "import shopbench_kernels.pad_checkpoint"])[0]
+            for _ in range(3)
         )
         load_all = _child(LOAD_ALL_CHILD, str(src), str(work / "loadall"), str(target))
     finally:

@@ -1,6 +1,6 @@
 """Writing the padded checkpoint's files into the partial output directory.
 
-Shards are written in parallel, each through its own :class:`~kernels.pad_writer._Writer`
+Shards are written in parallel, each through its own :class:`~shopbench_kernels.pad_writer._Writer`
 (:func:`_write_shards`); JSON files and the other files of the model dir are written or
 copied through one writer; :func:`_verify_output` re-opens every written shard before the
 directory is renamed into place.
@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from kernels.errors import CheckpointError
-from kernels.pad_placement import _Layout
-from kernels.pad_plan import CheckpointPlan, _ShardPlan
-from kernels.pad_reading import read_header
-from kernels.pad_relayout import _emit_cols, _emit_rows
-from kernels.pad_writer import _Writer
+from shopbench_kernels.errors import CheckpointError
+from shopbench_kernels.pad_placement import _Layout
+from shopbench_kernels.pad_plan import CheckpointPlan, _ShardPlan
+from shopbench_kernels.pad_reading import read_header
+from shopbench_kernels.pad_relayout import _emit_cols, _emit_rows
+from shopbench_kernels.pad_writer import _Writer
 
 
 def _header_bytes(shard: _ShardPlan) -> bytes:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from kernels.errors import CheckpointError, PaddingError, UnsupportedModelError
-from kernels.pad_reading import (
+from shopbench_kernels.errors import CheckpointError, PaddingError, UnsupportedModelError
+from shopbench_kernels.pad_reading import (
     CONFIG_NAME,
     DTYPE_SIZES,
     FLOAT_DTYPES,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels.pad_placement import _Layout
-from kernels.pad_plan import _TensorPlan
-from kernels.pad_reading import DTYPE_SIZES
-from kernels.pad_writer import _pread_into, _Writer
+from shopbench_kernels.pad_placement import _Layout
+from shopbench_kernels.pad_plan import _TensorPlan
+from shopbench_kernels.pad_reading import DTYPE_SIZES
+from shopbench_kernels.pad_writer import _pread_into, _Writer
 
 
 def _emit_rows(fd: int, path: Path, tp: _TensorPlan, layout: _Layout, out: _Writer) -> None:

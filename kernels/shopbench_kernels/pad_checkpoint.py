@@ -19,10 +19,10 @@ only after every file is written, flushed and re-opened with ``safetensors``; on
 it is removed, and leftovers of killed runs are removed by the next run. ``dst`` therefore
 either does not exist or is complete.
 
-The work is split by what it does: :mod:`kernels.pad_placement` (where the zero channels
-go), :mod:`kernels.pad_reading` (safetensors headers, JSON files), :mod:`kernels.pad_plan`
-(validation and the per-tensor plan), :mod:`kernels.pad_writer` (the buffered, hashing
-writer), :mod:`kernels.pad_relayout` (padding one tensor) and :mod:`kernels.pad_writing`
+The work is split by what it does: :mod:`shopbench_kernels.pad_placement` (where the zero channels
+go), :mod:`shopbench_kernels.pad_reading` (safetensors headers, JSON files), :mod:`shopbench_kernels.pad_plan`
+(validation and the per-tensor plan), :mod:`shopbench_kernels.pad_writer` (the buffered, hashing
+writer), :mod:`shopbench_kernels.pad_relayout` (padding one tensor) and :mod:`shopbench_kernels.pad_writing`
 (writing and verifying the output files). This module is the entry point: it runs them in
 order, moves the result into place atomically and re-exports their public names.
 """
@@ -38,18 +38,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kernels.errors import CheckpointError, PaddingError
-from kernels.fsutil import fsync_dir as _fsync_dir
-from kernels.fsutil import pid_alive as _pid_alive
-from kernels.pad_placement import PLACEMENTS, Placement, _Layout, placement_map
-from kernels.pad_plan import (
+from shopbench_kernels.errors import CheckpointError, PaddingError
+from shopbench_kernels.fsutil import fsync_dir as _fsync_dir
+from shopbench_kernels.fsutil import pid_alive as _pid_alive
+from shopbench_kernels.pad_placement import PLACEMENTS, Placement, _Layout, placement_map
+from shopbench_kernels.pad_plan import (
     SKIPPED_PATTERNS,
     SUPPORTED_ARCHITECTURES,
     SUPPORTED_MODEL_TYPES,
     CheckpointPlan,
     plan_checkpoint,
 )
-from kernels.pad_reading import (
+from shopbench_kernels.pad_reading import (
     CONFIG_NAME,
     DTYPE_SIZES,
     FLOAT_DTYPES,
@@ -61,9 +61,9 @@ from kernels.pad_reading import (
     read_config,
     read_header,
 )
-from kernels.pad_writer import DEFAULT_CHUNK_BYTES, _Writer
-from kernels.pad_writing import _copy_file, _verify_output, _write_json, _write_shards
-from kernels.tp_math import check_tp, pad_target
+from shopbench_kernels.pad_writer import DEFAULT_CHUNK_BYTES, _Writer
+from shopbench_kernels.pad_writing import _copy_file, _verify_output, _write_json, _write_shards
+from shopbench_kernels.tp_math import check_tp, pad_target
 
 __all__ = [
     "CONFIG_NAME",
@@ -131,7 +131,7 @@ def pad_checkpoint(
         dst: Output dir; must not exist (or be empty). Written atomically.
         target: New intermediate size; None: the smallest serving ``tp_sizes``.
         tp_sizes: Tensor parallel sizes the result must serve (checked with
-            :func:`kernels.tp_math.check_tp`).
+            :func:`shopbench_kernels.tp_math.check_tp`).
         group_size: AWQ group size the TP check assumes (None: unquantised serving).
         placement: ``interleave`` (default) or ``append``.
         chunk_bytes: Bytes per read/write block (bounds memory).

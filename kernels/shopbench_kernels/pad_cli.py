@@ -11,9 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
-from kernels.errors import PaddingError
-from kernels.pad_checkpoint import PLACEMENTS, pad_checkpoint, read_config
-from kernels.tp_math import padding_table
+from shopbench_kernels.errors import PaddingError
+from shopbench_kernels.pad_checkpoint import PLACEMENTS, pad_checkpoint, read_config
+from shopbench_kernels.tp_math import padding_table
 
 
 def _group_size(text: str) -> int | None:

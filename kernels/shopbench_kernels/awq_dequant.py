@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.errors import AwqLayoutError
+from shopbench_kernels.errors import AwqLayoutError
 
 AWQ_BITS = 4
 AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from kernels.errors import PaddingError
+from shopbench_kernels.errors import PaddingError
 
 Placement = Literal["interleave", "append"]
 PLACEMENTS: tuple[str, ...] = ("interleave", "append")

@@ -16,7 +16,7 @@ import os
 import threading
 from pathlib import Path
 
-from kernels.errors import CheckpointError
+from shopbench_kernels.errors import CheckpointError
 
 DEFAULT_CHUNK_BYTES = 512 << 10  # half a core's L2 cache (see _Writer)
 _HOLE_MIN = 1 << 20  # smaller zero runs are written (small holes fragment files)

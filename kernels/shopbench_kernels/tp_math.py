@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kernels.errors import PaddingError
+from shopbench_kernels.errors import PaddingError
 
 AWQ_PACK_FACTOR = 8
 """int4 values per int32 in AWQ's packed tensors (vLLM's ``pack_factor``)."""
