@@ -46,6 +46,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.codehash import PACKAGE_ROOTS
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = "experiments/gpu_small.yaml"
 DEFAULT_OUT = "gpu-results"
@@ -430,7 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     env = {
         **os.environ,
         **TEST_ENV,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        # The project's package roots (harness/, kernels/): the GPU machine does not install it.
+        "PYTHONPATH": os.pathsep.join(
+            filter(
+                None,
+                [*map(str, dict.fromkeys(PACKAGE_ROOTS.values())), os.environ.get("PYTHONPATH")],
+            )
+        ),
         "HARNESS_ENV_MODE": "current",
         "HARNESS_RUNS_ROOT": str(runs_root),
         "PYTHONUNBUFFERED": "1",

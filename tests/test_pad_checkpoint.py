@@ -506,7 +506,7 @@ def _two_shards(src: Path) -> Any:
 def _run_child(
     src: Path, dst: Path, limit: int, ignore_sigxfsz: bool
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "kernels")])}
     return subprocess.run(
         [
             sys.executable,

@@ -180,7 +180,7 @@ def _write_checkpoint(root: Path) -> tuple[int, int]:
 
 def _run(cmd: list[str]) -> tuple[float, float, str]:
     """Run a command; its wall time, its CPU time (user + sys of the process tree), stdout."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "kernels")])}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
