@@ -76,6 +76,12 @@ VARIABLES: tuple[Variable, ...] = (
         "torch kernel), `native` or `torch` (what AVX2 hosts run). Recorded in the quantize "
         "stage's summary.",
     ),
+    Variable(
+        "HARNESS_SHARE_ENGINES",
+        "`on`",
+        "`off`: every `infer` stage of a sweep (or of a run and its baselines) starts its own "
+        "engine instead of sharing one per model and engine settings.",
+    ),
 )
 """Every variable, in the order the README lists them."""
 

@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from harness.atomic import write_json
 from harness.config import overrides_in_effect
 from harness.contract import StageContext, StageResult
 from harness.errors import StageError
+from harness.inference.engine_pool import open_pool
 from harness.plan import Plan, PlannedStage, file_sha256, save_history
 from harness.secrets import redact, scrub_text
 from harness.stage_main import package_versions
@@ -249,20 +250,23 @@ def execute(
     if plan.env_mode == "current":
         _note_unmet(plan, console)
     ok = False
+    # Several serving stages (a spec and its baselines) share an engine per model and settings.
+    serving = sum(st.definition.serves for st in plan.stages) > 1
     try:
-        for st in plan.stages:
-            outcome = _execute_stage(plan, st, run_dir, console, st.name in force)
-            summary.outcomes.append(outcome)
-            tracker.log_stage(
-                st.name, st.key, outcome.result, outcome.dir, outcome.wall_s, outcome.cached
-            )
-            manifest["stages"][st.name] = {
-                "key": st.key,
-                "dir": str(outcome.dir),
-                "cached": outcome.cached,
-                "wall_s": outcome.wall_s,
-            }
-            write_json(run_dir / "run.json", manifest)
+        with open_pool() if serving else nullcontext():
+            for st in plan.stages:
+                outcome = _execute_stage(plan, st, run_dir, console, st.name in force)
+                summary.outcomes.append(outcome)
+                tracker.log_stage(
+                    st.name, st.key, outcome.result, outcome.dir, outcome.wall_s, outcome.cached
+                )
+                manifest["stages"][st.name] = {
+                    "key": st.key,
+                    "dir": str(outcome.dir),
+                    "cached": outcome.cached,
+                    "wall_s": outcome.wall_s,
+                }
+                write_json(run_dir / "run.json", manifest)
         ok = True
     finally:
         manifest["finished"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

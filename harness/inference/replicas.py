@@ -146,8 +146,9 @@ def _has_gpu() -> bool:
 def serve_requests(
     spec: EngineSpec, cluster: ClusterConfig, requests: Sequence[GenRequest]
 ) -> tuple[list[GenResult], Any, float, Any]:
-    """Start the engine a spec asks for (Ray replicas when ``infer.replicas > 1``), run every
-    request through it, and release it.
+    """Start the engine a spec asks for (Ray replicas when ``infer.replicas > 1``; the shared
+    engine of an open :mod:`~harness.inference.engine_pool` when there is one), run every
+    request through it, and release it (a shared engine keeps running for the next stage).
 
     vLLM's Ray executor joins the Ray started here (the spec's cluster, capped, no
     dashboard), which is shut down again afterwards.
@@ -171,12 +172,21 @@ def serve_requests(
         and infer.distributed_executor_backend == "ray"
         and init_ray(cluster)
     )
+    from harness.inference.engine_pool import current_pool, shareable
+
+    pool = current_pool() if shareable(spec) and not own_ray else None
     try:
         t0 = time.perf_counter()
-        engine: Any = (
-            ReplicaPool(spec, infer.replicas, cluster) if infer.replicas > 1 else make_engine(spec)
-        )
-        start_s = time.perf_counter() - t0
+        engine: Any
+        if pool is not None:
+            engine, start_s = pool.acquire(spec)
+        else:
+            engine = (
+                ReplicaPool(spec, infer.replicas, cluster)
+                if infer.replicas > 1
+                else make_engine(spec)
+            )
+            start_s = time.perf_counter() - t0
         try:
             results, stats = generate_all(requests, engine)
         finally:

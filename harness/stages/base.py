@@ -20,7 +20,10 @@ carries everything the rest of the harness derives from:
   ``serve``, ``train``, ``quant``); the executor resolves each for the run's platform;
 * ``code``: the library modules and packages whose code computes its result (the stage's own
   module is implied); their normalised source is part of its key;
-* ``version``: an optional marker of a semantic change (correctness never depends on it).
+* ``version``: an optional marker of a semantic change (correctness never depends on it);
+* ``serves``: it generates through an inference engine; a run with several such stages (a
+  spec and its baselines) shares one engine per model and engine settings
+  (:mod:`harness.inference.engine_pool`), as a sweep's trials do.
 
 Execution order is derived from the inputs (a topological order, ties broken by discovery
 order); the report's sections, section checks and the default stage list likewise.
@@ -66,6 +69,8 @@ SERVING_CODE = (
     "harness.inference.constraints",
     "harness.inference.decoding",
     "harness.inference.replicas",
+    "harness.inference.engine_pool",
+    "harness.inference.engine_host",
     "harness.inference.validate",
     "harness.inference.errors",
     "harness.model_files",
@@ -101,6 +106,7 @@ class StageDef:
     envs: tuple[str, ...]
     code: tuple[str, ...]
     version: str
+    serves: bool = False
 
     @property
     def section(self) -> str | None:
@@ -146,6 +152,7 @@ def stage(
     envs: tuple[str, ...] = ("core",),
     code: tuple[str, ...] = (),
     version: str = "1",
+    serves: bool = False,
 ) -> Callable[[StageFn], StageFn]:
     """Declare a stage (decorator). See the module docstring for the fields."""
     bad = [e for e in envs if e not in ENVS]
@@ -173,6 +180,7 @@ def stage(
             envs=envs,
             code=code,
             version=version,
+            serves=serves,
         )
         return fn
 

@@ -51,6 +51,7 @@ def _variant_file(slice_: dict[str, Any]) -> str:
     outputs=(PREDICTIONS,),
     envs=("serve",),
     code=(*SERVING_CODE, "harness.shopbench.data"),
+    serves=True,
 )
 def run(ctx: StageContext) -> StageResult:
     """Generate raw predictions for the evaluation data."""
@@ -134,6 +135,8 @@ def run(ctx: StageContext) -> StageResult:
 
     metrics = stats.metrics()
     metrics["engine_start_s"] = start_s
+    shared = getattr(engine, "shared", None)
+    metrics["engine_shared"] = float(shared is not None)
     metrics["constrained"] = float(infer.constrained)
     metrics["routed_rows"] = float(sum(r.routed for r in rows))
     vpath = variant_path(prompt_set.name, ctx.root)
@@ -156,6 +159,9 @@ def run(ctx: StageContext) -> StageResult:
         "budget": budget(stats, start_s),
         # With replicas: the Ray node, host and process of each, and the requests it served.
         "replicas": getattr(engine, "placement", None),
+        # A sweep's (or a run's) shared engine: its pid, fingerprint, whether this stage
+        # started it; engine_start_s is then this stage's wait for it.
+        "shared_engine": shared,
     }
     return StageResult(
         metrics=metrics,

@@ -58,6 +58,7 @@ FOLDER_TASK_TYPE = {
     outputs=(MMLU_PREDICTIONS,),
     envs=("serve",),
     code=(*SERVING_CODE, "harness.shopbench.mmlu.data"),
+    serves=True,
 )
 def run(ctx: StageContext) -> StageResult:
     """Answer every question of the evaluated Shopping MMLU files."""

@@ -19,6 +19,7 @@ import math
 import os
 import re
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from rich.console import Console
 
 from harness.atomic import write_json
 from harness.errors import HarnessError
+from harness.inference.engine_pool import open_pool
 from harness.secrets import _SECRET_NAME, SECRET_ENV
 from harness.spec.schema import ClusterConfig
 from harness.sweeps.config import Sweep, SweepError
@@ -431,12 +433,15 @@ def run_sweep(
         f"sweep [bold]{sweep.name}[/]: {sweep.method} over {', '.join(sweep.keys)} "
         f"({kind}, concurrency {concurrency if kind != 'local' else 1}) -> {d}"
     )
-    if kind == "wandb":
-        records = run_wandb(sweep, job, concurrency, console)
-    elif kind == "ray":
-        records = run_ray(sweep, job, concurrency, report)
-    else:
-        records = run_local(sweep, job, report)
+    # Trials serving the same model share one engine (one machine: the engine hosts are local).
+    share = sweep.base.spec.cluster.address is None
+    with open_pool() if share else nullcontext():
+        if kind == "wandb":
+            records = run_wandb(sweep, job, concurrency, console)
+        elif kind == "ray":
+            records = run_ray(sweep, job, concurrency, report)
+        else:
+            records = run_local(sweep, job, report)
     run = SweepRun(sweep=sweep, dir=d, executor=kind, records=records)
     write_results(run, job)
     return run
