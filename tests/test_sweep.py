@@ -27,6 +27,7 @@ from harness.sweeps.executors import choose_executor, run_sweep
 from harness.sweeps.space import TrialSource, planned_trials
 from harness.sweeps.trial import TrialJob, read_ledger, run_trial, trial_id
 from tests.plugins.sweep_probe import PROBE, UNLUCKY_TOP_K, sweep_probe
+from tests.support.runs import run_spec
 from tests.support.wandb_log import read_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -552,7 +553,7 @@ def test_tiny_cpu_decoding_sweep_reuses_upstream_stages(
     monkeypatch.setenv("HARNESS_RUNS_ROOT", str(runs))
     monkeypatch.delenv("HARNESS_STAGE_PLUGINS", raising=False)
     sweep = load_sweep(REPO / "experiments" / "sweeps" / "decoding.yaml")
-    # One trial at a time: each trial starts a vLLM engine.
+    # One trial at a time; the trials share one vLLM engine.
     run = run_sweep(sweep, executor="ray", concurrency=1, project_root=REPO)
     assert len(run.records) == 6
     assert all(r.ok and r.metric is not None for r in run.records), [r.error for r in run.records]
@@ -572,3 +573,33 @@ def test_tiny_cpu_decoding_sweep_reuses_upstream_stages(
         assert {"infer", "score"} <= set(r.ran), r.ran
         assert set(r.ran) <= {"infer", "score", "report"}, r.ran
     assert (run.dir / "best_spec.yaml").is_file() and (run.dir / "score_vs_params.png").is_file()
+    # One engine served every trial: the first trial started it, the others waited for none.
+    infer_dirs = [runs / "stages" / "infer" / r.stage_keys["infer"] for r in run.records]
+    results = [json.loads((d / MANIFEST).read_text())["result"] for d in infer_dirs]
+    shared = [res["summary"]["shared_engine"] for res in results]
+    assert len({s["pid"] for s in shared}) == 1, shared
+    assert sum(s["started_here"] for s in shared) == 1, shared
+    assert sorted(res["metrics"]["engine_start_s"] for res in results)[:-1] == [0.0] * 5
+    (host,) = {s["pid"] for s in shared}
+    assert not Path(f"/proc/{host}").exists() or "Z" in Path(f"/proc/{host}/stat").read_text()
+    # A trial run alone, with its own engine, gives the same predictions (greedy and seeded).
+    trial = run.records[-1]
+    served = _predictions(infer_dirs[-1])
+    monkeypatch.setenv("HARNESS_SHARE_ENGINES", "off")
+    _, proc = run_spec(
+        runs,
+        "experiments/tiny_cpu.yaml",
+        *(f"{k}={v}" for k, v in trial.params.items()),
+        "stages=[model,synthesize,mix,finetune,pad,quantize,infer]",
+        "--force",
+        "infer",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    alone = json.loads((infer_dirs[-1] / MANIFEST).read_text())["result"]
+    assert alone["summary"]["shared_engine"] is None
+    assert _predictions(infer_dirs[-1]) == served
+
+
+def _predictions(infer_dir: Path) -> list[tuple[str, int, str]]:
+    rows = [json.loads(x) for x in (infer_dir / "predictions.jsonl").read_text().splitlines()]
+    return [(r["prediction"], r["output_tokens"], r["finish_reason"]) for r in rows]

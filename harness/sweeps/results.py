@@ -37,6 +37,15 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+GENERATION_COLUMNS = {
+    "generation_s": "infer/wall_s",
+    "engine_start_s": "infer/engine_start_s",
+    "engine_shared": "infer/engine_shared",
+}
+"""Trial-table columns from the ``infer`` stage's metrics (None where the trial's infer was
+cached or absent)."""
+
+
 def result_row(sweep: Sweep, rec: TrialRecord) -> dict[str, Any]:
     """One table row: trial, status, each parameter, the metric, the primary stage's scores."""
     row: dict[str, Any] = {"trial": rec.trial, "status": rec.status}
@@ -47,6 +56,10 @@ def result_row(sweep: Sweep, rec: TrialRecord) -> dict[str, Any]:
     row["ran"] = ",".join(rec.ran)
     row["skipped"] = rec.skipped
     row["wall_s"] = round(rec.wall_s, 3)
+    # Generation apart from engine start (a shared engine's start is paid by one trial).
+    for column, metric in GENERATION_COLUMNS.items():
+        value = rec.metrics.get(metric)
+        row[column] = round(value, 3) if isinstance(value, int | float) else None
     row["node"] = rec.node
     row["error"] = rec.error
     return row
