@@ -81,7 +81,12 @@ def test_fingerprint_covers_engine_settings_not_request_settings(tiny_model: Pat
     assert fingerprint(base) != fingerprint(_spec(tiny_model, seed=1))
     assert shareable(base) and not shareable(_spec(tiny_model, replicas=2))
     assert not shareable(
-        EngineSpec(infer=InferConfig(engine="openai", openai={"model": "m", "base_url": "http://127.0.0.1:9"}), model_dir=None)
+        EngineSpec(
+            infer=InferConfig(
+                engine="openai", openai={"model": "m", "base_url": "http://127.0.0.1:9"}
+            ),
+            model_dir=None,
+        )
     )
 
 
@@ -161,10 +166,17 @@ def test_hosts_end_when_the_pool_owner_is_killed(tiny_model: Path) -> None:
         assert proc.stdout is not None
         host = int(proc.stdout.readline())
         assert not _gone(host, within_s=0.5)
+        pool_dir = next(
+            Path(v.split(b"=", 1)[1].decode())
+            for v in Path(f"/proc/{host}/environ").read_bytes().split(b"\0")
+            if v.startswith(POOL_ENV.encode() + b"=")
+        )
+        assert pool_dir.is_dir()
     finally:
         proc.kill()
         proc.wait()
     assert _gone(host), f"engine host {host} outlived its killed owner"
+    assert not pool_dir.exists(), "the pool of a killed owner is removed by its hosts"
 
 
 def test_a_host_that_cannot_start_says_why(tmp_path: Path) -> None:

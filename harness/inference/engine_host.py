@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import shutil
 import signal
 import sys
 import threading
@@ -170,13 +171,15 @@ def _end(code: int) -> None:
         os._exit(code)
 
 
-def _watch_owner(owner: int) -> None:
+def _watch_owner(owner: int, pool_dir: Path) -> None:
     while True:
         time.sleep(WATCH_S)
         try:
             os.kill(owner, 0)
         except ProcessLookupError:
+            # A killed owner could not remove its pool: the first host to notice does.
             print(f"owner process {owner} is gone: ending", flush=True)
+            shutil.rmtree(pool_dir, ignore_errors=True)
             _end(0)
         except PermissionError:
             pass
@@ -190,7 +193,7 @@ def main(argv: list[str]) -> int:
     spec_file, info_file = Path(argv[0]), Path(argv[1])
     owner = int(os.environ.get(OWNER_ENV, "0") or 0)
     if owner:
-        threading.Thread(target=_watch_owner, args=(owner,), daemon=True).start()
+        threading.Thread(target=_watch_owner, args=(owner, info_file.parent), daemon=True).start()
     spec = pickle.loads(spec_file.read_bytes())
     t0 = time.perf_counter()
     engine = make_engine(spec)

@@ -28,7 +28,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench-results" / "sweep_engine.json"
 UPSTREAM = "stages=[model,synthesize,mix,finetune,pad,quantize]"
-SWEEPS = {"decoding": "experiments/sweeps/decoding.yaml", "prompts": "experiments/sweeps/prompts.yaml"}
+SWEEPS = {
+    "decoding": "experiments/sweeps/decoding.yaml",
+    "prompts": "experiments/sweeps/prompts.yaml",
+}
 
 
 def _cpu_flags() -> list[str]:
