@@ -129,21 +129,50 @@ def token_table(tokenizer: Any) -> dict[str, list[int]]:
     return table
 
 
-def load_tokenizer(model_dir: Path, trust_remote_code: bool, *, required: bool = True) -> Any:
+def load_tokenizer(
+    model_dir: Path,
+    trust_remote_code: bool,
+    *,
+    required: bool = True,
+    class_cache: Path | None = None,
+) -> Any:
     """The model's tokenizer (transformers ``AutoTokenizer``).
+
+    ``AutoTokenizer`` imports every model's configuration to pick the class (seconds in each
+    stage process). With ``class_cache`` (a sweep's engine pool dir), the class it picked for
+    this model dir and interpreter is recorded there, and later loads instantiate that class
+    directly, as ``AutoTokenizer`` itself does (never for remote code).
 
     Args:
         model_dir: The model dir.
         trust_remote_code: Passed to transformers.
         required: Raise when it cannot be loaded (False: return None).
+        class_cache: Where resolved tokenizer classes are recorded (None: nowhere).
 
     Raises:
         InferenceError: It cannot be loaded and is required.
     """
-    from transformers import AutoTokenizer
+    import hashlib
+    import importlib
+    import sys
 
+    record = None
+    if class_cache is not None and not trust_remote_code:
+        material = f"{Path(model_dir).resolve()}\0{sys.executable}".encode()
+        record = class_cache / f"tokenizer-{hashlib.sha256(material).hexdigest()[:16]}.json"
     try:
-        return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        if record is not None and record.is_file():
+            found = json.loads(record.read_text(encoding="utf-8"))
+            cls = getattr(importlib.import_module(found["module"]), found["name"])
+            return cls.from_pretrained(model_dir, _from_auto=True)
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        if record is not None:
+            from harness.atomic import write_json
+
+            write_json(record, {"module": type(tok).__module__, "name": type(tok).__name__})
+        return tok
     except (OSError, ValueError) as e:
         if required:
             raise InferenceError(f"{model_dir}: cannot load the tokenizer: {e}") from None

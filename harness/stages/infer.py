@@ -56,6 +56,7 @@ def _variant_file(slice_: dict[str, Any]) -> str:
 def run(ctx: StageContext) -> StageResult:
     """Generate raw predictions for the evaluation data."""
     from harness.inference.decoding import eos_token_ids, load_tokenizer, resolve_token_edits
+    from harness.inference.engine_pool import current_pool
     from harness.inference.engines.base import EngineSpec, resolve_engine
     from harness.inference.prompts import load_prompt_set, variant_path
     from harness.inference.replicas import serve_requests
@@ -85,7 +86,13 @@ def run(ctx: StageContext) -> StageResult:
     prompt_set = load_prompt_set(prompts.variant, ctx.root)
     if infer.engine != "openai":
         check_servable(mdir, infer)  # before any engine or Ray start
-    tokenizer = load_tokenizer(mdir, trust, required=infer.engine != "openai")
+    pool = current_pool()
+    tokenizer = load_tokenizer(
+        mdir,
+        trust,
+        required=infer.engine != "openai",
+        class_cache=pool.root if pool is not None else None,
+    )
     # Token texts resolve before any engine starts: a text the vocabulary lacks fails here.
     edits = resolve_token_edits(
         decoding, tokenizer, eos_token_ids(tokenizer, mdir) if tokenizer is not None else ()
