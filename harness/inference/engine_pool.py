@@ -10,9 +10,10 @@ every ``infer`` field that fixes the engine, the interpreter) get the same
 until the pool closes. Requests and decoding stay per stage (per request, in fact), so each
 stage's results, key and published dir are what they would be alone.
 
-The pool is a private directory (``HARNESS_ENGINE_POOL``) holding one ``<fingerprint>.json``
-per running host (its abstract socket address, authentication key and pid) behind a file lock
-per fingerprint, so concurrent stages wait for one start instead of starting two. Hosts watch
+The pool is a private directory (``HARNESS_ENGINE_POOL``) holding one
+``<fingerprint>.host.json`` per running host (its abstract socket address, authentication key
+and pid) behind a file lock per fingerprint, so concurrent stages wait for one start instead
+of starting two, and the tokenizer classes its stages resolved. Hosts watch
 the pool's owner process (``HARNESS_ENGINE_POOL_OWNER``) and end with it, also when it is
 killed; :meth:`EnginePool.close` ends them at once. A host that has died is replaced on the
 next request; the stage it was serving fails with an error saying so.
@@ -48,6 +49,8 @@ REQUEST_ONLY_FIELDS = frozenset({"constrained", "route", "keyphrase_as_ner", "li
 """``infer`` fields that shape the requests, not the engine; every other field (a new one
 too) is part of an engine's fingerprint."""
 START_TIMEOUT_S = 1800.0
+HOST_INFO = ".host.json"
+"""Suffix of a running host's address file in the pool directory."""
 
 
 def fingerprint(spec: EngineSpec) -> str:
@@ -156,7 +159,7 @@ class EnginePool:
             InferenceError: The host failed to start (its log's tail is in the message).
         """
         fp = fingerprint(spec)
-        info_file = self.root / f"{fp}.json"
+        info_file = self.root / f"{fp}{HOST_INFO}"
         t0 = time.perf_counter()
         with self._locked(fp):
             if info_file.is_file():
@@ -183,8 +186,8 @@ class EnginePool:
         """End the other hosts that serve no stage now: a new engine gets the memory (on a GPU
         two engines of one model size rarely fit). Busy hosts are left running."""
         ended = []
-        for info_file in sorted(self.root.glob("*.json")):
-            if info_file.stem == keep:
+        for info_file in sorted(self.root.glob(f"*{HOST_INFO}")):
+            if info_file.name == f"{keep}{HOST_INFO}":
                 continue
             try:
                 info = json.loads(info_file.read_text())
