@@ -363,7 +363,11 @@ def cmd_docs(args: argparse.Namespace) -> int:
         out.print(spec_reference(), markup=False, highlight=False, soft_wrap=True)
         return 0
     path = Path(args.readme)
-    path.write_text(splice_reference(path.read_text(encoding="utf-8"), path), encoding="utf-8")
+    if not path.is_file():
+        raise HarnessError(f"--readme {path}: file not found")
+    from harness.atomic import write_bytes
+
+    write_bytes(path, splice_reference(path.read_text(encoding="utf-8"), path).encode())
     out.print(f"updated the generated sections of {path}")
     return 0
 

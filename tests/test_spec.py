@@ -155,3 +155,34 @@ def test_tensor_parallel_that_cannot_shard_fails_validation_with_pad_target() ->
     )
     with pytest.raises(SpecError, match=r"num_key_value_heads|KV heads|key_value"):
         load_spec(TINY, ["infer.tensor_parallel_size=3"])
+
+
+def test_reference_shows_the_defaults_a_spec_gets(tmp_path: Path) -> None:
+    """Every default the reference shows is the value a spec that leaves the key out gets
+    (the decoding caps differ per task type; a section's own default sets them)."""
+    from harness.spec.docs import spec_reference
+
+    spec = write(tmp_path, "s.yaml", "name: a\nmodel: {source: tiny, tiny: {}}\n")
+    dumped = load_spec(spec).spec.model_dump(mode="python", by_alias=True)
+    checked = 0
+    for line in spec_reference().splitlines()[2:]:
+        key, _, default = (c.strip() for c in line.split("|")[1:4])
+        key = key.strip("`")
+        if "[]" in key or not default.startswith("`"):
+            continue
+        value, found = dumped, True
+        for part in key.split("."):
+            if not isinstance(value, dict) or part not in value:
+                found = False
+                break
+            value = value[part]
+        if found and not isinstance(value, dict):
+            assert default == f"`{value!r}`", key
+            checked += 1
+    assert checked > 50
+    loaded = load_spec(spec).spec.decoding
+    caps = {t: loaded.for_task(t).max_tokens for t in ("multiple-choice", "generation")}
+    assert caps == {"multiple-choice": 1, "generation": 50}
+    assert f"| `decoding.generation.max_tokens` | int | `{caps['generation']}` |" in (
+        spec_reference()
+    )

@@ -96,6 +96,25 @@ def parse_sentence_models(items: list[str]) -> dict[str, str]:
     return out
 
 
+def check_output_file(option: str, path: Path | None) -> None:
+    """Fail before any work when an output option cannot name a file to write.
+
+    Args:
+        option: The option, for the message (``--out``).
+        path: Its value (None: not given).
+
+    Raises:
+        HarnessError: ``path`` is a directory, or a parent of it is a file.
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise HarnessError(f"{option} {path}: is a directory; name a file to write")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise HarnessError(f"{option} {path}: {parent} is a file, not a directory")
+
+
 def render(result: EvalResult) -> list[Table]:
     """Rich tables of a result: per task, then per track and overall.
 
@@ -150,6 +169,8 @@ def main(args: argparse.Namespace, console: Console | None = None) -> int:
     """
     console = console or Console()
     models = parse_sentence_models(args.sentence_model)
+    for option, path in (("--out", args.out), ("--rows", args.rows)):
+        check_output_file(option, path)
     if args.parser in SHOPPING_MMLU_PROFILES:
         return _shopping_mmlu(args, models, console)
     records = load_eval_data(args.data)

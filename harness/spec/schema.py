@@ -716,6 +716,7 @@ class Spec(Section):
     description: str | None = Field(None, description="Free text.")
     stages: list[str] = Field(
         default_factory=list,
+        json_schema_extra={"doc_default": "the stages of the sections present"},
         description="Stages this experiment runs, in any order (they run in dependency "
         "order): the stages of the harness (`harness stages` lists them) and of installed "
         "plugins. Default: every stage whose section is present (`model`; `synthesize`: "
