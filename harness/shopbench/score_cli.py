@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.atomic import write_json, write_jsonl
+from harness.datasets import resolve
 from harness.errors import HarnessError
 from harness.shopbench.data import load_eval_data, load_predictions
 from harness.shopbench.errors import ScoringError
@@ -39,14 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         required=True,
-        type=Path,
         help="ShopBench JSONL (with answers), EC-Guide JSON, or with a shopping-mmlu "
-        "profile: a Shopping MMLU task file, skills file, or the release (zip or dir).",
+        "profile: a Shopping MMLU task file, skills file, or the release (zip or dir); a "
+        "file or a named dataset, data://NAME[/inner/path].",
     )
     parser.add_argument(
         "--predictions",
         required=True,
-        type=Path,
         help="JSONL, one object per data row in data order, raw text under `prediction`.",
     )
     parser.add_argument(
@@ -169,6 +169,7 @@ def main(args: argparse.Namespace, console: Console | None = None) -> int:
     """
     console = console or Console()
     models = parse_sentence_models(args.sentence_model)
+    args.data, args.predictions = resolve(args.data), resolve(args.predictions)
     for option, path in (("--out", args.out), ("--rows", args.rows)):
         check_output_file(option, path)
     if args.parser in SHOPPING_MMLU_PROFILES:
