@@ -93,3 +93,88 @@ def test_data_path_takes_a_bare_name_and_refuses_anything_else(tmp_path: Path) -
         assert proc.returncode == 0 and proc.stdout.strip() == str(path), proc.stderr
     user_error(harness("data", "path", "/no/such/file", env=env), "not a dataset name")
     user_error(harness("data", "path", "shopbench-dv", env=env), "did you mean `shopbench-dev`")
+
+
+def test_run_force_names_a_stage_of_the_plan() -> None:
+    user_error(harness("run", str(TINY), "--force", "modle"), "did you mean `model`")
+    proc = harness("run", str(TINY), "--force", "pad", "stages=[model]")
+    user_error(proc, "--force pad", "not in the plan", "its stages: model")
+
+
+def test_overrides_positional_or_set_for_every_spec_command(tmp_path: Path) -> None:
+    bad = "eval.data=no/such.jsonl"
+    for args in (
+        ("plan", str(TINY), bad),
+        ("plan", str(TINY), "--set", bad),
+        ("plan", str(TINY), "--json", bad),
+    ):
+        proc = harness(*args)
+        assert proc.returncode == 1, (args, proc.stderr)  # the override took: an input is missing
+        assert "no/such.jsonl" in proc.stdout
+    typo = "infer.tensor_paralel_size=2"
+    for args in (("validate", str(TINY), typo), ("validate", "--set", typo, str(TINY))):
+        user_error(harness(*args), "command-line override", "tensor_parallel_size")
+    proc = harness("plan", str(TINY), "stages=[model]", "--set", "stages=[model,infer]")
+    assert proc.returncode == 0, proc.stderr
+    assert "`stages` is overridden twice" in proc.stderr and "last one wins" in proc.stderr
+    assert " infer " in proc.stdout
+
+
+def test_validate_recognises_a_sweep_by_content(tmp_path: Path) -> None:
+    sweep = tmp_path / "decoding.yaml"  # not under a sweeps/ directory
+    text = (REPO / "experiments" / "sweeps" / "decoding.yaml").read_text(encoding="utf-8")
+    sweep.write_text(text.replace("spec: ../tiny_cpu.yaml", f"spec: {TINY}"), encoding="utf-8")
+    proc = harness("validate", str(sweep), str(TINY))
+    assert proc.returncode == 0, proc.stderr
+    assert f"ok    {sweep} (sweep)" in proc.stdout and "2/2 valid (1 spec, 1 sweep)" in proc.stdout
+
+
+def test_validate_checks_inputs_run_reports_them_all(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    env = {"HARNESS_DATA_DIR": str(cache), "HARNESS_RUNS_ROOT": str(tmp_path / "runs")}
+    user_error(
+        harness("validate", str(TINY), "eval.data=data://shopbench-dv", env=env),
+        "`eval.data`",
+        "unknown",
+        "shopbench-dev",
+    )
+    proc = harness("validate", str(TINY), "eval.data=data://shopbench-dev", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: `eval.data`: data://shopbench-dev" in proc.stdout.replace("\n", " ")
+    assert "harness data fetch shopbench-dev" in proc.stdout
+    mmlu = REPO / "experiments" / "shopping_mmlu" / "tiny_cpu.yaml"
+    proc = harness("validate", str(mmlu), "shopping_mmlu.files=[skill1_concpt]", env=env)
+    user_error(proc, "`shopping_mmlu.files`", "`skill1_concpt`", "did you mean `skill1_concept`")
+    # run: every missing input at once, before any stage runs
+    proc = harness(
+        "run", str(TINY), "data.sources.products=no/p.jsonl", "eval.data=no/e.jsonl", env=env
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no/p.jsonl" in proc.stderr and "no/e.jsonl" in proc.stderr
+    assert not (tmp_path / "runs" / "stages").exists()
+
+
+def test_plan_marks_blocked_stages_and_exits_1() -> None:
+    proc = harness("plan", str(TINY), "data.sources.reviews=no/r.jsonl")
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    synth = next(ln for ln in lines if " synthesize " in ln)
+    assert synth.startswith("missing input")
+    for later in ("mix", "finetune", "infer", "score"):
+        row = next(ln for ln in lines if f" {later} " in ln and not ln.startswith(" "))
+        assert row.startswith("blocked (by synthesize)"), row
+    proc = harness("plan", "--help")
+    assert "exit status: 0" in proc.stdout.replace("\n", " ")
+
+
+def test_env_check_role_typo_platform_and_stray_overrides() -> None:
+    user_error(harness("env", "--check", "serv"), "unknown role 'serv'", "did you mean `serve`")
+    gpu_spec = str(REPO / "experiments" / "gpu_small.yaml")
+    proc = harness("env", "--check", gpu_spec, "--platform", "cpu", "--json")
+    assert proc.returncode in (0, 1), proc.stderr
+    import json
+
+    assert json.loads(proc.stdout)["platform"] == "cpu"
+    user_error(harness("env", "--check", "--set", "run.platform=cpu"), "need a spec")
+    user_error(harness("env", "serve", "run.platform=cpu"), "need a spec")

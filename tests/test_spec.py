@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as cli_main
-from harness.cli import spec_files
+from harness.cli import is_sweep_file, spec_files
 from harness.errors import SpecError
 from harness.spec import load_spec
 from harness.spec.docs import generated_sections, section_markers
@@ -28,9 +28,11 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 def test_every_experiment_validates(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["validate", str(REPO / "experiments")]) == 0
     out = capsys.readouterr().out
-    n = len(spec_files([str(REPO / "experiments")]))
-    assert n >= 6
-    assert f"{n}/{n} specs valid" in out
+    files = spec_files([str(REPO / "experiments")])
+    n = len(files)
+    sweeps = sum(1 for f in files if is_sweep_file(f))
+    assert n >= 6 and sweeps >= 3
+    assert f"{n}/{n} valid ({n - sweeps} specs, {sweeps} sweeps)" in out
 
 
 def test_typo_names_key_and_suggests(tmp_path: Path) -> None:

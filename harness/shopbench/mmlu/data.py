@@ -573,6 +573,29 @@ def _load_members(
     return Benchmark(label, tuple(tasks), tuple(skills), tuple(sorted(ignored)))
 
 
+def file_names(path: str | Path, files: Literal["skills", "tasks"]) -> list[str]:
+    """The names of a release's skill or task files, from its listing alone (no file is
+    read).
+
+    Args:
+        path: The archive or directory.
+        files: ``skills`` or ``tasks``.
+
+    Raises:
+        ShoppingMMLUDataError: Not an archive or directory.
+    """
+    names = []
+    with _members(Path(path)) as members:
+        for relpath, _ in members:
+            parts = PurePosixPath(relpath).parts
+            if _is_junk(relpath) or len(parts) < 2 or parts[-2] not in DATA_DIRS:
+                continue
+            hit = _classify("/".join(parts[-2:]))
+            if hit is not None and (hit[0] == SKILLS_DIR) == (files == "skills"):
+                names.append(hit[1])
+    return sorted(names)
+
+
 def select_files(
     benchmark: Benchmark,
     files: Literal["skills", "tasks"],
