@@ -178,3 +178,58 @@ def test_env_check_role_typo_platform_and_stray_overrides() -> None:
     assert json.loads(proc.stdout)["platform"] == "cpu"
     user_error(harness("env", "--check", "--set", "run.platform=cpu"), "need a spec")
     user_error(harness("env", "serve", "run.platform=cpu"), "need a spec")
+
+
+MINI = REPO / "experiments" / "data" / "shopping_mmlu_mini"
+
+
+def predictions_for(path: Path, out: Path) -> Path:
+    """A predictions file with one answer per row of a Shopping MMLU file."""
+    from harness.shopbench.mmlu import load_task_file
+
+    out.write_text('{"prediction": "1"}\n' * len(load_task_file(path)), encoding="utf-8")
+    return out
+
+
+def test_score_of_shopping_mmlu_csv_with_the_default_parser_names_the_profile(
+    tmp_path: Path,
+) -> None:
+    data = MINI / "multiple_choice" / "product_category_selection_dataset.csv"
+    preds = predictions_for(data, tmp_path / "p.jsonl")
+    proc = harness("score", "--data", str(data), "--predictions", str(preds))
+    user_error(proc, "Shopping MMLU", "--parser shopping-mmlu-task")
+
+
+def test_score_missing_sentence_model_names_the_cli_options(tmp_path: Path) -> None:
+    data = MINI / "skills" / "skill4_multilingual.json"
+    preds = predictions_for(data, tmp_path / "p.jsonl")
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
+    args = ("score", "--data", str(data), "--predictions", str(preds))
+    proc = harness(*args, "--parser", "shopping-mmlu-skill", env=env)
+    line = user_error(proc, "--sentence-model paraphrase-multilingual-MiniLM-L12-v2=PATH")
+    assert "--missing-sentence-model nan" in line and "eval.sentence_models" not in line
+    out = tmp_path / "scores.json"
+    proc = harness(
+        *args, "--parser", "shopping-mmlu-skill", "--missing-sentence-model", "nan",
+        "--out", str(out), env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "sentence model not available, its tasks score NaN" in proc.stdout.replace("\n", " ")
+    import json
+
+    scores = json.loads(out.read_text(encoding="utf-8"))
+    assert any(t["score"] != t["score"] for t in scores["tasks"].values())  # NaN
+    assert any(t["score"] == t["score"] for t in scores["tasks"].values())  # not all
+
+
+def test_partial_shopping_mmlu_output_labels_both_scales(tmp_path: Path) -> None:
+    skill = MINI / "skills" / "skill3_behavior.json"
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    predictions_for(skill, preds / "skill3_behavior.jsonl")
+    proc = harness(
+        "score", "--data", str(MINI), "--predictions", str(preds),
+        "--parser", "shopping-mmlu-skill",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "score (0-1)" in proc.stdout and "x 100, 0-100" in proc.stdout

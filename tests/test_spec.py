@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main as cli_main
 from harness.cli import is_sweep_file, spec_files
+from harness.cli import main as cli_main
 from harness.errors import SpecError
 from harness.spec import load_spec
 from harness.spec.docs import generated_sections, section_markers
