@@ -233,3 +233,56 @@ def test_partial_shopping_mmlu_output_labels_both_scales(tmp_path: Path) -> None
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "score (0-1)" in proc.stdout and "x 100, 0-100" in proc.stdout
+
+
+def test_empty_stage_list_is_an_error() -> None:
+    for command in ("validate", "plan"):
+        user_error(harness(command, str(TINY), "stages=[]"), "`stages`", "plans nothing")
+
+
+def test_spec_messages_name_where_and_say_null(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: a\nbase: missing.yaml\n", encoding="utf-8")
+    user_error(harness("validate", str(spec)), f"{spec}:2: `base`: file not found: missing.yaml")
+    spec.write_text(f"base: {TINY}\ninfer:\n", encoding="utf-8")
+    line = harness("validate", str(spec)).stderr
+    assert f"{spec}:2: `infer`:" in line and "(got null)" in line and "NoneType" not in line
+    spec.write_text(
+        f"base: {TINY}\nreport:\n  baselines:\n    x: ['a=${{oc.env:NO_SUCH_VAR_26}}']\n",
+        encoding="utf-8",
+    )
+    err = harness("validate", str(spec)).stderr
+    assert f"{spec}:4: `report.baselines.x[0]`: interpolation failed:" in err, err
+    assert "KeyError" not in err and "NO_SUCH_VAR_26" in err
+    err = harness("validate", str(TINY), "description=${oc.env:NO_SUCH_VAR_26}").stderr
+    assert "command-line override: `description`: interpolation failed" in err, err
+    spec.write_text(f"base: {TINY}\nfinetune:\n  lora:\n    rnak: 16\n", encoding="utf-8")
+    user_error(harness("validate", str(spec)), "did you mean `finetune.lora.rank`")
+
+
+def test_prediction_of_the_wrong_type_says_null(tmp_path: Path) -> None:
+    preds = tmp_path / "p.jsonl"
+    n = len(EVAL_TINY.read_text(encoding="utf-8").splitlines())
+    preds.write_text('{"prediction": null}\n' * n, encoding="utf-8")
+    proc = harness("score", "--data", str(EVAL_TINY), "--predictions", str(preds))
+    line = user_error(proc, "got null")
+    assert "NoneType" not in line
+
+
+def test_offline_fetch_names_each_failing_url_once(tmp_path: Path) -> None:
+    from tests.support.vllm_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/development.json"
+    proc = harness(
+        "data",
+        "fetch",
+        "shopbench-dev",
+        "--url",
+        url,
+        "--data-dir",
+        str(tmp_path),
+        "--timeout",
+        "2",
+    )
+    user_error(proc, "could not download")
+    assert proc.stderr.count(url) == 1 and "attempts)" in proc.stderr, proc.stderr

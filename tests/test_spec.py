@@ -41,7 +41,7 @@ def test_typo_names_key_and_suggests(tmp_path: Path) -> None:
         load_spec(spec)
     msg = str(e.value)
     assert "finetune.lora.rnak" in msg
-    assert "did you mean `rank`" in msg
+    assert "did you mean `finetune.lora.rank`" in msg
     assert f"{spec}:4" in msg
 
 
@@ -58,7 +58,7 @@ def test_several_problems_in_one_message(tmp_path: Path) -> None:
     assert len(problems) == 3
     text = "\n".join(problems)
     assert "finetune.max_steps" in text and "'lots'" in text
-    assert "did you mean `tensor_parallel_size`" in text
+    assert "did you mean `infer.tensor_parallel_size`" in text
     assert "unknown stage `scor`" in text and "did you mean `score`" in text
 
 
@@ -97,7 +97,7 @@ def test_override_typo_is_reported_as_override() -> None:
     with pytest.raises(SpecError) as e:
         load_spec(TINY, ["decoding.multiple-choice.temprature=1"])
     assert "command-line override" in str(e.value)
-    assert "did you mean `temperature`" in str(e.value)
+    assert "did you mean `decoding.multiple-choice.temperature`" in str(e.value)
 
 
 def test_bad_interpolation(tmp_path: Path) -> None:

@@ -755,6 +755,16 @@ class Spec(Section):
 
         return {**data, "stages": default_stages(present)}
 
+    @field_validator("stages")
+    @classmethod
+    def _stages_nonempty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(
+                "an empty list plans nothing: list the stages to run (`harness stages` lists "
+                "them), or leave `stages` out for the stages of the sections present"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_positions(self) -> Spec:
         limit = self.model.max_position_embeddings

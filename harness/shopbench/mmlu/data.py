@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from harness.jsonl import numbered_json_lines
+from harness.jsonl import json_type, numbered_json_lines
 from harness.shopbench.errors import DataError, ScoringError
 
 TASK_TYPE_DIRS = (
@@ -368,7 +368,7 @@ def _parse_positional(text: str, source: str, on_error: OnError) -> _Rows:
     for lineno, obj in objects:
         if not isinstance(obj, dict):
             raise ShoppingMMLUDataError(
-                f"{source}:{lineno}: expected a JSON object, got {type(obj).__name__}"
+                f"{source}:{lineno}: expected a JSON object, got {json_type(obj)}"
             )
         columns.update(dict.fromkeys(obj))
     names = list(columns)
@@ -393,7 +393,7 @@ def _parse_skill(text: str, source: str, on_error: OnError) -> _Rows:
     out = _Rows(source, on_error)
     for lineno, obj in _jsonl_objects(text, source):
         if not isinstance(obj, dict):
-            out.bad(lineno, f"expected a JSON object, got {type(obj).__name__}")
+            out.bad(lineno, f"expected a JSON object, got {json_type(obj)}")
             continue
         missing = [k for k in SKILL_FIELDS if obj.get(k) is None]
         wrong = [k for k in SKILL_FIELDS if k != "output_field" and k not in missing]
