@@ -526,6 +526,17 @@ COMMANDS.add(
 )
 
 
+def _version() -> str:
+    """The installed distribution's version (``unknown`` when run from a source tree that is
+    not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("shopbench-harness")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of ``harness``.
 
@@ -533,8 +544,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         only: Import and add the options of this command alone (every command is still
             listed): ``harness score`` does not import the sweep or padding code. None: all.
     """
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="The ShopBench harness: validate, plan and run experiment specs; score "
+        "predictions; fetch datasets. `harness COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         cmd = COMMANDS.get(name)
         p = sub.add_parser(name, help=cmd.help)

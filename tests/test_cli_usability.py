@@ -286,3 +286,28 @@ def test_offline_fetch_names_each_failing_url_once(tmp_path: Path) -> None:
     )
     user_error(proc, "could not download")
     assert proc.stderr.count(url) == 1 and "attempts)" in proc.stderr, proc.stderr
+
+
+def test_help_is_plain_and_complete_and_version_is_the_distribution() -> None:
+    import argparse
+    from importlib.metadata import version
+
+    from harness.cli import build_parser
+
+    top = harness("--help")
+    assert top.returncode == 0 and ":data:" not in top.stdout and "``" not in top.stdout
+    undocumented = []
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, p in action.choices.items():
+                    walk(p, f"{name} {sub}")
+            elif not isinstance(action, argparse._HelpAction) and not action.help:
+                undocumented.append(f"{name} {action.dest}")
+
+    walk(build_parser(), "harness")
+    assert undocumented == []
+    proc = harness("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"harness {version('shopbench-harness')}"
