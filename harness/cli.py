@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -353,14 +354,12 @@ def cmd_stages(args: argparse.Namespace) -> int:
         inputs = ", ".join(
             f"{r}<-{'|'.join(c)}" for r, c in {**d.inputs, **d.optional_inputs}.items()
         )
-        out.print(
+        say(
             f"{name:<11} section: {d.section or '-'}  envs: {'+'.join(d.envs)}  "
             f"outputs: {', '.join(a.name for a in d.outputs) or '-'}"
             + (f"  inputs: {inputs}" if inputs else "")
             + ("  (sees every stage before it)" if d.upstream_all else ""),
-            soft_wrap=True,
-            highlight=False,
-            markup=False,
+            hang=12,
         )
     return 0
 
@@ -562,8 +561,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+PROGRESS_OFF = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+"""What turns off the progress bars of tqdm and of the Hugging Face libraries (which read
+these at import), in this process and the stage processes it starts."""
+
+
+def quiet_progress() -> None:
+    """No progress bars when neither stdout nor stderr is a terminal (a log file, a pipe):
+    a bar there is a line of control characters, not progress."""
+    if not (sys.stdout.isatty() or sys.stderr.isatty()):
+        for name, value in PROGRESS_OFF.items():
+            os.environ.setdefault(name, value)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. User errors exit 2 with one message and no traceback; a failed stage 1."""
+    quiet_progress()
     words = sys.argv[1:] if argv is None else argv
     first = next((w for w in words if not w.startswith("-")), None)
     parser = build_parser(first if first in COMMANDS else None)

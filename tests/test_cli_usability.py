@@ -311,3 +311,36 @@ def test_help_is_plain_and_complete_and_version_is_the_distribution() -> None:
     proc = harness("--version")
     assert proc.returncode == 0
     assert proc.stdout.strip() == f"harness {version('shopbench-harness')}"
+
+
+def test_non_terminal_output_fits_80_columns_without_bars(tmp_path: Path) -> None:
+    import json
+
+    rows = [json.loads(ln) for ln in EVAL_TINY.read_text(encoding="utf-8").splitlines()]
+    for r in rows:
+        r["task_name"] = f"product_category_and_attribute_{r['task_name']}"
+    data = tmp_path / "long_names.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    preds = tmp_path / "p.jsonl"
+    preds.write_text('{"prediction": "0"}\n' * len(rows), encoding="utf-8")
+    score = harness("score", "--data", str(data), "--predictions", str(preds))
+    assert score.returncode == 0, score.stderr
+    assert "…" not in score.stdout  # names are folded, never cut
+    for proc in (score, harness("stages"), harness("validate", str(REPO / "experiments"))):
+        assert proc.returncode == 0, proc.stderr
+        long = [ln for ln in proc.stdout.splitlines() if len(ln) > 80 and " " in ln.strip()]
+        assert long == [], long
+    code = (
+        "from harness.cli import main\n"
+        "main(['stages'])\n"
+        "from tqdm import tqdm\n"
+        "from huggingface_hub.utils import are_progress_bars_disabled\n"
+        "print('bars off:', tqdm(range(2)).disable, are_progress_bars_disabled())\n"
+    )
+    from harness.cli import PROGRESS_OFF
+
+    env = {k: v for k, v in os.environ.items() if k not in PROGRESS_OFF}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert "bars off: True True" in proc.stdout, proc.stderr

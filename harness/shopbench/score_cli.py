@@ -145,7 +145,7 @@ def render(result: EvalResult) -> list[Table]:
         ("parsed", "right"),
         ("score", "right"),
     ):
-        tasks.add_column(col, justify=justify)  # type: ignore[arg-type]
+        tasks.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for name, t in result.scores["tasks"].items():
         oks = parsed.get(name, [])
         rate = sum(oks) / len(oks) if oks else 0.0
@@ -153,7 +153,7 @@ def render(result: EvalResult) -> list[Table]:
             name, t["task_type"], t["metric"], str(t["n"]), f"{rate:.0%}", f"{t['score']:.4f}"
         )
     summary = Table(title="Tracks")
-    summary.add_column("track")
+    summary.add_column("track", overflow="fold")
     summary.add_column("score", justify="right")
     for track, score in result.scores["tracks"].items():
         label = f"[bold]{track}[/bold]" if track == ALL_TRACKS else track
