@@ -344,3 +344,29 @@ def test_non_terminal_output_fits_80_columns_without_bars(tmp_path: Path) -> Non
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
     assert "bars off: True True" in proc.stdout, proc.stderr
+
+
+def test_readme_and_noxfile_name_every_command_stage_and_session() -> None:
+    import ast
+    import re
+
+    from harness.cli import COMMANDS
+    from harness.stages.base import stage_defs
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert [c for c in COMMANDS if f"harness {c}" not in readme] == []
+    how = readme.split("## How a run works", 1)[1].split("\n## ", 1)[0]
+    built_in = [n for n, d in stage_defs().items() if d.module.startswith("harness.stages.")]
+    assert len(built_in) >= 11
+    assert [n for n in built_in if not re.search(rf"\b{n}\b", how)] == []
+    tree = ast.parse((REPO / "noxfile.py").read_text(encoding="utf-8"))
+    sessions = []
+    for fn in tree.body:
+        for deco in getattr(fn, "decorator_list", []):
+            if isinstance(deco, ast.Call) and ast.unparse(deco.func) == "nox.session":
+                names = [k.value.value for k in deco.keywords if k.arg == "name"]
+                sessions.append(names[0] if names else fn.name)  # type: ignore[attr-defined]
+    assert len(sessions) >= 10
+    listed = (ast.get_docstring(tree) or "").splitlines()[0]
+    assert [s for s in sessions if not re.search(rf"\b{s}\b(?!-)", listed)] == []
+    assert [s for s in sessions if f"nox -s {s}" not in readme] == []
