@@ -7,7 +7,7 @@
 ``fetch`` downloads a registry dataset (resuming an interrupted download) and verifies it
 before it appears in the cache; ``path`` prints what a ``data://NAME[/inner/path]`` reference
 resolves to, offline. The cache is ``$HARNESS_DATA_DIR`` if set, else
-``~/.cache/shopbench-harness/data``.
+``$XDG_CACHE_HOME/shopbench-harness/data`` (``~/.cache`` when ``XDG_CACHE_HOME`` is unset).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=Path,
         default=None,
-        help="The data cache (default: $HARNESS_DATA_DIR or ~/.cache/shopbench-harness/data).",
+        help="The data cache (default: $HARNESS_DATA_DIR, else "
+        "$XDG_CACHE_HOME/shopbench-harness/data, ~/.cache when unset).",
     )
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     sub.add_parser("list", parents=[common], help="the known datasets and whether they are cached")
@@ -100,7 +101,7 @@ def render_list(cache_dir: Path | None) -> Table:
     Returns:
         The table.
     """
-    table = Table(title=f"datasets (cache: {cache_dir or data_dir()})")
+    table = Table(title="datasets")
     for col, justify in (
         ("name", "left"),
         ("size", "right"),
@@ -153,6 +154,8 @@ def main(args: argparse.Namespace, console: Console | None = None) -> int:
     """
     console = console or Console()
     if args.data_command == "list":
+        where = args.data_dir or data_dir()
+        console.print(f"cache: {where}", markup=False, highlight=False, soft_wrap=True)
         console.print(render_list(args.data_dir))
         return 0
     if args.data_command == "path":

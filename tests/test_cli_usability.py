@@ -378,3 +378,56 @@ def test_report_metrics_tables_print_counts_as_integers() -> None:
     table = "\n".join(_metrics_table({"tokens": 869504.0, "loss": 0.25, "steps": 3}, "x"))
     assert "| tokens | 869504 |" in table and "869504.0" not in table
     assert "| loss | 0.2500 |" in table and "| steps | 3 |" in table
+
+
+def test_caches_follow_xdg_cache_home_and_harness_variables_win(tmp_path: Path) -> None:
+    code = (
+        "from harness.datasets import data_dir\n"
+        "from harness.envs import env_root\n"
+        "from harness.shopbench.embed_cache import configured_root\n"
+        "print(data_dir(), env_root(), configured_root(), sep='\\n')\n"
+    )
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HARNESS_DATA_DIR", "HARNESS_ENV_ROOT", "HARNESS_EMBEDDING_CACHE")
+    }
+
+    def defaults(**env: str) -> list[str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env={**base, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return proc.stdout.split()
+
+    xdg = tmp_path / "xdg"
+    root = xdg / "shopbench-harness"
+    assert defaults(XDG_CACHE_HOME=str(xdg)) == [
+        str(root / "data"),
+        str(root / "envs"),
+        str(root / "embeddings"),
+    ]
+    home = tmp_path / "home"
+    fallback = home / ".cache" / "shopbench-harness"
+    for unset in ("", "relative/dir"):  # unset, or not absolute: ignored, as XDG says
+        assert defaults(XDG_CACHE_HOME=unset, HOME=str(home)) == [
+            str(fallback / "data"),
+            str(fallback / "envs"),
+            str(fallback / "embeddings"),
+        ]
+    mine = [str(tmp_path / n) for n in ("d", "e", "m")]
+    assert (
+        defaults(
+            XDG_CACHE_HOME=str(xdg),
+            HARNESS_DATA_DIR=mine[0],
+            HARNESS_ENV_ROOT=mine[1],
+            HARNESS_EMBEDDING_CACHE=mine[2],
+        )
+        == mine
+    )
+    proc = harness("data", "list", env={**base, "XDG_CACHE_HOME": str(xdg)})
+    assert proc.returncode == 0 and f"cache: {root / 'data'}\n" in proc.stdout

@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="embedding_cache",
         action="store_false",
         help="Neither read nor write the on-disk embedding cache ($HARNESS_EMBEDDING_CACHE, "
-        "default ~/.cache/shopbench-harness/embeddings).",
+        "default $XDG_CACHE_HOME/shopbench-harness/embeddings, ~/.cache when unset).",
     )
 
 
