@@ -112,9 +112,14 @@ def spec_files(paths: list[str]) -> list[Path]:
     return found
 
 
+SWEEP_KEYS = ("spec", "parameters")
+"""Top-level keys of a sweep file (a W&B sweep configuration plus the spec it varies) that no
+spec has."""
+
+
 def is_sweep_file(path: Path) -> bool:
-    """A sweep file is a mapping with ``spec:`` and ``parameters:`` (a W&B sweep
-    configuration plus the spec it varies), wherever it lives."""
+    """A sweep file, wherever it lives: a mapping with ``spec:`` or ``parameters:`` (keys no
+    spec has; a sweep lacking one is then reported as a sweep that lacks it)."""
     import yaml
 
     try:
@@ -122,7 +127,7 @@ def is_sweep_file(path: Path) -> bool:
             doc = yaml.safe_load(f)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
-    return isinstance(doc, dict) and "spec" in doc and "parameters" in doc
+    return isinstance(doc, dict) and any(k in doc for k in SWEEP_KEYS)
 
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
@@ -131,7 +136,7 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="PATH",
         help="spec or sweep files, or directories searched recursively for *.yaml (a file "
-        "with `spec:` and `parameters:` is a sweep); KEY=VALUE words override spec keys",
+        "with `spec:` or `parameters:` is a sweep); KEY=VALUE words override spec keys",
     )
     _set_option(p)
 

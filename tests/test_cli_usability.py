@@ -127,6 +127,16 @@ def test_validate_recognises_a_sweep_by_content(tmp_path: Path) -> None:
     proc = harness("validate", str(sweep), str(TINY))
     assert proc.returncode == 0, proc.stderr
     assert f"ok    {sweep} (sweep)" in proc.stdout and "2/2 valid (1 spec, 1 sweep)" in proc.stdout
+    broken = tmp_path / "broken.yaml"  # a sweep without parameters is still a sweep
+    broken.write_text(f"spec: {TINY}\nmethod: grid\n", encoding="utf-8")
+    proc = harness("validate", str(broken))
+    user_error(proc, "parameters")
+    assert f"error {broken} (sweep)" in proc.stdout and "`model`" not in proc.stderr
+
+    from harness.cli import SWEEP_KEYS
+    from harness.spec import Spec
+
+    assert not set(SWEEP_KEYS) & set(Spec.model_fields)  # no spec is taken for a sweep
 
 
 def test_validate_checks_inputs_run_reports_them_all(tmp_path: Path) -> None:
