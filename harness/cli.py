@@ -318,14 +318,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     force = tuple(args.force or ())
     check_forced(force, [st.name for st in plan.stages], args.spec)
     summary = execute(plan, console=console, force=force)
-    say(f"run manifest: {summary.run_dir / 'run.json'}")
+    # Paths on lines of their own, never wrapped: they are copied from here.
+    plain: dict[str, Any] = {"soft_wrap": True, "highlight": False, "markup": False}
+    out.print(f"run manifest: {summary.run_dir / 'run.json'}", **plain)
     if summary.wandb_dir:
-        say(f"W&B run: {summary.wandb_dir}")
+        out.print(f"W&B run: {summary.wandb_dir}", **plain)
         if "offline" in summary.wandb_dir.name:
-            say(f"  sync it with: wandb sync {summary.wandb_dir}")
+            out.print(f"  sync it with: wandb sync {summary.wandb_dir}", **plain)
     report = next((o for o in summary.outcomes if o.name == "report"), None)
     if report:
-        say(f"report: {report.dir / 'report.md'}")
+        out.print(f"report: {report.dir / 'report.md'}", **plain)
     return 0
 
 
