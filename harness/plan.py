@@ -319,9 +319,15 @@ def build_plan(
     stages = _plan_stages(loaded, project_root, strict, where, with_report=True)
     if "report" in stages and spec.report.baselines:
         stages = _add_baselines(loaded, project_root, strict, where, stages)
-    missing = [f"stage `{st.name}`: {m}" for st in stages.values() for m in st.missing]
-    if missing and strict:
-        raise HarnessError("missing inputs:\n" + "\n".join(f"  - {m}" for m in missing))
+    needed_by: dict[str, list[str]] = {}  # each missing input once, with the stages needing it
+    for st in stages.values():
+        for m in st.missing:
+            needed_by.setdefault(m, []).append(st.name)
+    if needed_by and strict:
+        raise HarnessError(
+            "missing inputs:\n"
+            + "\n".join(f"  - {m} (needed by {', '.join(n)})" for m, n in needed_by.items())
+        )
     return Plan(
         loaded,
         tuple(stages.values()),
