@@ -1,4 +1,4 @@
-"""nox sessions: run, tests, lint, validate, golden, bench, sweep, gpu, gpu-pipeline.
+"""nox sessions: run, tests, pipeline, lint, validate, golden, bench, sweep, gpu, gpu-pipeline.
 
 All sessions share one project virtualenv, ``.venv``, built with pip from the pinned
 ``harness/envs/cpu.txt`` (every transitive dependency pinned, installed ``--no-deps``) plus

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,17 @@ class Variable:
     description: str
 
 
+CACHE_DIR = "shopbench-harness"
+"""The harness's folder in the user's cache directory."""
+
 VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "XDG_CACHE_HOME",
+        "`~/.cache`",
+        "The user's cache directory (the XDG convention, which Hugging Face and pip follow): "
+        "the environment, data and embedding caches default to `shopbench-harness/...` in "
+        "it; the `HARNESS_*` variables of each still win.",
+    ),
     Variable(
         "HARNESS_RUNS_ROOT",
         "`run.root` of the spec",
@@ -37,7 +48,7 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "HARNESS_ENV_ROOT",
-        "`~/.cache/shopbench-harness/envs`",
+        "`$XDG_CACHE_HOME/shopbench-harness/envs`",
         "Where stage environments the current interpreter does not satisfy are created.",
     ),
     Variable(
@@ -51,12 +62,12 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "HARNESS_DATA_DIR",
-        "`~/.cache/shopbench-harness/data`",
+        "`$XDG_CACHE_HOME/shopbench-harness/data`",
         "Cache of named datasets (`harness data fetch NAME`; `data://NAME` in specs).",
     ),
     Variable(
         "HARNESS_EMBEDDING_CACHE",
-        "`~/.cache/shopbench-harness/embeddings`",
+        "`$XDG_CACHE_HOME/shopbench-harness/embeddings`",
         "On-disk cache of the sentence embeddings of the similarity metrics (an SQLite "
         "file), keyed by the sentence model's name and files and by the text: a re-score "
         "embeds only texts it has not seen, and loads no model when it has seen them all. "
@@ -97,6 +108,17 @@ def get(name: str) -> str | None:
         if value:
             return value
     return None
+
+
+def cache_home() -> Path:
+    """The harness's cache folder: ``$XDG_CACHE_HOME/shopbench-harness``, or
+    ``~/.cache/shopbench-harness`` when that is unset or not absolute (as the XDG base
+    directory specification says)."""
+    xdg = get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else None
+    if base is None or not base.is_absolute():
+        base = Path.home() / ".cache"
+    return base / CACHE_DIR
 
 
 def overrides_in_effect() -> dict[str, str]:

@@ -7,7 +7,7 @@
 ``fetch`` downloads a registry dataset (resuming an interrupted download) and verifies it
 before it appears in the cache; ``path`` prints what a ``data://NAME[/inner/path]`` reference
 resolves to, offline. The cache is ``$HARNESS_DATA_DIR`` if set, else
-``~/.cache/shopbench-harness/data``.
+``$XDG_CACHE_HOME/shopbench-harness/data`` (``~/.cache`` when ``XDG_CACHE_HOME`` is unset).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from harness.datasets import data_dir, fetch, list_datasets, resolve
+from harness.datasets import REGISTRY, DatasetError, data_dir, fetch, is_ref, list_datasets, resolve
+from harness.datasets.cache import SCHEME
+from harness.registry import did_you_mean
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=Path,
         default=None,
-        help="The data cache (default: $HARNESS_DATA_DIR or ~/.cache/shopbench-harness/data).",
+        help="The data cache (default: $HARNESS_DATA_DIR, else "
+        "$XDG_CACHE_HOME/shopbench-harness/data, ~/.cache when unset).",
     )
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
     sub.add_parser("list", parents=[common], help="the known datasets and whether they are cached")
@@ -57,7 +60,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=60.0, help="seconds without data before retrying"
     )
     p = sub.add_parser("path", parents=[common], help="print what a data:// reference resolves to")
-    p.add_argument("ref", help="data://NAME or data://NAME/inner/path")
+    p.add_argument("ref", help="NAME[/inner/path] or data://NAME[/inner/path]")
+
+
+def reference(text: str) -> str:
+    """A ``data://`` reference, or a bare registry name (``NAME[/inner/path]``) as one.
+
+    Raises:
+        DatasetError: Anything else (a path, an unknown name), with the closest name.
+    """
+    if is_ref(text):
+        return text
+    name = text.partition("/")[0]
+    if name in REGISTRY:
+        return SCHEME + text
+    raise DatasetError(
+        f"{text!r} is not a dataset name or data:// reference"
+        + did_you_mean(name, list(REGISTRY))
+        + "; `harness data list` lists the datasets"
+    )
 
 
 def _size(n: int | None) -> str:
@@ -80,7 +101,7 @@ def render_list(cache_dir: Path | None) -> Table:
     Returns:
         The table.
     """
-    table = Table(title=f"datasets (cache: {cache_dir or data_dir()})")
+    table = Table(title="datasets")
     for col, justify in (
         ("name", "left"),
         ("size", "right"),
@@ -133,10 +154,13 @@ def main(args: argparse.Namespace, console: Console | None = None) -> int:
     """
     console = console or Console()
     if args.data_command == "list":
+        where = args.data_dir or data_dir()
+        console.print(f"cache: {where}", markup=False, highlight=False, soft_wrap=True)
         console.print(render_list(args.data_dir))
         return 0
     if args.data_command == "path":
-        console.print(str(resolve(args.ref, cache_dir=args.data_dir)), markup=False, soft_wrap=True)
+        ref = reference(args.ref)
+        console.print(str(resolve(ref, cache_dir=args.data_dir)), markup=False, soft_wrap=True)
         return 0
     columns = (
         TextColumn("{task.description}"),

@@ -9,9 +9,10 @@ on every platform. A stage's key covers the pin files of its roles and the platf
 
 An environment is the current interpreter when that already satisfies every pin (the usual
 case on CPU: the project's own virtualenv is built from ``cpu.txt``); otherwise a virtualenv
-is created on first use under ``$HARNESS_ENV_ROOT`` (default ``~/.cache/shopbench-harness/envs``)
-with ``venv`` + ``pip install --no-deps -r`` (pip, not uv: uv ignores pip's local
-configuration and resolves torch to a CUDA build), completed atomically and reused.
+is created on first use under ``$HARNESS_ENV_ROOT`` (default
+``$XDG_CACHE_HOME/shopbench-harness/envs``) with ``venv`` + ``pip install --no-deps -r``
+(pip, not uv: uv ignores pip's local configuration and resolves torch to a CUDA build),
+completed atomically and reused.
 
 Where environments cannot be created (no package index, a machine with its own preinstalled
 stack), the **current-interpreter mode** (``run.env_mode: current`` or
@@ -226,9 +227,7 @@ def env_root() -> Path:
     """Where created environments live."""
     from harness import config
 
-    return Path(
-        config.get("HARNESS_ENV_ROOT") or Path.home() / ".cache" / "shopbench-harness" / "envs"
-    )
+    return Path(config.get("HARNESS_ENV_ROOT") or config.cache_home() / "envs")
 
 
 def pins_digest(role: str, platform: str) -> dict[str, str]:

@@ -8,6 +8,23 @@ from pathlib import Path
 from typing import Any
 
 
+def json_type(value: Any) -> str:
+    """A JSON value's type as a user reads it in a message: ``null``, ``a boolean``, ``a
+    number``, ``a string``, ``an array``, ``an object`` (not Python's ``NoneType``)."""
+    if value is None:
+        return "null"
+    for kinds, name in (
+        (bool, "a boolean"),
+        ((int, float), "a number"),
+        (str, "a string"),
+        ((list, tuple), "an array"),
+        (dict, "an object"),
+    ):
+        if isinstance(value, kinds):
+            return name
+    return type(value).__name__
+
+
 def numbered_json_lines(
     lines: Iterable[str], source: str | Path, error: type[Exception]
 ) -> Iterator[tuple[int, Any]]:

@@ -23,8 +23,9 @@ from harness.artifacts import MANIFEST
 from harness.atomic import write_json
 from harness.codehash import code_digests
 from harness.contract import BASELINE_INPUTS
-from harness.datasets import is_ref, resolve_path
+from harness.datasets import DatasetNotCachedError, is_ref, resolve_path
 from harness.errors import HarnessError
+from harness.registry import did_you_mean
 from harness.spec.load import LoadedSpec
 from harness.stages.base import StageDef, stage_defs
 
@@ -187,11 +188,8 @@ def runs_root(loaded: LoadedSpec, project_root: Path) -> Path:
     return root if root.is_absolute() else project_root / root
 
 
-def _fingerprints(
-    stage: StageDef, slice_: dict[str, Any], project_root: Path
-) -> tuple[dict[str, Any], list[str]]:
-    out: dict[str, Any] = {}
-    missing: list[str] = []
+def _named_files(stage: StageDef, slice_: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``(dotted path or label, value)`` of every input file a stage's slice names."""
     named: list[tuple[str, Any]] = []
     for dotted in stage.files:
         head = next((r for r in stage.reads if dotted == r or dotted.startswith(r + ".")), None)
@@ -201,7 +199,15 @@ def _fingerprints(
         named.append((dotted, value))
     for label, derive in stage.derived_files.items():
         named.append((label, derive(slice_)))
-    for dotted, value in named:
+    return named
+
+
+def _fingerprints(
+    stage: StageDef, slice_: dict[str, Any], project_root: Path
+) -> tuple[dict[str, Any], list[str]]:
+    out: dict[str, Any] = {}
+    missing: list[str] = []
+    for dotted, value in _named_files(stage, slice_):
         values = value if isinstance(value, list) else [value]
         fps = []
         for v in values:
@@ -221,6 +227,71 @@ def _fingerprints(
             fps.append(fingerprint(p) if not is_ref(v) else f"{v}@{fingerprint(p)}")
         out[dotted] = fps if isinstance(value, list) else fps[0]
     return out, missing
+
+
+def input_problems(
+    loaded: LoadedSpec, project_root: Path | None = None
+) -> tuple[list[str], list[str]]:
+    """The input files of a spec's stages checked without reading them (``harness
+    validate``): an unknown dataset, a path a dataset lacks, or a ``shopping_mmlu.files``
+    name the release lacks is an error; a dataset that is not in the local cache (``harness
+    data fetch`` gets it) or a local file that is not there (a spec may name data this
+    machine lacks) is a warning: ``harness run`` fails on either before any stage runs.
+
+    Args:
+        loaded: The loaded spec.
+        project_root: Root for relative paths (default: the current directory).
+
+    Returns:
+        ``(errors, warnings)``, each naming the spec key.
+    """
+    root = (project_root or Path.cwd()).resolve()
+    dumped = loaded.spec.model_dump(mode="json", by_alias=True)
+    errors: list[str] = []
+    warnings: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for name, d in stage_defs().items():
+        if name not in loaded.spec.stages:
+            continue
+        slice_ = {r: get_path(dumped, r) for r in d.reads}
+        for dotted, value in _named_files(d, slice_):
+            for v in value if isinstance(value, list) else [value]:
+                if v is None or (dotted, str(v)) in seen:
+                    continue
+                seen.add((dotted, str(v)))
+                try:
+                    p = resolve_path(v, root)
+                except DatasetNotCachedError as e:
+                    warnings.append(f"`{dotted}`: {e}")
+                    continue
+                except HarnessError as e:
+                    errors.append(f"`{dotted}`: {e}")
+                    continue
+                if not p.exists():
+                    warnings.append(f"`{dotted}`: file not found: {v} (resolved to {p})")
+    errors += _mmlu_file_problems(loaded, root)
+    return errors, warnings
+
+
+def _mmlu_file_problems(loaded: LoadedSpec, root: Path) -> list[str]:
+    """``shopping_mmlu.files`` names the release (when it is here) has no file of."""
+    cfg = loaded.spec.shopping_mmlu
+    if cfg is None or not cfg.files or not {"mmlu_infer", "mmlu_score"} & set(loaded.spec.stages):
+        return []
+    from harness.shopbench.mmlu.data import file_names
+
+    try:
+        release = resolve_path(cfg.data, root)
+        kind = "skills" if cfg.mode == "skill" else "tasks"
+        known = file_names(release, kind)
+    except HarnessError:  # reported with the data path, or not cached
+        return []
+    return [
+        f"`shopping_mmlu.files`: the release ({cfg.data}) has no {kind[:-1]} file `{n}`"
+        + did_you_mean(n, known)
+        for n in cfg.files
+        if n not in known
+    ]
 
 
 def build_plan(
@@ -248,6 +319,15 @@ def build_plan(
     stages = _plan_stages(loaded, project_root, strict, where, with_report=True)
     if "report" in stages and spec.report.baselines:
         stages = _add_baselines(loaded, project_root, strict, where, stages)
+    needed_by: dict[str, list[str]] = {}  # each missing input once, with the stages needing it
+    for st in stages.values():
+        for m in st.missing:
+            needed_by.setdefault(m, []).append(st.name)
+    if needed_by and strict:
+        raise HarnessError(
+            "missing inputs:\n"
+            + "\n".join(f"  - {m} (needed by {', '.join(n)})" for m, n in needed_by.items())
+        )
     return Plan(
         loaded,
         tuple(stages.values()),
@@ -293,8 +373,6 @@ def _plan_stages(
         d = defs[name]
         slice_ = {r: get_path(dumped, r) for r in d.reads}
         files, missing = _fingerprints(d, slice_, project_root)
-        if missing and strict:
-            raise HarnessError("; ".join(missing))
         inputs: dict[str, str] = {}
         for role, candidates in {**d.inputs, **d.optional_inputs}.items():
             hit = next((c for c in candidates if c in planned), None)

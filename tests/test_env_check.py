@@ -98,7 +98,10 @@ def test_check_of_a_spec_uses_its_stages_roles_and_platform(
     assert doc["unmet"]["train"] == {
         "harness/envs/train-gpu.txt": ["no-such-package-xyz==2.0 (missing)"]
     }
-    rc, doc = _check(capsys, str(TINY), "--platform", "gpu")  # the spec's platform wins
+    rc, doc = _check(capsys, str(TINY))
+    assert rc == 0 and doc["platform"] == "cpu"
+    assert all(files == {"harness/envs/cpu.txt": []} for files in doc["unmet"].values())
+    rc, doc = _check(capsys, str(GPU_SMALL), "--platform", "cpu")  # --platform overrides it
     assert rc == 0 and doc["platform"] == "cpu"
     assert all(files == {"harness/envs/cpu.txt": []} for files in doc["unmet"].values())
 

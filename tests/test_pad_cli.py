@@ -38,11 +38,20 @@ def test_dry_run_prints_the_table_and_writes_nothing(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src, dst = tiny_model("pad-qwen2-wide", tmp_path_factory.getbasetemp()), tmp_path / "dst"
-    assert main(["pad", str(src), str(dst), "--tp", "2", "--group-size", "64", "--dry-run"]) == 0
+    args = ["pad", str(src), str(dst), "--tp", "2", "--group-size", "64", "--dry-run"]
+    assert main([*args, "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert table["target"] == 384 and table["serves_tp_sizes"] is True
     assert 2 not in table["before"]["valid_tp"] and 2 in table["after"]["valid_tp"]
     assert "2" in table["before"]["problems"]
+    assert main(args) == 0  # without --json: the table, as the help says
+    lines = capsys.readouterr().out.splitlines()
+    before = table["before"]["intermediate_size"]
+    assert lines[0] == f"intermediate_size {before} -> 384 (group size 64; wanted TP 2: served)"
+    assert lines[1].split() == ["TP", "before", "after"]
+    rows = {int(ln.split()[0]): ln.split()[1:] for ln in lines[2:]}
+    assert rows[2] == ["no", "ok"] and rows[1] == ["ok", "ok"]
+    assert all(len(ln) <= 80 for ln in lines)
     assert not dst.exists()
 
 

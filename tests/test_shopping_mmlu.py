@@ -773,7 +773,7 @@ def test_argument_errors(bench: Benchmark) -> None:
     t = bench.task("query_keyword_retrieval")
     with pytest.raises(ScoringError, match="5 predictions for 6 rows"):
         score_task(t, [""] * 5)
-    with pytest.raises(ScoringError, match="prediction 1 is a int"):
+    with pytest.raises(ScoringError, match="prediction 1 is a number, not a string"):
         score_task(t, ["", 1, "", "", "", ""])  # type: ignore[list-item]
     with pytest.raises(UnknownNameError, match="unknown profile"):
         score_task(t, [""] * 6, "kdd")

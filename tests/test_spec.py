@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import is_sweep_file, spec_files
 from harness.cli import main as cli_main
-from harness.cli import spec_files
 from harness.errors import SpecError
 from harness.spec import load_spec
 from harness.spec.docs import generated_sections, section_markers
@@ -28,9 +28,11 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 def test_every_experiment_validates(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["validate", str(REPO / "experiments")]) == 0
     out = capsys.readouterr().out
-    n = len(spec_files([str(REPO / "experiments")]))
-    assert n >= 6
-    assert f"{n}/{n} specs valid" in out
+    files = spec_files([str(REPO / "experiments")])
+    n = len(files)
+    sweeps = sum(1 for f in files if is_sweep_file(f))
+    assert n >= 6 and sweeps >= 3
+    assert f"{n}/{n} valid ({n - sweeps} specs, {sweeps} sweeps)" in out
 
 
 def test_typo_names_key_and_suggests(tmp_path: Path) -> None:
@@ -39,7 +41,7 @@ def test_typo_names_key_and_suggests(tmp_path: Path) -> None:
         load_spec(spec)
     msg = str(e.value)
     assert "finetune.lora.rnak" in msg
-    assert "did you mean `rank`" in msg
+    assert "did you mean `finetune.lora.rank`" in msg
     assert f"{spec}:4" in msg
 
 
@@ -56,7 +58,7 @@ def test_several_problems_in_one_message(tmp_path: Path) -> None:
     assert len(problems) == 3
     text = "\n".join(problems)
     assert "finetune.max_steps" in text and "'lots'" in text
-    assert "did you mean `tensor_parallel_size`" in text
+    assert "did you mean `infer.tensor_parallel_size`" in text
     assert "unknown stage `scor`" in text and "did you mean `score`" in text
 
 
@@ -95,7 +97,7 @@ def test_override_typo_is_reported_as_override() -> None:
     with pytest.raises(SpecError) as e:
         load_spec(TINY, ["decoding.multiple-choice.temprature=1"])
     assert "command-line override" in str(e.value)
-    assert "did you mean `temperature`" in str(e.value)
+    assert "did you mean `decoding.multiple-choice.temperature`" in str(e.value)
 
 
 def test_bad_interpolation(tmp_path: Path) -> None:
@@ -155,3 +157,34 @@ def test_tensor_parallel_that_cannot_shard_fails_validation_with_pad_target() ->
     )
     with pytest.raises(SpecError, match=r"num_key_value_heads|KV heads|key_value"):
         load_spec(TINY, ["infer.tensor_parallel_size=3"])
+
+
+def test_reference_shows_the_defaults_a_spec_gets(tmp_path: Path) -> None:
+    """Every default the reference shows is the value a spec that leaves the key out gets
+    (the decoding caps differ per task type; a section's own default sets them)."""
+    from harness.spec.docs import spec_reference
+
+    spec = write(tmp_path, "s.yaml", "name: a\nmodel: {source: tiny, tiny: {}}\n")
+    dumped = load_spec(spec).spec.model_dump(mode="python", by_alias=True)
+    checked = 0
+    for line in spec_reference().splitlines()[2:]:
+        key, _, default = (c.strip() for c in line.split("|")[1:4])
+        key = key.strip("`")
+        if "[]" in key or not default.startswith("`"):
+            continue
+        value, found = dumped, True
+        for part in key.split("."):
+            if not isinstance(value, dict) or part not in value:
+                found = False
+                break
+            value = value[part]
+        if found and not isinstance(value, dict):
+            assert default == f"`{value!r}`", key
+            checked += 1
+    assert checked > 50
+    loaded = load_spec(spec).spec.decoding
+    caps = {t: loaded.for_task(t).max_tokens for t in ("multiple-choice", "generation")}
+    assert caps == {"multiple-choice": 1, "generation": 50}
+    assert f"| `decoding.generation.max_tokens` | int | `{caps['generation']}` |" in (
+        spec_reference()
+    )

@@ -183,7 +183,7 @@ def test_base_spec_problems_are_reported_against_the_sweep(tmp_path: Path) -> No
             "parameters": {TEMPERATURE: {"values": [0.0]}},
         },
     )
-    with pytest.raises(SweepError, match="did you mean `tensor_parallel_size`"):
+    with pytest.raises(SweepError, match=r"did you mean `infer\.tensor_parallel_size`"):
         load_sweep(path)
     missing = write_sweep(tmp_path, {"spec": "nope.yaml", "method": "grid"}, name="nospec")
     with pytest.raises(SweepError, match=r"base spec not found: nope\.yaml"):
@@ -208,7 +208,7 @@ def test_experiment_sweeps_are_valid(capsys: pytest.CaptureFixture[str]) -> None
     ]
     n = len(list((REPO / "experiments" / "sweeps").glob("*.yaml")))
     assert cli.main(["validate", str(REPO / "experiments" / "sweeps")]) == 0
-    assert f"{n}/{n} specs valid" in capsys.readouterr().out
+    assert f"{n}/{n} valid ({n} sweeps)" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- search semantics

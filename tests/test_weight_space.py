@@ -345,7 +345,7 @@ def test_merge_options_are_validated_with_key_paths(tmp_path: Path) -> None:
     text = _spec_problems(tmp_path, "finetune:\n  merge:\n    average_checkpoints: [40, 120]\n")
     assert "[120]" in text
     text = _spec_problems(tmp_path, "finetune:\n  merge:\n    averge_seeds: [0, 1]\n")
-    assert "did you mean `average_seeds`" in text
+    assert "did you mean `finetune.merge.average_seeds`" in text
     ok = FinetuneConfig.model_validate(
         {
             "max_steps": 90,

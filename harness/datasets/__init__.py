@@ -10,7 +10,8 @@ the dataset is absent, fails with the command that gets it (``harness data fetch
   checksum verification and atomic publishing into the cache.
 * :mod:`harness.datasets.cache` — :func:`data_dir`, :func:`resolve`, :func:`list_datasets`.
 
-The cache is ``$HARNESS_DATA_DIR`` if set, else ``~/.cache/shopbench-harness/data``.
+The cache is ``$HARNESS_DATA_DIR`` if set, else ``$XDG_CACHE_HOME/shopbench-harness/data``
+(``~/.cache`` when ``XDG_CACHE_HOME`` is unset).
 """
 
 from __future__ import annotations

@@ -27,11 +27,12 @@ Status = Literal["cached", "stale", "partial", "missing"]
 
 
 def data_dir() -> Path:
-    """The cache directory: ``$HARNESS_DATA_DIR`` if set, else ``~/.cache/shopbench-harness/data``."""
+    """The cache directory: ``$HARNESS_DATA_DIR`` if set, else ``data`` in
+    :func:`harness.config.cache_home` (``$XDG_CACHE_HOME/shopbench-harness``)."""
     env = config.get(ENV_VAR)
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".cache" / "shopbench-harness" / "data"
+    return config.cache_home() / "data"
 
 
 def _root(cache_dir: str | Path | None) -> Path:

@@ -251,7 +251,10 @@ def _fetch_file(
                 restarted = True  # the kept bytes may be another version's: once more from 0
                 continue
             break
-    detail = "\n".join(f"  - {n}" for n in notes)
+    tries: dict[str, int] = {}
+    for n in notes:  # the same failure on every retry is said once, with its count
+        tries[n] = tries.get(n, 0) + 1
+    detail = "\n".join(f"  - {n}" + (f" ({k} attempts)" if k > 1 else "") for n, k in tries.items())
     if corrupt and not part.exists():
         raise ChecksumError(
             f"{f.path}: the download does not match the registry; nothing was kept\n{detail}"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.jsonl import numbered_json_lines
+from harness.jsonl import json_type, numbered_json_lines
 from harness.shopbench.errors import DataError
 from harness.shopbench.types import METRIC_TASK_TYPE, METRICS, TASK_TYPES, Record
 
@@ -140,7 +140,7 @@ def _str_field(row: dict[str, Any], key: str, where: str, required: bool) -> str
         return None
     value = row[key]
     if not isinstance(value, str):
-        raise DataError(f"{where}: field `{key}` must be a string, got {type(value).__name__}")
+        raise DataError(f"{where}: field `{key}` must be a string, got {json_type(value)}")
     return value
 
 
@@ -165,7 +165,7 @@ def _check_type_and_metric(
 
 def _shopbench_record(row: Any, where: str) -> Record:
     if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        raise DataError(f"{where}: expected a JSON object, got {json_type(row)}")
     prompt = _str_field(row, "input_field", where, required=True)
     if "is_multiple_choice" not in row:
         raise DataError(f"{where}: missing field `is_multiple_choice`")
@@ -243,7 +243,7 @@ def _ec_guide_task_name(file: Path, root: Path) -> str:
 
 def _ec_guide_row(row: Any, where: str) -> tuple[str, str, str, Any, str]:
     if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        raise DataError(f"{where}: expected a JSON object, got {json_type(row)}")
     prompt = _str_field(row, "input_field", where, required=True)
     task_type = _str_field(row, "task_type", where, required=True)
     metric = _str_field(row, "metric", where, required=True)
@@ -357,13 +357,11 @@ def load_predictions(path: str | Path, key: str = "prediction") -> list[str]:
     for line, row in _iter_jsonl(text, path):
         where = f"{path}:{line}"
         if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            raise DataError(f"{where}: expected a JSON object, got {json_type(row)}")
         if key not in row:
             raise DataError(f"{where}: missing field `{key}`")
         if not isinstance(row[key], str):
-            raise DataError(
-                f"{where}: field `{key}` must be a string, got {type(row[key]).__name__}"
-            )
+            raise DataError(f"{where}: field `{key}` must be a string, got {json_type(row[key])}")
         out.append(row[key])
     return out
 
@@ -385,6 +383,6 @@ def load_prediction_rows(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
     for line, row in _iter_jsonl(_read_text(path), path):
         where = f"{path}:{line}"
         if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            raise DataError(f"{where}: expected a JSON object, got {json_type(row)}")
         out.append((where, row))
     return out

@@ -4,7 +4,7 @@ A vector is keyed by the sentence model — its name and a SHA-256 digest of its
 config and tokenizer files — and by the SHA-256 of the text, so a dataset's references are
 embedded once and a re-score (the other parser mode, another sweep trial) embeds only the
 texts it has not seen. The cache lives in one SQLite database, ``embeddings.sqlite3``, under
-``$HARNESS_EMBEDDING_CACHE`` (default ``~/.cache/shopbench-harness/embeddings``; ``off``
+``$HARNESS_EMBEDDING_CACHE`` (default ``$XDG_CACHE_HOME/shopbench-harness/embeddings``; ``off``
 turns it off).
 
 Crash safety: each batch of new vectors is written in one transaction, so a killed writer
@@ -56,8 +56,8 @@ CREATE TABLE IF NOT EXISTS vectors (
 
 
 def default_root() -> Path:
-    """``~/.cache/shopbench-harness/embeddings``."""
-    return Path.home() / ".cache" / "shopbench-harness" / "embeddings"
+    """``embeddings`` in :func:`harness.config.cache_home` (``$XDG_CACHE_HOME/shopbench-harness``)."""
+    return config.cache_home() / "embeddings"
 
 
 def configured_root() -> Path | None:

@@ -18,4 +18,13 @@ class UnknownNameError(HarnessError):
 
 
 class SentenceModelNotFoundError(HarnessError):
-    """A sentence-transformer model that cannot be found offline."""
+    """A sentence-transformer model that cannot be found offline.
+
+    Attributes:
+        model: The model's short name, where the model itself is missing (None for a
+            configured path that is not a model, or missing libraries).
+    """
+
+    def __init__(self, message: str, model: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model

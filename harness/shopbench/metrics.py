@@ -228,7 +228,9 @@ def resolve_sentence_model(name: str, overrides: Mapping[str, str] | None = None
     for found in (_hf_cache_path(name), _packaged_path(name)):
         if found is not None and _has_weights(found):
             return found
-    raise SentenceModelNotFoundError(_how_to_provide(name))
+    raise SentenceModelNotFoundError(
+        _how_to_provide(name), model=name.removeprefix("sentence-transformers/")
+    )
 
 
 _MODELS: dict[str, Any] = {}

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.jsonl import json_type
 from harness.registry import Registry
 from harness.shopbench import prompt_info
 from harness.shopbench.errors import DataError, UnknownNameError
@@ -129,7 +130,7 @@ def parse(
     if fn is None:
         raise UnknownNameError(f"parser mode `{mode}` has no parser for {task_type!r}")
     if not isinstance(raw, str):
-        raise DataError(f"a prediction must be a string, got {type(raw).__name__}")
+        raise DataError(f"a prediction must be a string, got {json_type(raw)}")
     return fn(raw[:MAX_RESPONSE_CHARACTERS], prompt)
 
 

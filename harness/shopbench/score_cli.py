@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.atomic import write_json, write_jsonl
+from harness.datasets import resolve
 from harness.errors import HarnessError
 from harness.shopbench.data import load_eval_data, load_predictions
-from harness.shopbench.errors import ScoringError
+from harness.shopbench.errors import ScoringError, SentenceModelNotFoundError
 from harness.shopbench.evaluate import EvalResult, evaluate
 from harness.shopbench.parsers import MODES
 from harness.shopbench.types import ALL_TRACKS
@@ -39,14 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         required=True,
-        type=Path,
         help="ShopBench JSONL (with answers), EC-Guide JSON, or with a shopping-mmlu "
-        "profile: a Shopping MMLU task file, skills file, or the release (zip or dir).",
+        "profile: a Shopping MMLU task file, skills file, or the release (zip or dir); a "
+        "file or a named dataset, data://NAME[/inner/path].",
     )
     parser.add_argument(
         "--predictions",
         required=True,
-        type=Path,
         help="JSONL, one object per data row in data order, raw text under `prediction`.",
     )
     parser.add_argument(
@@ -67,11 +67,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "paraphrase-multilingual-MiniLM-L12-v2=/models/pmml12.",
     )
     parser.add_argument(
+        "--missing-sentence-model",
+        dest="missing_sentence_model",
+        choices=("error", "nan"),
+        default="error",
+        help="With a shopping-mmlu profile, when an embedding metric's sentence model is not "
+        "available offline: error (default), or nan: its tasks score NaN with a warning "
+        "(smoke runs; the spec's shopping_mmlu.missing_sentence_model).",
+    )
+    parser.add_argument(
         "--no-embedding-cache",
         dest="embedding_cache",
         action="store_false",
         help="Neither read nor write the on-disk embedding cache ($HARNESS_EMBEDDING_CACHE, "
-        "default ~/.cache/shopbench-harness/embeddings).",
+        "default $XDG_CACHE_HOME/shopbench-harness/embeddings, ~/.cache when unset).",
     )
 
 
@@ -96,6 +105,25 @@ def parse_sentence_models(items: list[str]) -> dict[str, str]:
     return out
 
 
+def check_output_file(option: str, path: Path | None) -> None:
+    """Fail before any work when an output option cannot name a file to write.
+
+    Args:
+        option: The option, for the message (``--out``).
+        path: Its value (None: not given).
+
+    Raises:
+        HarnessError: ``path`` is a directory, or a parent of it is a file.
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise HarnessError(f"{option} {path}: is a directory; name a file to write")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise HarnessError(f"{option} {path}: {parent} is a file, not a directory")
+
+
 def render(result: EvalResult) -> list[Table]:
     """Rich tables of a result: per task, then per track and overall.
 
@@ -117,7 +145,7 @@ def render(result: EvalResult) -> list[Table]:
         ("parsed", "right"),
         ("score", "right"),
     ):
-        tasks.add_column(col, justify=justify)  # type: ignore[arg-type]
+        tasks.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for name, t in result.scores["tasks"].items():
         oks = parsed.get(name, [])
         rate = sum(oks) / len(oks) if oks else 0.0
@@ -125,7 +153,7 @@ def render(result: EvalResult) -> list[Table]:
             name, t["task_type"], t["metric"], str(t["n"]), f"{rate:.0%}", f"{t['score']:.4f}"
         )
     summary = Table(title="Tracks")
-    summary.add_column("track")
+    summary.add_column("track", overflow="fold")
     summary.add_column("score", justify="right")
     for track, score in result.scores["tracks"].items():
         label = f"[bold]{track}[/bold]" if track == ALL_TRACKS else track
@@ -150,8 +178,37 @@ def main(args: argparse.Namespace, console: Console | None = None) -> int:
     """
     console = console or Console()
     models = parse_sentence_models(args.sentence_model)
-    if args.parser in SHOPPING_MMLU_PROFILES:
-        return _shopping_mmlu(args, models, console)
+    args.data, args.predictions = resolve(args.data), resolve(args.predictions)
+    for option, path in (("--out", args.out), ("--rows", args.rows)):
+        check_output_file(option, path)
+    try:
+        if args.parser in SHOPPING_MMLU_PROFILES:
+            return _shopping_mmlu(args, models, console)
+        return _shopbench(args, models, console)
+    except SentenceModelNotFoundError as e:
+        if e.model is None:
+            raise
+        nan = (
+            ", or --missing-sentence-model nan to score its tasks NaN (a smoke run)"
+            if args.parser in SHOPPING_MMLU_PROFILES
+            else ""
+        )
+        raise SentenceModelNotFoundError(
+            f"sentence-transformer model {e.model!r} was not found offline (not given with "
+            "--sentence-model, not in the Hugging Face cache): give its local directory "
+            f"(safetensors weights) with --sentence-model {e.model}=PATH{nan}",
+            model=e.model,
+        ) from None
+
+
+def _shopbench(args: argparse.Namespace, models: dict[str, str], console: Console) -> int:
+    """Score ShopBench (or EC-Guide) data."""
+    if Path(args.data).suffix == ".csv" or Path(args.data).name == "data.zip":
+        raise HarnessError(
+            f"{args.data}: this looks like Shopping MMLU data (a task file or the release), "
+            "not ShopBench JSONL; score it with --parser shopping-mmlu-task (or "
+            "shopping-mmlu-skill)"
+        )
     records = load_eval_data(args.data)
     predictions = load_predictions(args.predictions)
     if len(predictions) != len(records):
@@ -198,20 +255,28 @@ def _shopping_mmlu(args: argparse.Namespace, models: dict[str, str], console: Co
         score_task,
         task_results,
     )
+    from harness.shopbench.mmlu.profiles import nan_embedders, unavailable_models
 
     data = Path(args.data)
-    if data.is_dir() or data.suffix == ".zip":
+    whole = data.is_dir() or data.suffix == ".zip"
+    release = load_benchmark(data) if whole else None
+    task = None if whole else load_task_file(data)
+    predicted = _prediction_files(Path(args.predictions)) if whole else {}
+    scored = [f for f in release if f.name in predicted] if release is not None else [task]
+    missing = unavailable_models(scored, models)  # type: ignore[arg-type]
+    if missing and args.missing_sentence_model == "error":
+        raise next(iter(missing.values()))
+    embed = nan_embedders(missing) or None
+    notes = [f"metric {m!r}: sentence model not available, its tasks score NaN" for m in missing]
+    if release is not None:
         result = score_benchmark(
-            load_benchmark(data),
-            _prediction_files(Path(args.predictions)),
-            args.parser,
-            sentence_models=models,
+            release, predicted, args.parser, embed=embed, sentence_models=models
         )
     else:
-        task = load_task_file(data)
+        assert task is not None
         preds = load_predictions(args.predictions)
         if task.is_skill:
-            one = score_skill(task, preds, args.parser, sentence_models=models)
+            one = score_skill(task, preds, args.parser, embed=embed, sentence_models=models)
             result = {
                 "profile": args.parser,
                 "source": task.source,
@@ -220,13 +285,14 @@ def _shopping_mmlu(args: argparse.Namespace, models: dict[str, str], console: Co
                 "warnings": one["warnings"],
             }
         else:
-            one = score_task(task, preds, args.parser, sentence_models=models)
+            one = score_task(task, preds, args.parser, embed=embed, sentence_models=models)
             result = {
                 "profile": args.parser,
                 "source": task.source,
                 "tasks": {one["task"]: one},
                 "warnings": one["warnings"],
             }
+    result["warnings"] = notes + list(result.get("warnings", []))
     # OUT["tasks"] holds every task's result under either profile (the skill profile's
     # whole-release result has them inside its skills).
     tasks = result["tasks"] = task_results(result)
@@ -235,13 +301,20 @@ def _shopping_mmlu(args: argparse.Namespace, models: dict[str, str], console: Co
         write_jsonl(args.rows, rows, allow_nan=True)
     if args.out is not None:
         write_json(args.out, result, sort_keys=False, allow_nan=True)
-    table = Table(title=f"Shopping MMLU scores ({args.parser})")
-    for col in ("task", "metric", "n", "score"):
-        table.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    table = Table(title=f"Shopping MMLU task scores ({args.parser}), 0-1")
+    for col in ("task", "metric", "n", "score (0-1)"):
+        left = col in ("task", "metric")
+        table.add_column(col, justify="left" if left else "right", overflow="fold")
     for name, t in tasks.items():
         table.add_row(name, str(t.get("metric", "")), str(t.get("n", "")), f"{t['score']:.4f}")
     console.print(table)
     if "leaderboard" in result:
+        console.print(
+            "Leaderboard (skill scores x 100, 0-100, as the official leaderboard shows them):",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
         console.print(leaderboard_table({args.parser: result}), soft_wrap=True, markup=False)
     for w in result.get("warnings", []):
         console.print(f"warning: {w}", soft_wrap=True, markup=False, highlight=False)

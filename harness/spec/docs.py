@@ -20,7 +20,14 @@ def _type_name(annotation: typing.Any) -> str:
     return text.replace(" | ", " or ")
 
 
-def _default(field: typing.Any) -> str:
+def _default(field: typing.Any, given: typing.Any = PydanticUndefined) -> str:
+    """The default shown for a field; ``given`` is the value its section's own default
+    sets (a section built by a default factory may set other values than its fields')."""
+    doc = (field.json_schema_extra or {}).get("doc_default")
+    if doc:
+        return str(doc)
+    if given is not PydanticUndefined:
+        return "(section)" if isinstance(given, BaseModel) else f"`{given!r}`"
     if field.is_required():
         return "required"
     if field.default_factory is not None:
@@ -33,12 +40,23 @@ def _default(field: typing.Any) -> str:
     return f"`{field.default!r}`"
 
 
-def _rows(model: type[BaseModel], prefix: str, seen: set[str]) -> list[str]:
+def _section_default(field: typing.Any) -> BaseModel | None:
+    """The section instance a field defaults to, if its default is one."""
+    if field.default_factory is not None:
+        value = field.default_factory()
+        return value if isinstance(value, BaseModel) else None
+    return field.default if isinstance(field.default, BaseModel) else None
+
+
+def _rows(
+    model: type[BaseModel], prefix: str, seen: set[str], defaults: BaseModel | None = None
+) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
+        given = getattr(defaults, name) if defaults is not None else PydanticUndefined
         rows.append(
-            f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | "
+            f"| `{key}` | {_type_name(field.annotation)} | {_default(field, given)} | "
             f"{(field.description or '').replace('|', '/')} |"
         )
         sub = submodel(field.annotation)
@@ -47,7 +65,11 @@ def _rows(model: type[BaseModel], prefix: str, seen: set[str]) -> list[str]:
             list_like = typing.get_origin(field.annotation) is list or "list[" in str(
                 field.annotation
             )
-            rows += _rows(sub, f"{key}[].", seen) if list_like else _rows(sub, f"{key}.", seen)
+            if list_like:
+                rows += _rows(sub, f"{key}[].", seen)
+            else:
+                inner = given if isinstance(given, BaseModel) else _section_default(field)
+                rows += _rows(sub, f"{key}.", seen, inner)
     return rows
 
 

@@ -4,6 +4,7 @@ overrides, then strict pydantic validation. All problems are collected into one
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -71,9 +72,14 @@ def compose(path: Path, chain: tuple[Path, ...] = ()) -> tuple[DictConfig, list[
         bases = [bases]
     merged: DictConfig = OmegaConf.create({})
     files: list[Path] = []
-    for b in bases:
+    for i, b in enumerate(bases):
+        where = line_of([path], (BASE_KEY, i) if len(bases) > 1 else (BASE_KEY,)) or str(path)
         if not isinstance(b, str):
-            raise SpecError([f"{path}: `base` must be a file name or a list of file names"])
+            raise SpecError([f"{where}: `base` must be a file name or a list of file names"])
+        if not (path.parent / b).is_file():
+            raise SpecError(
+                [f"{where}: `base`: file not found: {b} (resolved to {path.parent / b})"]
+            )
         base_cfg, base_files = compose(path.parent / b, (*chain, path))
         merged = OmegaConf.merge(merged, base_cfg)  # type: ignore[assignment]
         files.extend(base_files)
@@ -148,6 +154,15 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
     return out
 
 
+def _full_path_hint(loc: tuple[str | int, ...]) -> str:
+    """`` (did you mean `full.path`?)`` for an unknown key at ``loc``, or empty."""
+    hint = suggest(str(loc[-1]), fields_at(loc[:-1]))
+    if not hint:
+        return ""
+    leaf = hint.split("`")[1]
+    return f" (did you mean `{_dotted((*loc[:-1], leaf))}`?)"
+
+
 def _format_errors(err: ValidationError, files: list[Path], overrides: list[str]) -> list[str]:
     problems = []
     override_keys = {o.split("=", 1)[0] for o in overrides}
@@ -161,13 +176,16 @@ def _format_errors(err: ValidationError, files: list[Path], overrides: list[str]
         )
         key = _dotted(loc)
         if e["type"] == "extra_forbidden":
-            msg = f"unknown key `{key}`" + suggest(str(loc[-1]), fields_at(loc[:-1]))
+            msg = f"unknown key `{key}`" + _full_path_hint(loc)
         elif e["type"] == "missing":
             msg = f"missing required key `{key}`"
         else:
             got = e.get("input")
-            shown = repr(got) if not isinstance(got, dict) else "a mapping"
-            msg = f"`{key}`: {e['msg']} (got {shown})" if key else e["msg"]
+            shown = (
+                "null" if got is None else repr(got) if not isinstance(got, dict) else "a mapping"
+            )
+            text = e["msg"].removeprefix("Value error, ")
+            msg = f"`{key}`: {text} (got {shown})" if key else text
         where = "command-line override" if key in override_keys else line_of(files, loc)
         problems.append(f"{where}: {msg}" if where else msg)
     return problems
@@ -253,10 +271,22 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as e:
-        full_key = getattr(e, "full_key", None)
-        where = line_of(files, tuple(str(full_key).split("."))) if full_key else None
+        full_key = str(getattr(e, "full_key", None) or "")
+        loc = tuple(
+            int(p[1:-1]) if p.startswith("[") else p
+            for p in re.findall(r"\[\d+\]|[^.\[\]]+", full_key)
+        )
+        override_keys = {o.split("=", 1)[0].strip() for o in overrides}
+        if full_key and full_key in override_keys:
+            where = "command-line override"
+        else:
+            where = (line_of(files, loc) if loc else None) or str(path)
         msg = str(e).splitlines()[0]
-        raise SpecError([f"{where or path}: interpolation failed: {msg}"], str(path)) from None
+        cause = re.match(r"\w+ raised while resolving interpolation: (.*)", msg)
+        if cause:
+            msg = cause.group(1).strip("\"'")
+        key = f"`{full_key}`: " if full_key else ""
+        raise SpecError([f"{where}: {key}interpolation failed: {msg}"], str(path)) from None
     assert isinstance(resolved, dict)
     problems = _stage_name_problems(resolved, files)
     try:

@@ -716,6 +716,7 @@ class Spec(Section):
     description: str | None = Field(None, description="Free text.")
     stages: list[str] = Field(
         default_factory=list,
+        json_schema_extra={"doc_default": "the stages of the sections present"},
         description="Stages this experiment runs, in any order (they run in dependency "
         "order): the stages of the harness (`harness stages` lists them) and of installed "
         "plugins. Default: every stage whose section is present (`model`; `synthesize`: "
@@ -753,6 +754,16 @@ class Spec(Section):
             return obj is not None
 
         return {**data, "stages": default_stages(present)}
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_nonempty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(
+                "an empty list plans nothing: list the stages to run (`harness stages` lists "
+                "them), or leave `stages` out for the stages of the sections present"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_positions(self) -> Spec:

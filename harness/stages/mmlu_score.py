@@ -50,41 +50,20 @@ def _predictions(path: Path, release: Any) -> dict[str, list[str]]:
     return out
 
 
-class _Unavailable:
-    """The "vector" of a text whose sentence model is missing: any arithmetic with it raises,
-    so each of its rows is NaN with the reason (a stand-in of zeros or NaN would be clamped
-    to 0 by the skill-wise evaluator and look like a real score)."""
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-
-    def __mul__(self, other: Any) -> Any:
-        raise RuntimeError(f"sentence model {self.model!r} is not available offline")
-
-    __rmul__ = __mul__
-
-
 def _embedders(release: Any, cfg: ShoppingMMLUConfig) -> tuple[dict[str, Any], list[str]]:
     """Stand-ins for the sentence models that are missing (``missing_sentence_model: nan``),
     and the metrics they cover."""
     from harness.shopbench.errors import SentenceModelNotFoundError
-    from harness.shopbench.metrics import resolve_sentence_model
-    from harness.shopbench.mmlu.profiles import embedding_metrics
+    from harness.shopbench.mmlu.profiles import nan_embedders, unavailable_models
 
-    stand_ins: dict[str, Any] = {}
-    missing: list[str] = []
-    for metric, model in embedding_metrics(release).items():
-        try:
-            resolve_sentence_model(model, cfg.sentence_models)
-        except SentenceModelNotFoundError as e:
-            if cfg.missing_sentence_model == "error":
-                raise SentenceModelNotFoundError(
-                    f"shopping_mmlu.sentence_models: {e} (or set "
-                    "shopping_mmlu.missing_sentence_model: nan for a smoke run)"
-                ) from None
-            stand_ins[model] = lambda texts, m=model: [_Unavailable(m) for _ in texts]
-            missing.append(metric)
-    return stand_ins, missing
+    missing = unavailable_models(release, cfg.sentence_models)
+    if missing and cfg.missing_sentence_model == "error":
+        e = next(iter(missing.values()))
+        raise SentenceModelNotFoundError(
+            f"shopping_mmlu.sentence_models: {e} (or set "
+            "shopping_mmlu.missing_sentence_model: nan for a smoke run)"
+        )
+    return nan_embedders(missing), list(missing)
 
 
 def _plot(scores: dict[str, dict[str, Any]], path: Path) -> None:

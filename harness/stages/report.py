@@ -32,11 +32,19 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _metric(v: Any) -> str:
+    """A value of a stage's metrics table: a whole number (a count the stage logged as a
+    float) without decimals, other floats as :func:`_fmt`."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return _fmt(v)
+
+
 def _metrics_table(metrics: dict[str, float], title: str) -> list[str]:
     if not metrics:
         return []
     lines = [f"### {title}", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]
+    lines += [f"| {k} | {_metric(v)} |" for k, v in sorted(metrics.items())]
     return [*lines, ""]
 
 

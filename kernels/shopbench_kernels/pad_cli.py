@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from pathlib import Path
+from typing import Any
 
 from shopbench_kernels.errors import PaddingError
 from shopbench_kernels.pad_checkpoint import PLACEMENTS, pad_checkpoint, read_config
@@ -26,6 +28,40 @@ def _group_size(text: str) -> int | None:
     if value < 1 and value != -1:
         raise argparse.ArgumentTypeError(f"group size must be positive, -1 or none: {text}")
     return value
+
+
+def render_table(table: dict[str, Any]) -> str:
+    """The ``--dry-run`` table as text: the target, then per TP size whether it shards
+    before and after padding, and why a wanted size still does not.
+
+    Args:
+        table: A :func:`kernels.tp_math.padding_table` result.
+    """
+    before, after = table["before"], table["after"]
+    group = table["group_size"] if table["group_size"] is not None else "none (unquantised)"
+    wanted = ", ".join(map(str, table["tp_sizes"])) or "-"
+    lines = [
+        f"intermediate_size {before['intermediate_size']} -> {table['target']} "
+        f"(group size {group}; wanted TP {wanted}: "
+        f"{'served' if table['serves_tp_sizes'] else 'NOT served'})",
+        f"{'TP':>4}  {'before':<7} after",
+    ]
+    sizes = sorted(
+        {int(tp) for tp in (*before["valid_tp"], *before["problems"])} | set(after["valid_tp"])
+    )
+    for tp in sizes:
+        ok = ("ok" if tp in side["valid_tp"] else "no" for side in (before, after))
+        lines.append(f"{tp:>4}  {next(ok):<7} {next(ok)}")
+    for tp in table["tp_sizes"]:
+        for reason in after["problems"].get(str(tp), []):
+            lines += textwrap.wrap(
+                f"TP {tp} after padding: {reason}",
+                width=80,
+                subsequent_indent="  ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+    return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the TP table and target; write nothing"
     )
+    parser.add_argument(
+        "--json", action="store_true", help="with --dry-run: the table as JSON, with reasons"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -85,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
     if args.dry_run:
         config = read_config(Path(args.src))
         table = padding_table(config, args.group_size, args.tp, target=args.target)
-        print(json.dumps(table, indent=2))
+        print(json.dumps(table, indent=2) if args.json else render_table(table))
         return 0
     result = pad_checkpoint(
         args.src,

@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from harness.jsonl import numbered_json_lines
+from harness.jsonl import json_type, numbered_json_lines
 from harness.shopbench.errors import DataError, ScoringError
 
 TASK_TYPE_DIRS = (
@@ -368,7 +368,7 @@ def _parse_positional(text: str, source: str, on_error: OnError) -> _Rows:
     for lineno, obj in objects:
         if not isinstance(obj, dict):
             raise ShoppingMMLUDataError(
-                f"{source}:{lineno}: expected a JSON object, got {type(obj).__name__}"
+                f"{source}:{lineno}: expected a JSON object, got {json_type(obj)}"
             )
         columns.update(dict.fromkeys(obj))
     names = list(columns)
@@ -393,7 +393,7 @@ def _parse_skill(text: str, source: str, on_error: OnError) -> _Rows:
     out = _Rows(source, on_error)
     for lineno, obj in _jsonl_objects(text, source):
         if not isinstance(obj, dict):
-            out.bad(lineno, f"expected a JSON object, got {type(obj).__name__}")
+            out.bad(lineno, f"expected a JSON object, got {json_type(obj)}")
             continue
         missing = [k for k in SKILL_FIELDS if obj.get(k) is None]
         wrong = [k for k in SKILL_FIELDS if k != "output_field" and k not in missing]
@@ -571,6 +571,29 @@ def _load_members(
     tasks.sort(key=lambda t: (TASK_TYPE_DIRS.index(t.folder), t.name))
     skills.sort(key=lambda s: s.name)
     return Benchmark(label, tuple(tasks), tuple(skills), tuple(sorted(ignored)))
+
+
+def file_names(path: str | Path, files: Literal["skills", "tasks"]) -> list[str]:
+    """The names of a release's skill or task files, from its listing alone (no file is
+    read).
+
+    Args:
+        path: The archive or directory.
+        files: ``skills`` or ``tasks``.
+
+    Raises:
+        ShoppingMMLUDataError: Not an archive or directory.
+    """
+    names = []
+    with _members(Path(path)) as members:
+        for relpath, _ in members:
+            parts = PurePosixPath(relpath).parts
+            if _is_junk(relpath) or len(parts) < 2 or parts[-2] not in DATA_DIRS:
+                continue
+            hit = _classify("/".join(parts[-2:]))
+            if hit is not None and (hit[0] == SKILLS_DIR) == (files == "skills"):
+                names.append(hit[1])
+    return sorted(names)
 
 
 def select_files(

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.shopbench.data import check_output_field
-from harness.shopbench.errors import ScoringError
+from harness.shopbench.errors import ScoringError, SentenceModelNotFoundError
 from harness.shopbench.mmlu.data import Benchmark, TaskData
 from harness.shopbench.mmlu.scoring import (
     PROFILES,
@@ -176,6 +176,54 @@ def score_profiles(
         for mode in SHOPBENCH_PROFILES:
             out[mode] = _shopbench(benchmark, predictions, mode, sentence_models, leave_out_metrics)
     return out
+
+
+class _Unavailable:
+    """The "vector" of a text whose sentence model is missing: any arithmetic with it raises,
+    so each of its rows is NaN with the reason (a stand-in of zeros or NaN would be clamped
+    to 0 by the skill-wise evaluator and look like a real score)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def __mul__(self, other: Any) -> Any:
+        raise RuntimeError(f"sentence model {self.model!r} is not available offline")
+
+    __rmul__ = __mul__
+
+
+def unavailable_models(
+    benchmark: Benchmark, sentence_models: Mapping[str, str] | None = None
+) -> dict[str, SentenceModelNotFoundError]:
+    """The embedding metrics the evaluated files use whose sentence model is not available
+    offline, with the error that says so.
+
+    Args:
+        benchmark: The evaluated files.
+        sentence_models: Configured local model paths (name -> directory).
+
+    Returns:
+        Metric -> the error of its model.
+    """
+    from harness.shopbench.metrics import resolve_sentence_model
+
+    missing: dict[str, SentenceModelNotFoundError] = {}
+    for metric, model in embedding_metrics(benchmark).items():
+        try:
+            resolve_sentence_model(model, sentence_models)
+        except SentenceModelNotFoundError as e:
+            missing[metric] = e
+    return missing
+
+
+def nan_embedders(missing: Mapping[str, SentenceModelNotFoundError]) -> dict[str, Any]:
+    """Embedding functions (by model name) that make the rows of missing models NaN."""
+    return {
+        SENTENCE_MODEL_FOR_METRIC[m]: lambda texts, model=SENTENCE_MODEL_FOR_METRIC[m]: [
+            _Unavailable(model) for _ in texts
+        ]
+        for m in missing
+    }
 
 
 def embedding_metrics(benchmark: Benchmark) -> dict[str, str]:

@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.jsonl import json_type
 from harness.shopbench import metrics
 from harness.shopbench.errors import ScoringError, UnknownNameError
 from harness.shopbench.mmlu import official
@@ -400,9 +401,7 @@ def _check_predictions(data: TaskData, predictions: Sequence[str]) -> None:
         )
     for i, p in enumerate(predictions):
         if not isinstance(p, str):
-            raise ScoringError(
-                f"{data.source}: prediction {i} is a {type(p).__name__}, not a string"
-            )
+            raise ScoringError(f"{data.source}: prediction {i} is {json_type(p)}, not a string")
 
 
 def _prepare_embeddings(
