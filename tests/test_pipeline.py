@@ -175,3 +175,35 @@ def test_code_and_pin_changes_rekey_exactly_the_stages_that_depend_on_them(
     assert stale(repinned) == set(repinned)  # on CPU every role runs in cpu.txt
     reasons = {(r["kind"], r["detail"]) for r in repinned["model"]["reasons"]}
     assert ("environment changed", "harness/envs/cpu.txt (cpu)") in reasons
+
+
+@pytest.mark.slow
+@pytest.mark.pipeline
+@pytest.mark.engine
+def test_a_baseline_of_the_same_model_shares_the_runs_engine(pipeline: dict) -> None:
+    """A prompt-variant baseline serves from the run's engine: one start for both."""
+    from tests.support.runs import run_spec
+
+    runs = pipeline["runs"]
+    _, proc = run_spec(
+        runs,
+        "experiments/tiny_cpu.yaml",
+        "name=tiny_cpu-shared-baseline",
+        # The transformers engine starts in seconds; sharing does not depend on the engine.
+        "infer.engine=transformers",
+        "infer.tensor_parallel_size=1",
+        "infer.distributed_executor_backend=null",
+        "report.baselines.untuned=[prompts.variant=taskwise]",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_file,) = runs.glob("runs/tiny_cpu-shared-baseline/*Z-*/run.json")
+    stages = json.loads(run_file.read_text())["stages"]
+    summaries = {}
+    for name in ("infer", "untuned/infer"):
+        assert not stages[name]["cached"], name
+        manifest = json.loads((Path(stages[name]["dir"]) / "manifest.json").read_text())
+        summaries[name] = manifest["result"]["summary"]
+    main, variant = summaries["infer"], summaries["untuned/infer"]
+    assert main["prompt_variant"] != variant["prompt_variant"]
+    assert main["shared_engine"]["pid"] == variant["shared_engine"]["pid"]
+    assert main["shared_engine"]["started_here"] and not variant["shared_engine"]["started_here"]
