@@ -243,6 +243,7 @@ def run(ctx: StageContext) -> StageResult:
         }
         lines += _mmlu_section(ctx.inputs["mmlu"], mmlu_baselines, facts)
     stage_rows: list[str] = []
+    image_lines: list[str] = []
     for name, d in ctx.upstream.items():
         if "/" in name:  # a baseline's own stages: compared above
             continue
@@ -259,11 +260,12 @@ def run(ctx: StageContext) -> StageResult:
                 dst = f"{name}_{img_name}.png"
                 shutil.copyfile(src, ctx.out / dst)
                 images[f"{name}_{img_name}"] = dst
-                stage_rows.append(f"|  | ![{name} {img_name}]({dst}) | |")
+                image_lines += [f"![{name} {img_name}]({dst})", ""]
     if stage_rows:
         # Each stage's metrics and summary are on the page (report.html), not here.
         lines += ["## Stages", "", f"Metrics and summaries of every stage: [{HTML}]({HTML}).", ""]
         lines += ["| stage | key | metrics |", "|---|---|---|", *stage_rows, ""]
+    lines += image_lines
     REPORT.file(ctx.out).write_text("\n".join(lines), encoding="utf-8")
     write_json(REPORT.file(ctx.out, "report.json"), facts)
     _write_page(ctx, facts)

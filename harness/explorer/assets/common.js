@@ -6,7 +6,7 @@ const SVGNS = "http://www.w3.org/2000/svg";
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   setAttrs(e, attrs);
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -25,7 +25,7 @@ function setAttrs(e, attrs) {
 function svg(tag, attrs, ...children) {
   const e = document.createElementNS(SVGNS, tag);
   setAttrs(e, attrs);
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -83,6 +83,14 @@ function ci(v) {
 function numCell(v, attrs) {
   const n = typeof v === "number" ? v : num(v);
   return el("td", Object.assign({ class: "num", "data-value": n === null ? "" : String(n) }, attrs || {}), fmt(n));
+}
+
+// A score (a fraction): always 4 decimals, 0 included.
+function scoreCell(v, attrs) {
+  const cell = numCell(v, attrs);
+  const n = Number(cell.getAttribute("data-value"));
+  if (cell.getAttribute("data-value") !== "" && Number.isFinite(n)) cell.textContent = n.toFixed(4);
+  return cell;
 }
 
 function table(head, rows, attrs) {

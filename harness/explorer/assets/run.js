@@ -39,7 +39,7 @@ function scoresSection() {
       MODES.map((m) => {
         const v = scores[m].tasks[task] || {};
         const band = ci(v.ci) || (typeof v.stderr === "number" ? `± ${v.stderr.toFixed(4)}` : "");
-        const cell = numCell(v.score, { "data-mode": m });
+        const cell = scoreCell(v.score, { "data-mode": m });
         if (band) cell.append(el("span", { class: "ci" }, " " + band));
         return cell;
       })));
@@ -48,7 +48,7 @@ function scoresSection() {
   const trackRows = tracks.map(([name, get, band]) =>
     el("tr", { "data-track": name }, el("td", {}, name === "overall" ? el("b", {}, name) : name),
       MODES.map((m) => {
-        const cell = numCell(get(scores[m]), { "data-mode": m });
+        const cell = scoreCell(get(scores[m]), { "data-mode": m });
         const b = ci(band(scores[m]));
         if (b) cell.append(el("span", { class: "ci" }, " " + b));
         return cell;
@@ -70,10 +70,11 @@ function comparisonSection() {
     const keys = (f) => [...new Set(names.flatMap((n) => Object.keys(base[n][f] || {})))].sort();
     for (const t of keys("task_types")) rows.push([`score: ${t}`, (b) => (b.task_types || {})[t]]);
     for (const k of keys("parse_rates")) rows.push([k, (b) => (b.parse_rates || {})[k]]);
+    const nScores = rows.length;
     for (const k of keys("inference")) rows.push([k, (b) => (b.inference || {})[k]]);
     parts.push(table(["", ...names],
-      rows.map(([label, get]) => el("tr", { "data-key": label }, el("td", {}, label),
-        names.map((n) => numCell(get(base[n]), { "data-run": n })))),
+      rows.map(([label, get], i) => el("tr", { "data-key": label }, el("td", {}, label),
+        names.map((n) => (i < nScores ? scoreCell : numCell)(get(base[n]), { "data-run": n })))),
       { id: "baseline-table" }));
     const types = keys("task_types");
     if (types.length) {
@@ -89,7 +90,7 @@ function comparisonSection() {
         if (!v || typeof v !== "object") return;
         const sig = Array.isArray(v.ci) && (v.ci[0] > 0 || v.ci[1] < 0);
         rows.push(el("tr", Object.assign({ class: sig ? "sig" : "" }, attrs), el("td", {}, label),
-          numCell(v.a), numCell(v.b), numCell(v.delta), el("td", { class: "num" }, ci(v.ci)), numCell(v.p_value)));
+          scoreCell(v.a), scoreCell(v.b), scoreCell(v.delta), el("td", { class: "num" }, ci(v.ci)), numCell(v.p_value)));
       };
       add("overall", c.overall, { "data-key": "overall" });
       for (const [k, v] of Object.entries(c.tracks || {})) add(`track ${k}`, v, { "data-key": `track/${k}` });
@@ -255,6 +256,11 @@ function turn(d) {
   draw();
 }
 
+// Tracks share a long prefix ("amazon-kdd-cup-24-"): the list shows the rest.
+function shortTrack(t) {
+  return t ? t.replace(/^amazon-kdd-cup-\d+-/, "") : "";
+}
+
 function clip(s, n) {
   if (s === null) return "";
   return s.length > n ? s.slice(0, n) + "…" : s;
@@ -273,12 +279,12 @@ function draw() {
     const r = X.rows[i];
     const ok = r[7][m];
     const tr = el("tr", { "data-index": i, class: (ok === 0 ? "failed" : "") + (X.selected === i ? " selected" : ""), onclick: () => detail(i) },
-      el("td", { class: "num" }, String(i)), el("td", {}, str(r[0])), el("td", {}, str(r[1])), el("td", {}, str(r[2])),
+      el("td", { class: "num" }, String(i)), el("td", {}, str(r[0])), el("td", { title: str(r[1]) }, str(r[1])), el("td", { title: str(r[2]) }, shortTrack(str(r[2]))),
       el("td", { class: "text out" }, clip(str(r[4]), 120)),
       el("td", { class: "text" }, ok === 0 ? "(parse failed)" : clip(str(r[6][m]), 60)),
       el("td", { class: "text" }, clip(str(r[5]), 60)),
-      numCell(r[8][m], { class: "num score" }),
-      b >= 0 ? numCell(r[9][b] ? r[9][b][3][m] : null, { class: "num base" }) : null);
+      scoreCell(r[8][m], { class: "num score" }),
+      b >= 0 ? scoreCell(r[9][b] ? r[9][b][3][m] : null, { class: "num base" }) : null);
     frag.append(tr);
   }
   X.tbody.replaceChildren(frag);
@@ -291,13 +297,13 @@ function detail(i) {
   if (row) row.classList.add("selected");
   const r = R(i);
   const turns = r.msgs.map(([role, c]) => el("div", { class: "turn" }, el("div", { class: "role" }, str(role)), el("pre", {}, str(c))));
-  const per = MODES.map((m, j) => el("tr", { "data-mode": m }, el("td", {}, m), el("td", { class: "text" }, r.ok[j] === 0 ? "(parse failed) " : "", str(r.parsed[j]) ?? ""), numCell(r.score[j])));
+  const per = MODES.map((m, j) => el("tr", { "data-mode": m }, el("td", {}, m), el("td", { class: "text" }, r.ok[j] === 0 ? "(parse failed) " : "", str(r.parsed[j]) ?? ""), scoreCell(r.score[j])));
   const bases = X.base.map((name, j) => {
     const o = r.base[j];
     if (!o) return null;
     return el("div", { class: "baseline", "data-baseline": name }, el("h4", {}, `baseline ${name}`),
       el("pre", { class: "output" }, str(o[0]) ?? "(output not recorded)"),
-      table(["parser", "parsed", "score"], MODES.map((m, k) => el("tr", {}, el("td", {}, m), el("td", { class: "text" }, o[2][k] === 0 ? "(parse failed) " : "", str(o[1][k]) ?? ""), numCell(o[3][k])))));
+      table(["parser", "parsed", "score"], MODES.map((m, k) => el("tr", {}, el("td", {}, m), el("td", { class: "text" }, o[2][k] === 0 ? "(parse failed) " : "", str(o[1][k]) ?? ""), scoreCell(o[3][k])))));
   });
   X.detail.replaceChildren(
     el("h3", {}, `row ${i} · ${r.task} · ${r.type}` + (r.track ? ` · ${r.track}` : "")),
@@ -305,7 +311,7 @@ function detail(i) {
     el("h4", {}, "output"), el("pre", { class: "output", id: "ex-output" }, r.out ?? "(output not recorded)"),
     el("h4", {}, "truth"), el("pre", { class: "truth" }, r.truth ?? ""),
     el("h4", {}, "parsed and scored"), table(["parser", "parsed", "score"], per, { id: "ex-per-mode" }),
-    bases);
+    ...bases.filter((x) => x !== null));
 }
 
 function openTask(task) {
