@@ -16,8 +16,8 @@ def build_sweep_page(
     goal: str,
     params: Sequence[str],
     rows: Sequence[dict[str, Any]],
-    links: dict[int, str] | None = None,
-    best: int | None = None,
+    links: dict[str, str] | None = None,
+    best: str | None = None,
 ) -> str:
     """The HTML of a sweep's page.
 
@@ -28,8 +28,8 @@ def build_sweep_page(
         params: The swept parameters (columns of ``rows``).
         rows: One dict per trial (``results.jsonl``'s rows: ``trial``, ``status``, the
             parameters, the metric, the scores, ...).
-        links: Trial number -> the trial's ``report.html``, relative to the page.
-        best: The best trial's number, if any.
+        links: Trial id -> the trial's ``report.html``, relative to the page.
+        best: The best trial's id, if any.
 
     Returns:
         The page's HTML.
