@@ -18,13 +18,13 @@ from typing import Any
 COMPRESS_OVER = 2_000_000
 """Row data larger than this (bytes of JSON) is embedded gzip-compressed."""
 
-_ESCAPES = {
-    "<": "\\u003c",
-    ">": "\\u003e",
-    "&": "\\u0026",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
+_ESCAPES = (
+    ("&", "\\u0026"),
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
 
 
 def embed_json(value: Any) -> str:
@@ -36,12 +36,14 @@ def embed_json(value: Any) -> str:
     Returns:
         Compact JSON with ``<``, ``>``, ``&``, U+2028 and U+2029 written as ``\\uXXXX``.
     """
-    text = json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), default=str)
-    return "".join(_ESCAPES.get(c, c) for c in text) if _needs_escape(text) else text
-
-
-def _needs_escape(text: str) -> bool:
-    return any(c in text for c in _ESCAPES)
+    opts: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":"), "default": str}
+    try:
+        text = json.dumps(value, allow_nan=False, **opts)
+    except ValueError:  # a NaN or an infinity somewhere
+        text = json.dumps(_finite(value), **opts)
+    for char, escaped in _ESCAPES:
+        text = text.replace(char, escaped)
+    return text
 
 
 def _finite(value: Any) -> Any:
