@@ -320,6 +320,91 @@ def test_sweep_page_tables_plots_and_links(browser: Any, tmp_path: Path) -> None
     assert browser.title == "t1"
 
 
+def test_a_page_without_scores_or_rows(browser: Any, tmp_path: Path) -> None:
+    """A Shopping-MMLU-only run: no score stage, no rows; its leaderboard is on the page."""
+    from harness.explorer import build_run_page
+
+    board = {
+        "this run": {"skill1": 0.5, "Overall": 0.25},
+        "untuned": {"skill1": 0.0, "Overall": 0.0},
+    }
+    text = build_run_page(
+        title="mmlu", header={}, scores={}, facts={"shopping_mmlu": {"leaderboard": board}}, rows=[]
+    )
+    path = tmp_path / "m.html"
+    path.write_text(text)
+    _load(browser, path)
+    cells = [c.text for c in chromium.by_css(browser, "#mmlu-table tbody td")]
+    assert cells == ["this run", "50.00", "25.00", "untuned", "0.00", "0.00"]
+    assert chromium.by_css(browser, "#explorer") == []
+
+
+def _view(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from harness.cli import main
+
+    rc = main(["view", "--no-open", *args])
+    out, err = capsys.readouterr()
+    return rc, out.strip(), err.strip()
+
+
+def test_harness_view_finds_runs_and_sweeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "root"
+    monkeypatch.setenv("HARNESS_RUNS_ROOT", str(root))
+    assert _view([], capsys)[0] == 2  # no runs yet: one line, exit 2
+    pages = {}
+    for spec, started in (("old", "20260101T000000Z"), ("new", "20260202T000000Z")):
+        report = root / "stages" / "report" / spec
+        report.mkdir(parents=True)
+        pages[spec] = report / "report.html"
+        pages[spec].write_text("page")
+        run = root / "runs" / spec / started
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(
+            json.dumps({"started": started, "stages": {"report": {"dir": str(report)}}})
+        )
+        (root / "runs" / spec / "latest").symlink_to(started)
+    sweep = root / "sweeps" / "toy"
+    sweep.mkdir(parents=True)
+    (sweep / "index.html").write_text("page")
+    assert _view([], capsys) == (0, str(pages["new"].resolve()), "")
+    assert _view(["old"], capsys)[1] == str(pages["old"].resolve())
+    assert _view([str(root / "runs" / "old")], capsys)[1] == str(pages["old"].resolve())
+    assert _view(["toy"], capsys)[1] == str((sweep / "index.html").resolve())
+    assert _view([str(sweep)], capsys)[1] == str((sweep / "index.html").resolve())
+    pages["new"].unlink()
+    rc, _, err = _view([], capsys)
+    assert rc == 2 and "--force report" in err and len(err.splitlines()) == 1
+    rc, _, err = _view(["nope"], capsys)
+    assert rc == 2 and "'nope'" in err
+
+
+def test_sweep_links_reach_each_trials_report(tmp_path: Path) -> None:
+    from harness.sweeps.results import trial_pages
+    from harness.sweeps.trial import TrialRecord
+
+    sweep_dir = tmp_path / "runs" / "sweeps" / "toy"
+    sweep_dir.mkdir(parents=True)
+    records = []
+    for i in range(3):
+        run_dir, report = (
+            tmp_path / "runs" / "runs" / f"r{i}",
+            tmp_path / "stages" / "report" / f"k{i}",
+        )
+        run_dir.mkdir(parents=True)
+        report.mkdir(parents=True)
+        if i != 1:  # trial 1's report has no page
+            (report / "report.html").write_text("page")
+        stages = {"report": {"dir": str(report)}} if i != 2 else {}  # trial 2 has no report
+        (run_dir / "run.json").write_text(json.dumps({"stages": stages}))
+        records.append(TrialRecord(trial=f"t{i}", params={}, run_dir=str(run_dir)))
+    records.append(TrialRecord(trial="t3", params={}))  # failed before any run
+    links = trial_pages(records, sweep_dir)
+    assert links == {"t0": "../../../stages/report/k0/report.html"}
+    assert (sweep_dir / links["t0"]).resolve() == (tmp_path / "stages/report/k0/report.html")
+
+
 # --------------------------------------------------------------------------- the real run
 
 

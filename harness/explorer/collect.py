@@ -76,6 +76,21 @@ def _path_of(slice_: dict[str, Any], dotted: str) -> str | None:
     return None
 
 
+def _with_intervals(scores: dict[str, Any], extra: Any) -> dict[str, Any]:
+    """A score file with what the report's facts add per task (``ci``, ``stderr``, ...)
+    and at the top level (``overall_ci``, ...), the score file's values kept."""
+    if not isinstance(extra, dict):
+        return scores
+    out = {**{k: v for k, v in extra.items() if k not in ("tasks", "tracks")}, **scores}
+    tasks = extra.get("tasks")
+    if isinstance(tasks, dict):
+        out["tasks"] = {
+            t: {**tasks[t], **v} if isinstance(tasks.get(t), dict) else v
+            for t, v in scores.get("tasks", {}).items()
+        }
+    return out
+
+
 def explorer_rows(
     root: Path,
     score_dir: Path,
@@ -130,7 +145,7 @@ def run_page(
         for mode in MODES:
             p = SCORES.file(score_dir, mode)
             if p.is_file():
-                scores[mode] = read_json(p)
+                scores[mode] = _with_intervals(read_json(p), (facts.get("scores") or {}).get(mode))
         rows = explorer_rows(root, score_dir, infer_dir, baselines)
     title = head.get("spec") or "run"
     return build_run_page(

@@ -127,13 +127,21 @@ function stagesSection() {
   }));
 }
 
+// A fraction as a percentage with 2 decimals (the leaderboard's unit); NaN as "nan".
+function pctCell(v) {
+  const cell = numCell(v);
+  cell.textContent = typeof v === "number" ? (100 * v).toFixed(2) : "nan";
+  return cell;
+}
+
 function mmluSection() {
   const m = DATA.facts.shopping_mmlu;
   if (!m) return null;
   const runs = Object.keys(m.leaderboard || {});
   const cols = runs.length ? Object.keys(m.leaderboard[runs[0]]) : [];
   return section("Shopping MMLU", "mmlu",
-    table(["run", ...cols], runs.map((r) => el("tr", {}, el("td", {}, r), cols.map((c) => numCell(m.leaderboard[r][c])))), { id: "mmlu-table" }));
+    el("p", { class: "note" }, `Leaderboard columns, profile ${m.primary || ""} (x100).`),
+    table(["run", ...cols], runs.map((r) => el("tr", {}, el("td", {}, r), cols.map((c) => pctCell(m.leaderboard[r][c])))), { id: "mmlu-table" }));
 }
 
 // ---------------------------------------------------------------- row explorer
