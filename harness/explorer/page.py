@@ -12,9 +12,12 @@ import base64
 import gzip
 import hashlib
 import json
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
+ASSETS = Path(__file__).resolve().parent / "assets"
+"""The pages' styles and scripts (package data: a stage that writes a page names this
+directory among its input files, so an edit of a script re-keys it)."""
 COMPRESS_OVER = 2_000_000
 """Row data larger than this (bytes of JSON) is embedded gzip-compressed."""
 
@@ -59,7 +62,7 @@ def _finite(value: Any) -> Any:
 
 def asset(name: str) -> str:
     """The text of one of the page assets (``assets/<name>``)."""
-    return resources.files("harness.explorer").joinpath("assets", name).read_text("utf-8")
+    return (ASSETS / name).read_text(encoding="utf-8")
 
 
 def _escape_text(text: str) -> str:

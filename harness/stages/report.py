@@ -211,12 +211,20 @@ def _write_page(ctx: StageContext, facts: dict[str, Any]) -> None:
     write_bytes(REPORT.file(ctx.out, HTML), html.encode("utf-8"))
 
 
+def _page_assets(slice_: dict[str, Any]) -> str:
+    """The page's scripts and styles: their content is part of the key."""
+    from harness.explorer.page import ASSETS
+
+    return str(ASSETS)
+
+
 @stage(
     name="report",
     section=("eval", "shopping_mmlu"),
     reads=("eval.parser", "shopping_mmlu.profile", "report"),
     optional_inputs={"score": ("score",), "mmlu": ("mmlu_score",)},
     upstream_all=True,
+    derived_files={"page assets": _page_assets},
     outputs=(REPORT,),
     code=("harness.explorer",),
 )
