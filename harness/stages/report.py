@@ -226,7 +226,14 @@ def _page_assets(slice_: dict[str, Any]) -> str:
     upstream_all=True,
     derived_files={"page assets": _page_assets},
     outputs=(REPORT,),
-    code=("harness.explorer",),
+    # The page joins the eval data (its loader) with the stage files.
+    code=(
+        "harness.explorer",
+        "harness.jsonl",
+        "harness.shopbench.data",
+        "harness.shopbench.errors",
+        "harness.shopbench.types",
+    ),
 )
 def run(ctx: StageContext) -> StageResult:
     """Write report.md and report.json from the upstream stages."""
