@@ -1,11 +1,12 @@
-"""The ``report`` stage: one Markdown + JSON summary of a pipeline's outcome.
+"""The ``report`` stage: one Markdown + JSON summary of a pipeline's outcome, and its page.
 
 It sees every stage before it in the plan and reads only their finished dirs (their
 manifests' results and files): scores per task and track (official and robust parsing),
-parse rates, then one section per upstream stage, in plan order, with its metrics, summary
-and images (inference throughput against the competition time budget, the fine-tuning loss
-curve, quantisation checks, padding, data statistics; a plugin stage gets its section the
-same way). Images are copied next to ``report.md`` so the report stands alone.
+parse rates, the comparison with baselines, then every upstream stage, in plan order, with
+its metrics, summary and images (inference throughput against the competition time budget,
+the fine-tuning loss curve, quantisation checks, padding, data statistics; a plugin stage
+gets its entry the same way). Images are copied next to ``report.md`` so the report stands
+alone.
 
 ``report.md`` holds the tables a reader needs (scores, the comparison, Shopping MMLU, one
 line per stage); ``report.html`` beside it is the run's self-contained page
@@ -236,7 +237,7 @@ def _page_assets(slice_: dict[str, Any]) -> str:
     ),
 )
 def run(ctx: StageContext) -> StageResult:
-    """Write report.md and report.json from the upstream stages."""
+    """Write report.md, report.json and report.html from the upstream stages."""
     lines = ["# Report", ""]
     facts: dict[str, Any] = {"stages": {}}
     images: dict[str, str] = {}
