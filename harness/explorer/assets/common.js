@@ -120,7 +120,7 @@ function barChart(groups, series, opts) {
   for (let t = 0; t <= 4; t++) {
     const x = o.label + (plotW * t) / 4;
     root.append(svg("line", { x1: x, x2: x, y1: 4, y2: h - 30, class: "grid" }));
-    root.append(svg("text", { x, y: h - 16, "text-anchor": "middle", class: "tick" }, fmt((max * t) / 4)));
+    root.append(svg("text", { x, y: h - 16, "text-anchor": "middle", class: "tick" }, ((max * t) / 4).toFixed(2)));
   }
   groups.forEach((g, i) => {
     const y0 = 6 + i * rowH;
