@@ -55,7 +55,7 @@ def _measure(driver: Any, path: Path) -> dict[str, float]:
         "return performance.now() - t;"
     )
     failed = int(driver.find_element("id", "ex-count").get_attribute("data-count"))
-    driver.find_element("id", "f-parse-failed").click()
+    chromium.click(driver, driver.find_element("id", "f-parse-failed"))
     search_ms = driver.execute_script(
         "const box = document.getElementById('f-search'); box.value = arguments[0];"
         "const t = performance.now(); refilter(); document.body.offsetHeight;"
@@ -94,7 +94,7 @@ def test_bench_explorer_20k_rows(browser: Any, tmp_path: Path) -> None:
     browser.find_element("id", "f-task").send_keys("task2")
     chromium.set_select(browser, "f-task", "task2")
     browser.execute_script("document.getElementById('explorer').scrollIntoView()")
-    chromium.by_css(browser, "#ex-table tbody tr")[3].click()
+    chromium.click(browser, chromium.by_css(browser, "#ex-table tbody tr")[3])
     browser.execute_script("document.getElementById('explorer').scrollIntoView()")
     browser.save_screenshot(str(OUT / "explorer_rows.png"))
 

@@ -107,6 +107,12 @@ def by_css(driver: Any, css: str) -> list[Any]:
     return driver.find_elements(By.CSS_SELECTOR, css)
 
 
+def click(driver: Any, element: Any) -> None:
+    """Click an element scrolled to the middle of the window (not under the sticky nav)."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    element.click()
+
+
 def set_select(driver: Any, element_id: str, value: str) -> None:
     """Choose an option of a ``<select>`` by value (firing ``change``)."""
     from selenium.webdriver.support.ui import Select
@@ -124,4 +130,4 @@ def shown_indices(driver: Any) -> list[int]:
         i, n = (int(x) for x in label.split()[1::2])
         if i >= n:
             return out
-        driver.find_element("id", "ex-next").click()
+        click(driver, driver.find_element("id", "ex-next"))
