@@ -71,6 +71,29 @@ def _venv(session: nox.Session) -> Path:
     return VENV / "bin"
 
 
+BROWSER_PACKAGES = ["chromium", "chromium-driver"]
+
+
+def _browser(session: nox.Session) -> None:
+    """The page tests' browser: the distribution's Chromium and its driver. Installed with
+    apt-get when missing and this runs as root on Debian; elsewhere the page tests skip,
+    saying what to install."""
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        return
+    if not Path("/etc/debian_version").is_file() or os.geteuid() != 0:
+        session.log(
+            "chromium/chromedriver missing and not root on Debian: the browser tests skip "
+            f"(install: apt-get install -y {' '.join(BROWSER_PACKAGES)})"
+        )
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        session.run("apt-get", "update", "-q", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-q", *BROWSER_PACKAGES, external=True, env=env)
+    except nox.command.CommandFailed:
+        session.log("could not install chromium: the browser tests skip")
+
+
 def _env() -> dict[str, str]:
     return {
         "HF_HUB_OFFLINE": "1",
@@ -98,7 +121,9 @@ def run(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
-    """The test suite (unit, property, golden, integration with real engines); no benchmarks."""
+    """The test suite (unit, property, golden, integration with real engines, pages in a
+    headless Chromium); no benchmarks."""
+    _browser(session)
     _pytest(
         session, *(session.posargs or ["tests", "-m", "not bench and not gpu", "--durations=25"])
     )
@@ -106,7 +131,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def pipeline(session: nox.Session) -> None:
-    """End-to-end tests of the whole tiny_cpu pipeline (and the sweep over it)."""
+    """End-to-end tests of the whole tiny_cpu pipeline (and the sweep over it, its pages)."""
+    _browser(session)
     _pytest(session, "tests", "-m", "pipeline")
 
 
@@ -169,6 +195,7 @@ def golden(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks; each writes bench-results/<name>.json with ratios against a baseline."""
     (ROOT / "bench-results").mkdir(exist_ok=True)
+    _browser(session)
     _pytest(session, *(session.posargs or ["tests/benchmarks"]), "-m", "bench", "-s")
 
 

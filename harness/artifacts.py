@@ -110,7 +110,9 @@ MMLU_SCORES = _Files(
     ("mmlu_scores.json",),
     "Shopping MMLU scores under every profile: tasks, skills, leaderboard columns",
 )
-REPORT = _Files("report", ("report.md", "report.json"), "the run's report")
+REPORT = _Files(
+    "report", ("report.md", "report.json", "report.html"), "the run's report and its page"
+)
 
 
 def manifest(stage_dir: Path) -> dict[str, Any]:

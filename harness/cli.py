@@ -1,5 +1,5 @@
 """``harness`` command line: validate, plan, run, stages, env, docs, and the commands of
-:data:`COMMANDS` (score, pad, sweep, data, plus any installed under the ``harness.commands``
+:data:`COMMANDS` (score, pad, sweep, data, view, plus any installed under the ``harness.commands``
 entry-point group)."""
 
 from __future__ import annotations
@@ -328,6 +328,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = next((o for o in summary.outcomes if o.name == "report"), None)
     if report:
         out.print(f"report: {report.dir / 'report.md'}", **plain)
+        out.print(f"page: {report.dir / 'report.html'} (harness view)", **plain)
     return 0
 
 
@@ -536,6 +537,10 @@ COMMANDS.add(
 COMMANDS.add("sweep", Command("run a W&B sweep file over a spec", "harness.sweep"))
 COMMANDS.add(
     "data", Command("list, fetch and locate the named public datasets", "harness.data_cli")
+)
+COMMANDS.add(
+    "view",
+    Command("print (and open) the page of a run or a sweep (default: latest run)", "harness.view"),
 )
 
 

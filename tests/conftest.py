@@ -1,12 +1,13 @@
 """Shared fixtures: the golden-file switch, the project's data fixtures and the real public
-datasets (skipping with the command that fetches them), the tiny-model runs root and the
-session's vLLM server. Helpers live in :mod:`tests.support`."""
+datasets (skipping with the command that fetches them), the tiny-model runs root, the
+session's vLLM server and its headless Chromium. Helpers live in :mod:`tests.support`."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +134,19 @@ def vllm_openai_server(
             yield url, log
     except RuntimeError as e:
         pytest.fail(str(e))
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Chromium (Selenium) per session for the page tests; skips, saying what
+    to install, where the distribution's ``chromium`` and ``chromium-driver`` are missing."""
+    from tests.support import browser as chromium
+
+    why = chromium.missing()
+    if why:
+        pytest.skip(why)
+    driver = chromium.start()
+    try:
+        yield driver
+    finally:
+        driver.quit()

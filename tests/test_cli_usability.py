@@ -382,14 +382,6 @@ def test_readme_and_noxfile_name_every_command_stage_and_session() -> None:
     assert [s for s in sessions if f"nox -s {s}" not in readme] == []
 
 
-def test_report_metrics_tables_print_counts_as_integers() -> None:
-    from harness.stages.report import _metrics_table
-
-    table = "\n".join(_metrics_table({"tokens": 869504.0, "loss": 0.25, "steps": 3}, "x"))
-    assert "| tokens | 869504 |" in table and "869504.0" not in table
-    assert "| loss | 0.2500 |" in table and "| steps | 3 |" in table
-
-
 def test_caches_follow_xdg_cache_home_and_harness_variables_win(tmp_path: Path) -> None:
     code = (
         "from harness.datasets import data_dir\n"

@@ -328,6 +328,8 @@ def test_trials_share_upstream_stages_and_results_are_written(runs: Path, tmp_pa
     assert [row["status"] for row in rows] == ["ok"] * 3
     png = (d / "score_vs_params.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    page = (d / "index.html").read_text(encoding="utf-8")
+    assert all(r.trial in page for r in run.records) and "toy_b/score" in page
     assert run.best is not None and run.best.params[TEMPERATURE] == 1.0
     assert json.loads((d / "best.json").read_text())["trial"] == run.best.trial
     best = load_spec(d / "best_spec.yaml")

@@ -11,8 +11,8 @@ with requests grouped by task type.
 Writes ``predictions.jsonl`` (one object per evaluation row, data order: ``prediction``,
 ``task_type``, ``task_name``, ``prompt_variant``, ``prompt_tokens``, ``output_tokens``,
 ``finish_reason``, plus ``routed`` and ``latency_s``) and ``requests.jsonl`` (the prompt text
-each row was sent). Metrics: throughput and latency; the summary compares the run time with
-Track 4's budget, names the engine that ran (``engine``; ``engine_requested`` is
+each row was sent, and its chat turns: ``messages``). Metrics: throughput and latency; the
+summary compares the run time with Track 4's budget, names the engine that ran (``engine``; ``engine_requested`` is
 ``infer.engine``) and gives the token ids each task type's logit edits resolved to
 (``token_edits``). Parsing is the score stage's: a parser fix re-runs score, not inference.
 """
@@ -135,7 +135,13 @@ def run(ctx: StageContext) -> StageResult:
     write_jsonl(
         PREDICTIONS.file(ctx.out, "requests.jsonl"),
         [
-            {"index": r.index, "task_type": r.task_type, "prompt": b.text, "suffixed": b.suffixed}
+            {
+                "index": r.index,
+                "task_type": r.task_type,
+                "prompt": b.text,
+                "messages": list(b.messages),
+                "suffixed": b.suffixed,
+            }
             for r, b in zip(rows, built, strict=True)
         ],
     )

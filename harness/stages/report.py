@@ -1,51 +1,42 @@
-"""The ``report`` stage: one Markdown + JSON summary of a pipeline's outcome.
+"""The ``report`` stage: one Markdown + JSON summary of a pipeline's outcome, and its page.
 
 It sees every stage before it in the plan and reads only their finished dirs (their
 manifests' results and files): scores per task and track (official and robust parsing),
-parse rates, then one section per upstream stage, in plan order, with its metrics, summary
-and images (inference throughput against the competition time budget, the fine-tuning loss
-curve, quantisation checks, padding, data statistics; a plugin stage gets its section the
-same way). Images are copied next to ``report.md`` so the report stands alone.
+parse rates, the comparison with baselines, then every upstream stage, in plan order, with
+its metrics, summary and images (inference throughput against the competition time budget,
+the fine-tuning loss curve, quantisation checks, padding, data statistics; a plugin stage
+gets its entry the same way). Images are copied next to ``report.md`` so the report stands
+alone.
+
+``report.md`` holds the tables a reader needs (scores, the comparison, Shopping MMLU, one
+line per stage); ``report.html`` beside it is the run's self-contained page
+(:mod:`harness.explorer`): the same tables, each stage's metrics and summary, per-task
+charts and the row explorer (every eval row's prompt, output, parsed answers, truth and
+scores, and the baselines' answers to it).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from harness import artifacts
 from harness.artifacts import MMLU_SCORES, REPORT, SCORES
-from harness.atomic import read_json, write_json
+from harness.atomic import read_json, write_bytes, write_json
 from harness.contract import BASELINE_INPUTS
 from harness.stages.base import StageContext, StageResult, stage
 
 _PREFIX = {stage: f"{role}:" for role, stage in BASELINE_INPUTS.items()}
 BASELINE, MMLU_BASELINE, INFER_BASELINE = _PREFIX["score"], _PREFIX["mmlu_score"], _PREFIX["infer"]
 _manifest_result = artifacts.result
+HTML = "report.html"
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4f}"
     return str(v)
-
-
-def _metric(v: Any) -> str:
-    """A value of a stage's metrics table: a whole number (a count the stage logged as a
-    float) without decimals, other floats as :func:`_fmt`."""
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return _fmt(v)
-
-
-def _metrics_table(metrics: dict[str, float], title: str) -> list[str]:
-    if not metrics:
-        return []
-    lines = [f"### {title}", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_metric(v)} |" for k, v in sorted(metrics.items())]
-    return [*lines, ""]
 
 
 def _scores_section(score_dir: Path) -> tuple[list[str], dict[str, Any]]:
@@ -197,16 +188,56 @@ def _pct(v: Any) -> str:
     return "nan" if v is None or v != v else f"{100 * float(v):.2f}"
 
 
+def _write_page(ctx: StageContext, facts: dict[str, Any]) -> None:
+    """``report.html``: the run's page with the row explorer (:mod:`harness.explorer`)."""
+    from harness.explorer.collect import run_page
+
+    run_json = ctx.run_dir / "run.json"
+    score_dir = ctx.inputs.get("score")
+    baselines = {
+        r[len(BASELINE) :]: (d, ctx.inputs.get(f"{INFER_BASELINE}{r[len(BASELINE) :]}"))
+        for r, d in ctx.inputs.items()
+        if r.startswith(BASELINE)
+    }
+    html = run_page(
+        root=ctx.root,
+        run_json=read_json(run_json) if run_json.is_file() else None,
+        upstream=ctx.upstream,
+        score_dir=score_dir,
+        infer_dir=ctx.upstream.get("infer") if score_dir is not None else None,
+        baselines=baselines,
+        facts=facts,
+        parser=ctx.value("eval.parser") or "official",
+    )
+    write_bytes(REPORT.file(ctx.out, HTML), html.encode("utf-8"))
+
+
+def _page_assets(slice_: dict[str, Any]) -> str:
+    """The page's scripts and styles: their content is part of the key."""
+    from harness.explorer.page import ASSETS
+
+    return str(ASSETS)
+
+
 @stage(
     name="report",
     section=("eval", "shopping_mmlu"),
     reads=("eval.parser", "shopping_mmlu.profile", "report"),
     optional_inputs={"score": ("score",), "mmlu": ("mmlu_score",)},
     upstream_all=True,
+    derived_files={"page assets": _page_assets},
     outputs=(REPORT,),
+    # The page joins the eval data (its loader) with the stage files.
+    code=(
+        "harness.explorer",
+        "harness.jsonl",
+        "harness.shopbench.data",
+        "harness.shopbench.errors",
+        "harness.shopbench.types",
+    ),
 )
 def run(ctx: StageContext) -> StageResult:
-    """Write report.md and report.json from the upstream stages."""
+    """Write report.md, report.json and report.html from the upstream stages."""
     lines = ["# Report", ""]
     facts: dict[str, Any] = {"stages": {}}
     images: dict[str, str] = {}
@@ -227,6 +258,8 @@ def run(ctx: StageContext) -> StageResult:
             r[len(MMLU_BASELINE) :]: d for r, d in ctx.inputs.items() if r.startswith(MMLU_BASELINE)
         }
         lines += _mmlu_section(ctx.inputs["mmlu"], mmlu_baselines, facts)
+    stage_rows: list[str] = []
+    image_lines: list[str] = []
     for name, d in ctx.upstream.items():
         if "/" in name:  # a baseline's own stages: compared above
             continue
@@ -236,27 +269,22 @@ def run(ctx: StageContext) -> StageResult:
             "metrics": result["metrics"],
             "summary": result["summary"],
         }
-        lines += _metrics_table(result["metrics"], f"{name} ({d.name})")
-        summary = result["summary"]
-        if summary:
-            lines += [
-                "<details><summary>summary</summary>",
-                "",
-                "```json",
-                json.dumps(summary, indent=2, default=str)[:4000],
-                "```",
-                "</details>",
-                "",
-            ]
+        stage_rows.append(f"| {name} | `{d.name}` | {len(result['metrics'])} |")
         for img_name, rel in result["images"].items():
             src = d / rel
             if src.is_file():
                 dst = f"{name}_{img_name}.png"
                 shutil.copyfile(src, ctx.out / dst)
                 images[f"{name}_{img_name}"] = dst
-                lines += [f"![{name} {img_name}]({dst})", ""]
+                image_lines += [f"![{name} {img_name}]({dst})", ""]
+    if stage_rows:
+        # Each stage's metrics and summary are on the page (report.html), not here.
+        lines += ["## Stages", "", f"Metrics and summaries of every stage: [{HTML}]({HTML}).", ""]
+        lines += ["| stage | key | metrics |", "|---|---|---|", *stage_rows, ""]
+    lines += image_lines
     REPORT.file(ctx.out).write_text("\n".join(lines), encoding="utf-8")
     write_json(REPORT.file(ctx.out, "report.json"), facts)
+    _write_page(ctx, facts)
     metrics = {}
     primary = score_facts.get(ctx.value("eval.parser"))
     if primary:
@@ -264,4 +292,6 @@ def run(ctx: StageContext) -> StageResult:
     elif "shopping_mmlu" in facts:
         board = facts["shopping_mmlu"]["leaderboard"]["this run"]
         metrics["overall"] = float(board["Overall"])
-    return StageResult(metrics=metrics, images=images, summary={"report": "report.md"})
+    return StageResult(
+        metrics=metrics, images=images, summary={"report": "report.md", "page": HTML}
+    )

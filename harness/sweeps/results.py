@@ -3,7 +3,9 @@
 Written under ``<runs root>/sweeps/<name>/``: ``results.jsonl`` (one row per trial: its
 parameters, the sweep metric, the primary stage's scores, e.g. every track and task score of
 the ``score`` stage), ``score_vs_params.png``, ``best_spec.yaml`` (the best trial's resolved
-spec, runnable with ``harness run``) and ``best.json``; then logged to a W&B run of its own
+spec, runnable with ``harness run``), ``best.json`` and ``index.html`` (the sweep's page: the
+trials table, the metric against each parameter drawn in the page, links to each trial's
+``report.html``; :mod:`harness.explorer`); then logged to a W&B run of its own
 (offline without a key) as a table, an image and an artifact.
 """
 
@@ -29,6 +31,7 @@ RESULTS = "results.jsonl"
 PLOT = "score_vs_params.png"
 BEST_SPEC = "best_spec.yaml"
 BEST = "best.json"
+PAGE = "index.html"
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -125,6 +128,42 @@ def plot_scores(sweep: Sweep, records: list[TrialRecord], path: Path) -> Path:
     return path
 
 
+def trial_pages(records: list[TrialRecord], page_dir: Path) -> dict[str, str]:
+    """Trial id -> its ``report.html`` relative to ``page_dir`` (trials with a page)."""
+    links = {}
+    for r in records:
+        run_json = Path(r.run_dir) / "run.json" if r.run_dir else None
+        if run_json is None or not run_json.is_file():
+            continue
+        report = (json.loads(run_json.read_text(encoding="utf-8")).get("stages") or {}).get(
+            "report"
+        )
+        page = Path(report["dir"]) / "report.html" if report else None
+        if page is not None and page.is_file():
+            links[r.trial] = Path(os.path.relpath(page.resolve(), page_dir.resolve())).as_posix()
+    return links
+
+
+def write_page(
+    sweep: Sweep, records: list[TrialRecord], rows: list[dict[str, Any]], path: Path
+) -> Path:
+    """The sweep's page (``index.html``)."""
+    from harness.explorer import build_sweep_page
+
+    best = best_trial(sweep, records)
+    html = build_sweep_page(
+        name=sweep.name,
+        metric=sweep.metric.name,
+        goal=sweep.metric.goal,
+        params=sweep.keys,
+        rows=rows,
+        links=trial_pages(records, path.parent),
+        best=best.trial if best is not None else None,
+    )
+    _atomic_text(path, html)
+    return path
+
+
 def write_best_spec(sweep: Sweep, job: TrialJob, best: TrialRecord, path: Path) -> Path:
     """The best trial's resolved spec as YAML (named ``<base name>-best``)."""
     loaded = trial_spec(job, best.params, naming=False)
@@ -205,6 +244,7 @@ def write_results(run: SweepRun, job: TrialJob) -> SweepRun:
     results = run.dir / RESULTS
     _atomic_text(results, "".join(json.dumps(r, default=str) + "\n" for r in rows))
     run.files["results"] = results
+    run.files["page"] = write_page(sweep, run.records, rows, run.dir / PAGE)
     run.best = best_trial(sweep, run.records)
     ok = [r for r in run.records if r.ok]
     if ok and run.best is not None:
