@@ -1,5 +1,5 @@
 """``harness`` command line: validate, plan, run, stages, env, docs, and the commands of
-:data:`COMMANDS` (score, pad, sweep, data, plus any installed under the ``harness.commands``
+:data:`COMMANDS` (score, compare, pad, sweep, data, plus any installed under the ``harness.commands``
 entry-point group)."""
 
 from __future__ import annotations
@@ -371,6 +371,13 @@ def cmd_docs(args: argparse.Namespace) -> int:
 COMMANDS.add(
     "score",
     Command("score predictions against ShopBench-format data", "harness.shopbench.score_cli"),
+)
+COMMANDS.add(
+    "compare",
+    Command(
+        "paired comparison of two prediction sets or runs on the same rows",
+        "harness.shopbench.compare_cli",
+    ),
 )
 COMMANDS.add(
     "pad",

@@ -3,19 +3,26 @@ Shopping MMLU data the way its official code does.
 
     harness score --data DATA --predictions PRED [--parser PROFILE]
                   [--out scores.json] [--rows rows.jsonl] [--sentence-model NAME=PATH ...]
+                  [--ci [--resamples N] [--seed S] [--level 0.95]]
 
 PRED is JSON Lines with one object per DATA row, same order, key ``prediction`` (raw text).
 PROFILE is ``official`` or ``robust`` (ShopBench data), or ``shopping-mmlu-skill`` /
 ``shopping-mmlu-task`` (Shopping MMLU): then DATA is a skills file or one task file of the
 release's layout (``multiple_choice/<task>_dataset.csv``, ...), or the whole release (its
 ``data.zip`` or extracted dir) with PRED a directory of ``<file name>.jsonl`` predictions.
+
+``--ci`` adds stratified bootstrap intervals (:mod:`harness.shopbench.uncertainty`): ``ci``
+and ``stderr`` in each task, ``tracks_ci`` ({track: {"ci", "stderr"}}), ``overall_ci`` and
+``overall_stderr``, and the settings under ``uncertainty``; the tables gain a CI column.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -23,9 +30,16 @@ from harness.atomic import write_json, write_jsonl
 from harness.errors import HarnessError
 from harness.shopbench.data import load_eval_data, load_predictions
 from harness.shopbench.errors import ScoringError
-from harness.shopbench.evaluate import EvalResult, evaluate
+from harness.shopbench.evaluate import EvalResult, evaluate, units_of
 from harness.shopbench.parsers import MODES
 from harness.shopbench.types import ALL_TRACKS
+from harness.shopbench.uncertainty import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    intervals,
+    json_safe,
+)
 
 SHOPPING_MMLU_PROFILES = ("shopping-mmlu-skill", "shopping-mmlu-task")
 
@@ -73,6 +87,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Neither read nor write the on-disk embedding cache ($HARNESS_EMBEDDING_CACHE, "
         "default ~/.cache/shopbench-harness/embeddings).",
     )
+    parser.add_argument(
+        "--ci",
+        action="store_true",
+        help="Add bootstrap confidence intervals and standard errors (rows resampled within "
+        "tasks).",
+    )
+    add_resampling_arguments(parser)
+
+
+def add_resampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--resamples``, ``--seed`` and ``--level`` to a (sub)parser.
+
+    Args:
+        parser: The parser to extend.
+    """
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        help=f"Bootstrap resamples (default {DEFAULT_RESAMPLES}).",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"Resampling seed (default {DEFAULT_SEED})."
+    )
+    parser.add_argument(
+        "--level",
+        type=float,
+        default=DEFAULT_LEVEL,
+        help=f"Confidence level of the intervals (default {DEFAULT_LEVEL}).",
+    )
+
+
+def fmt_ci(ci: list[float | None] | None, signed: bool = False) -> str:
+    """``[lo, hi]`` with 3 decimals (``-`` when unknown).
+
+    Args:
+        ci: The interval.
+        signed: Show the sign (differences).
+
+    Returns:
+        The text.
+    """
+    if not ci or ci[0] is None or ci[1] is None or ci[0] != ci[0] or ci[1] != ci[1]:
+        return "-"
+    f = "+.3f" if signed else ".3f"
+    return f"[{ci[0]:{f}}, {ci[1]:{f}}]"
+
+
+def short_track(name: str) -> str:
+    """A track's name without ``amazon-kdd-cup-24-`` and ``shopping-`` (tables fit 80
+    columns)."""
+    return name.removeprefix("amazon-kdd-cup-24-").replace("shopping-", "")
 
 
 def parse_sentence_models(items: list[str]) -> dict[str, str]:
@@ -96,11 +162,12 @@ def parse_sentence_models(items: list[str]) -> dict[str, str]:
     return out
 
 
-def render(result: EvalResult) -> list[Table]:
+def render(result: EvalResult, ci: dict[str, Any] | None = None) -> list[Table]:
     """Rich tables of a result: per task, then per track and overall.
 
     Args:
         result: The evaluation.
+        ci: Its :func:`~harness.shopbench.uncertainty.intervals` (adds a CI column).
 
     Returns:
         The tables.
@@ -108,7 +175,7 @@ def render(result: EvalResult) -> list[Table]:
     parsed: dict[str, list[bool]] = {}
     for row in result.rows:
         parsed.setdefault(row.task_name, []).append(row.parse_ok)
-    tasks = Table(title=f"ShopBench scores ({result.mode} parser)")
+    tasks = Table(title=f"ShopBench scores ({result.mode} parser)", box=box.SIMPLE_HEAD)
     for col, justify in (
         ("task", "left"),
         ("type", "left"),
@@ -116,22 +183,84 @@ def render(result: EvalResult) -> list[Table]:
         ("n", "right"),
         ("parsed", "right"),
         ("score", "right"),
+        *([(f"{ci['level']:.0%} CI", "right")] if ci else []),
     ):
-        tasks.add_column(col, justify=justify)  # type: ignore[arg-type]
+        tasks.add_column(col, justify=justify, no_wrap=col != "type")  # type: ignore[arg-type]
     for name, t in result.scores["tasks"].items():
         oks = parsed.get(name, [])
         rate = sum(oks) / len(oks) if oks else 0.0
+        extra = [fmt_ci(ci["tasks"][name]["ci"])] if ci else []
         tasks.add_row(
-            name, t["task_type"], t["metric"], str(t["n"]), f"{rate:.0%}", f"{t['score']:.4f}"
+            name,
+            t["task_type"],
+            t["metric"],
+            str(t["n"]),
+            f"{rate:.0%}",
+            f"{t['score']:.4f}",
+            *extra,
         )
-    summary = Table(title="Tracks")
+    summary = Table(title="Tracks", box=box.SIMPLE_HEAD)
     summary.add_column("track")
     summary.add_column("score", justify="right")
+    if ci:
+        summary.add_column(f"{ci['level']:.0%} CI", justify="right")
     for track, score in result.scores["tracks"].items():
-        label = f"[bold]{track}[/bold]" if track == ALL_TRACKS else track
-        summary.add_row(label, f"{score:.4f}")
-    summary.add_row("[bold]overall (mean of tasks)[/bold]", f"{result.scores['overall']:.4f}")
+        label = f"[bold]{track}[/bold]" if track == ALL_TRACKS else short_track(track)
+        extra = [fmt_ci(ci["groups"][track]["ci"])] if ci else []
+        summary.add_row(label, f"{score:.4f}", *extra)
+    extra = [fmt_ci(ci["overall"]["ci"])] if ci else []
+    summary.add_row(
+        "[bold]overall (mean of tasks)[/bold]", f"{result.scores['overall']:.4f}", *extra
+    )
     return [tasks, summary]
+
+
+def with_intervals(scores: dict[str, Any], ci: dict[str, Any]) -> dict[str, Any]:
+    """A ShopBench scores dict with the intervals of :func:`intervals` added (new keys
+    only: ``ci``/``stderr`` per task, ``tracks_ci``, ``overall_ci``, ``overall_stderr``,
+    ``uncertainty``).
+
+    Args:
+        scores: The scores dict.
+        ci: Its intervals.
+
+    Returns:
+        A new dict.
+    """
+    out = dict(scores)
+    out["tasks"] = {
+        n: {**t, "ci": ci["tasks"][n]["ci"], "stderr": ci["tasks"][n]["stderr"]}
+        for n, t in scores["tasks"].items()
+    }
+    out["tracks_ci"] = {
+        g: {"ci": e["ci"], "stderr": e["stderr"]} for g, e in ci["groups"].items()
+    }
+    out["overall_ci"] = ci["overall"]["ci"]
+    out["overall_stderr"] = ci["overall"]["stderr"]
+    out["uncertainty"] = {k: ci[k] for k in ("resamples", "seed", "level", "method")}
+    return json_safe(out)
+
+
+def shopbench_result(
+    data: Path,
+    predictions: Path,
+    parser: str,
+    models: dict[str, str],
+    embedding_cache: bool = True,
+) -> EvalResult:
+    """Load and score one ShopBench predictions file.
+
+    Raises:
+        HarnessError: Bad data or predictions, or a count mismatch.
+    """
+    records = load_eval_data(data)
+    preds = load_predictions(predictions)
+    if len(preds) != len(records):
+        raise ScoringError(
+            f"{predictions}: {len(preds)} predictions but {data} has "
+            f"{len(records)} rows (one prediction object per data row, in data order)"
+        )
+    return evaluate(records, preds, parser, models, embedding_cache=embedding_cache)
 
 
 def main(args: argparse.Namespace, console: Console | None = None) -> int:
@@ -152,21 +281,21 @@ def main(args: argparse.Namespace, console: Console | None = None) -> int:
     models = parse_sentence_models(args.sentence_model)
     if args.parser in SHOPPING_MMLU_PROFILES:
         return _shopping_mmlu(args, models, console)
-    records = load_eval_data(args.data)
-    predictions = load_predictions(args.predictions)
-    if len(predictions) != len(records):
-        raise ScoringError(
-            f"{args.predictions}: {len(predictions)} predictions but {args.data} has "
-            f"{len(records)} rows (one prediction object per data row, in data order)"
-        )
-    result = evaluate(
-        records, predictions, args.parser, models, embedding_cache=args.embedding_cache
+    result = shopbench_result(
+        args.data, args.predictions, args.parser, models, args.embedding_cache
     )
+    ci = None
+    scores = result.scores
+    if getattr(args, "ci", False):
+        ci = intervals(
+            units_of(result), resamples=args.resamples, seed=args.seed, level=args.level
+        )
+        scores = with_intervals(scores, ci)
     if args.out is not None:
-        write_json(args.out, result.scores, sort_keys=False, allow_nan=False)
+        write_json(args.out, scores, sort_keys=False, allow_nan=False)
     if args.rows is not None:
         write_jsonl(args.rows, (r.to_json() for r in result.rows), allow_nan=False)
-    for table in render(result):
+    for table in render(result, ci):
         console.print(table)
     return 0
 
@@ -187,10 +316,15 @@ def _prediction_files(folder: Path) -> dict[str, list[str]]:
     return out
 
 
-def _shopping_mmlu(args: argparse.Namespace, models: dict[str, str], console: Console) -> int:
-    """Score Shopping MMLU data with one of its official profiles."""
+def mmlu_result(
+    data: Path, predictions: Path, profile: str, models: dict[str, str]
+) -> dict[str, Any]:
+    """Score Shopping MMLU data (a task file, a skill file or the release) with a profile.
+
+    Returns:
+        The result; its ``tasks`` hold every task's result under either profile.
+    """
     from harness.shopbench.mmlu import (
-        leaderboard_table,
         load_benchmark,
         load_task_file,
         score_benchmark,
@@ -199,50 +333,91 @@ def _shopping_mmlu(args: argparse.Namespace, models: dict[str, str], console: Co
         task_results,
     )
 
-    data = Path(args.data)
+    data = Path(data)
     if data.is_dir() or data.suffix == ".zip":
         result = score_benchmark(
             load_benchmark(data),
-            _prediction_files(Path(args.predictions)),
-            args.parser,
+            _prediction_files(Path(predictions)),
+            profile,
             sentence_models=models,
         )
     else:
         task = load_task_file(data)
-        preds = load_predictions(args.predictions)
+        preds = load_predictions(predictions)
         if task.is_skill:
-            one = score_skill(task, preds, args.parser, sentence_models=models)
+            one = score_skill(task, preds, profile, sentence_models=models)
             result = {
-                "profile": args.parser,
+                "profile": profile,
                 "source": task.source,
                 "tasks": one["tasks"],
                 "skills": {one["skill"]: {k: v for k, v in one.items() if k != "tasks"}},
                 "warnings": one["warnings"],
             }
         else:
-            one = score_task(task, preds, args.parser, sentence_models=models)
+            one = score_task(task, preds, profile, sentence_models=models)
             result = {
-                "profile": args.parser,
+                "profile": profile,
                 "source": task.source,
                 "tasks": {one["task"]: one},
                 "warnings": one["warnings"],
             }
     # OUT["tasks"] holds every task's result under either profile (the skill profile's
     # whole-release result has them inside its skills).
-    tasks = result["tasks"] = task_results(result)
+    result["tasks"] = task_results(result)
+    return result
+
+
+def mmlu_intervals(result: dict[str, Any], ci: dict[str, Any]) -> None:
+    """Add a Shopping MMLU result's intervals in place: ``ci``/``stderr`` in each task,
+    ``skills_ci`` ({skill or leaderboard column: {"ci", "stderr"}}), ``overall_ci``,
+    ``overall_stderr`` and ``uncertainty``."""
+    for name, t in result["tasks"].items():
+        t["ci"], t["stderr"] = ci["tasks"][name]["ci"], ci["tasks"][name]["stderr"]
+    result["skills_ci"] = {g: {"ci": e["ci"], "stderr": e["stderr"]} for g, e in ci["groups"].items()}
+    result["overall_ci"] = ci["overall"]["ci"]
+    result["overall_stderr"] = ci["overall"]["stderr"]
+    result["uncertainty"] = {k: ci[k] for k in ("resamples", "seed", "level", "method")}
+
+
+def _shopping_mmlu(args: argparse.Namespace, models: dict[str, str], console: Console) -> int:
+    """Score Shopping MMLU data with one of its official profiles."""
+    from harness.shopbench.mmlu import leaderboard_table
+    from harness.shopbench.units import mmlu_units
+
+    result = mmlu_result(args.data, args.predictions, args.parser, models)
+    tasks = result["tasks"]
+    ci = None
+    if getattr(args, "ci", False):
+        ci = intervals(
+            mmlu_units(result), resamples=args.resamples, seed=args.seed, level=args.level
+        )
+        mmlu_intervals(result, ci)
     if args.rows is not None:
         rows = [{"task": name, **row} for name, t in tasks.items() for row in t.get("rows", [])]
         write_jsonl(args.rows, rows, allow_nan=True)
     if args.out is not None:
         write_json(args.out, result, sort_keys=False, allow_nan=True)
     table = Table(title=f"Shopping MMLU scores ({args.parser})")
-    for col in ("task", "metric", "n", "score"):
+    for col in ("task", "metric", "n", "score", *([f"{args.level:.0%} CI"] if ci else [])):
         table.add_column(col, justify="left" if col in ("task", "metric") else "right")
     for name, t in tasks.items():
-        table.add_row(name, str(t.get("metric", "")), str(t.get("n", "")), f"{t['score']:.4f}")
+        extra = [fmt_ci(t["ci"])] if ci else []
+        table.add_row(
+            name, str(t.get("metric", "")), str(t.get("n", "")), f"{t['score']:.4f}", *extra
+        )
     console.print(table)
+    if ci is not None and ci["groups"]:
+        skills = Table(title="Skills")
+        for col in ("skill", "score", f"{args.level:.0%} CI"):
+            skills.add_column(col, justify="left" if col == "skill" else "right")
+        for g, e in ci["groups"].items():
+            skills.add_row(g, f"{e['score']:.4f}", fmt_ci(e["ci"]))
+        skills.add_row("Overall", f"{ci['overall']['score']:.4f}", fmt_ci(ci["overall"]["ci"]))
+        console.print(skills)
     if "leaderboard" in result:
-        console.print(leaderboard_table({args.parser: result}), soft_wrap=True, markup=False)
+        console.print(
+            leaderboard_table({args.parser: result}, intervals=ci), soft_wrap=True, markup=False
+        )
     for w in result.get("warnings", []):
         console.print(f"warning: {w}", soft_wrap=True, markup=False, highlight=False)
     return 0
