@@ -149,8 +149,7 @@ def stage_units(score_dir: Path, mode: str) -> Units:
         return shopbench_units(rows, scores, tracks)
     except (KeyError, ScoringError) as e:
         raise HarnessError(
-            f"{rows_file}: rows without per-row units ({e}); score the run again with this "
-            "harness"
+            f"{rows_file}: rows without per-row units ({e}); score the run again with this harness"
         ) from e
 
 

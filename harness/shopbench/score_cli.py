@@ -232,9 +232,7 @@ def with_intervals(scores: dict[str, Any], ci: dict[str, Any]) -> dict[str, Any]
         n: {**t, "ci": ci["tasks"][n]["ci"], "stderr": ci["tasks"][n]["stderr"]}
         for n, t in scores["tasks"].items()
     }
-    out["tracks_ci"] = {
-        g: {"ci": e["ci"], "stderr": e["stderr"]} for g, e in ci["groups"].items()
-    }
+    out["tracks_ci"] = {g: {"ci": e["ci"], "stderr": e["stderr"]} for g, e in ci["groups"].items()}
     out["overall_ci"] = ci["overall"]["ci"]
     out["overall_stderr"] = ci["overall"]["stderr"]
     out["uncertainty"] = {k: ci[k] for k in ("resamples", "seed", "level", "method")}
@@ -287,9 +285,7 @@ def main(args: argparse.Namespace, console: Console | None = None) -> int:
     ci = None
     scores = result.scores
     if getattr(args, "ci", False):
-        ci = intervals(
-            units_of(result), resamples=args.resamples, seed=args.seed, level=args.level
-        )
+        ci = intervals(units_of(result), resamples=args.resamples, seed=args.seed, level=args.level)
         scores = with_intervals(scores, ci)
     if args.out is not None:
         write_json(args.out, scores, sort_keys=False, allow_nan=False)
@@ -373,7 +369,9 @@ def mmlu_intervals(result: dict[str, Any], ci: dict[str, Any]) -> None:
     ``overall_stderr`` and ``uncertainty``."""
     for name, t in result["tasks"].items():
         t["ci"], t["stderr"] = ci["tasks"][name]["ci"], ci["tasks"][name]["stderr"]
-    result["skills_ci"] = {g: {"ci": e["ci"], "stderr": e["stderr"]} for g, e in ci["groups"].items()}
+    result["skills_ci"] = {
+        g: {"ci": e["ci"], "stderr": e["stderr"]} for g, e in ci["groups"].items()
+    }
     result["overall_ci"] = ci["overall"]["ci"]
     result["overall_stderr"] = ci["overall"]["stderr"]
     result["uncertainty"] = {k: ci[k] for k in ("resamples", "seed", "level", "method")}

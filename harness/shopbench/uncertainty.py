@@ -107,7 +107,9 @@ def _flip_sums(
     k = x.shape[1]
     changed = np.any(x != y, axis=1) | ~np.isfinite(x).all(axis=1) | ~np.isfinite(y).all(axis=1)
     if not changed.any():
-        return np.broadcast_to(sx, (resamples, k)).copy(), np.broadcast_to(sy, (resamples, k)).copy()
+        return np.broadcast_to(sx, (resamples, k)).copy(), np.broadcast_to(
+            sy, (resamples, k)
+        ).copy()
     cats, counts = _canonical(np.hstack([x[changed], y[changed]]))
     diff = cats[:, k:] - cats[:, :k]
     if len(cats) <= max(1, int(changed.sum()) // _DISTINCT):
@@ -139,6 +141,8 @@ def _percentile(reps: np.ndarray, level: float, point: float) -> tuple[float, fl
 def _stderr(reps: np.ndarray) -> float:
     if len(reps) < 2 or not np.all(np.isfinite(reps)):
         return math.nan
+    if reps.min() == reps.max():
+        return 0.0
     return float(np.std(reps, ddof=1))
 
 
@@ -188,12 +192,12 @@ def _entry(point: float, reps: np.ndarray, level: float) -> dict[str, Any]:
 # --------------------------------------------------------------------------- intervals
 
 
-def task_replicates(
-    units: Units, resamples: int, seed: int
-) -> dict[str, np.ndarray]:
+def task_replicates(units: Units, resamples: int, seed: int) -> dict[str, np.ndarray]:
     """Bootstrap replicates of every task score: task -> ``(resamples,)``."""
     return {
-        name: task_scores(t.aggregate, _bootstrap_sums(t.stats, resamples, _rng(seed, name, 0)), t.n)
+        name: task_scores(
+            t.aggregate, _bootstrap_sums(t.stats, resamples, _rng(seed, name, 0)), t.n
+        )
         for name, t in units.tasks.items()
     }
 
@@ -341,7 +345,9 @@ def compare(
     tasks: dict[str, Any] = {}
     for name, ta in a.tasks.items():
         tb = b.tasks[name]
-        entry = _pair_entry(pa["tasks"][name], pb["tasks"][name], delta_reps[name], null[name], level)
+        entry = _pair_entry(
+            pa["tasks"][name], pb["tasks"][name], delta_reps[name], null[name], level
+        )
         up = tb.row_scores > ta.row_scores
         down = tb.row_scores < ta.row_scores
         entry.update(

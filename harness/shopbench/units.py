@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from harness.shopbench.errors import ScoringError
+from harness.shopbench.metrics import SENTENCE_MODEL_FOR_METRIC
 from harness.shopbench.types import ALL_TRACKS
 
 MEAN, MICRO_F1, MICRO_F1_STRICT = "mean", "micro_f1", "micro_f1_strict"
@@ -52,6 +53,9 @@ class TaskUnits:
         ids: Per row, an id for people (the data line, or the row number).
         row_scores: Per row, the row's own score (micro F1: the row's F1), for "which rows
             got better".
+        float32: The official code averages these values as float32 (Shopping MMLU's
+            similarities): ``mean`` (``np.mean``) or ``running`` (a running total divided by
+            the count); the point estimate repeats it, resamples sum in float64.
     """
 
     name: str
@@ -61,6 +65,7 @@ class TaskUnits:
     stats: np.ndarray
     ids: tuple[str, ...]
     row_scores: np.ndarray
+    float32: str | None = None
 
     @property
     def n(self) -> int:
@@ -78,11 +83,14 @@ class Units:
             of the group scores.
         all_groups: Key under which the mean of the group scores joins the groups (ShopBench:
             ``all-tracks``); None: not reported.
+        required_groups: Groups the overall score needs (the leaderboard columns): with one
+            missing, the overall score is NaN, as ``Overall`` is.
     """
 
     tasks: dict[str, TaskUnits]
     overall: str = "tasks"
     all_groups: str | None = ALL_TRACKS
+    required_groups: tuple[str, ...] = ()
     groups: dict[str, list[str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -132,12 +140,30 @@ def combine(units: Units, tasks: Mapping[str, Any]) -> tuple[dict[str, Any], Any
     }
     group_mean = sum(groups.values()) / len(groups) if groups else None
     if units.overall == "groups":
-        overall = group_mean if group_mean is not None else math.nan
+        missing = any(g not in groups for g in units.required_groups)
+        overall = group_mean if group_mean is not None and not missing else math.nan
     else:
         overall = sum(tasks.values()) / len(tasks)
     if units.all_groups is not None and group_mean is not None:
         groups[units.all_groups] = group_mean
     return groups, overall
+
+
+def point(task: TaskUnits) -> float:
+    """A task's score from all its rows, as the official code computes it."""
+    if task.float32 is not None and np.all(np.isfinite(task.stats)):
+        keep = task.stats[:, 1] > 0 if task.stats.shape[1] == 2 else slice(None)
+        values = task.stats[keep, 0].astype(np.float32)
+        if len(values) == 0:
+            return math.nan
+        if task.float32 == "mean":
+            # A clamped row is the int 0, which makes np.mean's array float64.
+            return float(np.mean(values if np.all(values != 0) else values.astype(np.float64)))
+        total: Any = 0
+        for v in values:
+            total += v
+        return float(total / len(values))
+    return float(task_scores(task.aggregate, task.stats.sum(axis=0), task.n))
 
 
 def aggregate(units: Units) -> dict[str, Any]:
@@ -146,9 +172,7 @@ def aggregate(units: Units) -> dict[str, Any]:
     Returns:
         ``{"tasks": {name: score}, "groups": {group: score}, "overall": score}``.
     """
-    tasks = {
-        n: float(task_scores(t.aggregate, t.stats.sum(axis=0), t.n)) for n, t in units.tasks.items()
-    }
+    tasks = {n: point(t) for n, t in units.tasks.items()}
     groups, overall = combine(units, tasks)
     return {
         "tasks": tasks,
@@ -221,7 +245,7 @@ def shopbench_units(
     return Units(tasks, overall="tasks", all_groups=ALL_TRACKS)
 
 
-def _mmlu_task(name: str, group: str | None, t: Mapping[str, Any]) -> TaskUnits:
+def _mmlu_task(name: str, group: str | None, t: Mapping[str, Any], profile: str) -> TaskUnits:
     metric = str(t.get("metric") or "")
     stats: list[tuple[float, ...]] = []
     ids: list[str] = []
@@ -247,7 +271,12 @@ def _mmlu_task(name: str, group: str | None, t: Mapping[str, Any]) -> TaskUnits:
             stats.append((float(score), 1.0))
             values.append(float(score))
     agg = MICRO_F1_STRICT if metric == "micro f1" else MEAN
-    return _task(name, group, metric, agg, stats, ids, values)
+    task = _task(name, group, metric, agg, stats, ids, values)
+    finite = [v for v in values if math.isfinite(v)]
+    if metric in SENTENCE_MODEL_FOR_METRIC and all(float(np.float32(v)) == v for v in finite):
+        kind = "mean" if profile == "shopping-mmlu-skill" else "running"
+        task = replace(task, float32=kind)
+    return task
 
 
 def mmlu_units(result: Mapping[str, Any]) -> Units:
@@ -263,7 +292,7 @@ def mmlu_units(result: Mapping[str, Any]) -> Units:
     Returns:
         The units.
     """
-    from harness.shopbench.mmlu.scoring import skill_column, task_results
+    from harness.shopbench.mmlu.scoring import LEADERBOARD_COLUMNS, skill_column, task_results
 
     tasks_json = task_results(result)
     skill_of: dict[str, str] = {}
@@ -272,12 +301,17 @@ def mmlu_units(result: Mapping[str, Any]) -> Units:
         for name in names:
             skill_of[name] = skill
     board = "leaderboard" in result
+    column_of: dict[str, str] = {}
+    if board:  # as the leaderboard fills its columns: the first skill of a column wins
+        for skill in result.get("skills", {}):
+            column = skill_column(skill)
+            if column is not None and column not in column_of.values():
+                column_of[skill] = column
     tasks = {}
     for name, t in tasks_json.items():
         skill = skill_of.get(name)
-        group = skill
-        if board and skill is not None:
-            group = skill_column(skill) or skill
-        tasks[name] = _mmlu_task(name, group, t)
+        group = column_of.get(skill or "") if board else skill
+        tasks[name] = _mmlu_task(name, group, t, str(result.get("profile")))
     overall = "groups" if skill_of else "tasks"
-    return Units(tasks, overall=overall, all_groups=None)
+    required = LEADERBOARD_COLUMNS if board else ()
+    return Units(tasks, overall=overall, all_groups=None, required_groups=required)
