@@ -22,7 +22,6 @@ import pytest
 import reference_shopping_mmlu as ref
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rich.console import Console
 
 from harness.cli import main as cli_main
 from harness.shopbench.data import load_eval_data, load_predictions
