@@ -28,9 +28,10 @@ from harness.shopbench.data import load_eval_data, load_predictions
 from harness.shopbench.errors import ScoringError
 from harness.shopbench.evaluate import evaluate, units_of, write_scores
 from harness.shopbench.mmlu import SKILL_PROFILE, TASK_PROFILE, load_benchmark, score_benchmark
+from harness.shopbench.mmlu.units import mmlu_units
 from harness.shopbench.types import Record
 from harness.shopbench.uncertainty import compare, intervals, mcnemar_p
-from harness.shopbench.units import MEAN, MICRO_F1, TaskUnits, Units, aggregate, mmlu_units
+from harness.shopbench.units import MEAN, MICRO_F1, TaskUnits, Units, aggregate
 
 HERE = Path(__file__).resolve().parent
 VARIED = HERE / "data" / "predictions_corpus" / "fixture_varied.jsonl"
@@ -66,7 +67,7 @@ def test_units_reproduce_the_fixture_scores(dev_fixture: Path, mode: str) -> Non
     _close_scores(units, {n: t["score"] for n, t in s["tasks"].items()}, s["tracks"], s["overall"])
     assert any(t.aggregate == MICRO_F1 for t in units.tasks.values())
     # Units read back from the written files are the same.
-    from harness.shopbench.compare_cli import stage_units
+    from harness.shopbench.units import stage_units
 
     written = result.scores
     assert written["tasks"]

@@ -32,10 +32,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from harness.artifacts import SCORES
 from harness.atomic import read_json, write_json
 from harness.errors import HarnessError
-from harness.jsonl import numbered_json_lines
 from harness.shopbench.parsers import MODES
 from harness.shopbench.score_cli import (
     SHOPPING_MMLU_PROFILES,
@@ -44,7 +42,7 @@ from harness.shopbench.score_cli import (
     parse_sentence_models,
     short_track,
 )
-from harness.shopbench.units import Units
+from harness.shopbench.units import Units, stage_units
 
 BETTER_SHOWN = 3
 
@@ -120,39 +118,6 @@ def _eval_of(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def stage_units(score_dir: Path, mode: str) -> Units:
-    """Units of a ``score`` stage dir's results under a parser mode.
-
-    Args:
-        score_dir: The stage dir.
-        mode: ``official`` or ``robust``.
-
-    Returns:
-        The units.
-
-    Raises:
-        HarnessError: The files are missing or lack per-row units (scored by an older
-            harness).
-    """
-    from harness.shopbench.errors import ScoringError
-    from harness.shopbench.units import shopbench_units
-
-    scores_file, rows_file = SCORES.file(score_dir, mode), SCORES.rows(score_dir, mode)
-    for f in (scores_file, rows_file):
-        if not f.is_file():
-            raise HarnessError(f"{f}: not found (a finished `score` stage writes it)")
-    scores = read_json(scores_file)
-    tracks = {n: t.get("track") for n, t in scores["tasks"].items()}
-    try:
-        with rows_file.open(encoding="utf-8") as fh:
-            rows = [v for _, v in numbered_json_lines(fh, rows_file, HarnessError)]
-        return shopbench_units(rows, scores, tracks)
-    except (KeyError, ScoringError) as e:
-        raise HarnessError(
-            f"{rows_file}: rows without per-row units ({e}); score the run again with this harness"
-        ) from e
-
-
 def _runs_units(args: argparse.Namespace) -> tuple[Units, Units, dict[str, str]]:
     (file_a, run_a), (file_b, run_b) = (_run_manifest(p) for p in args.runs)
     eval_a, eval_b = _eval_of(run_a), _eval_of(run_b)
@@ -175,8 +140,8 @@ def _runs_units(args: argparse.Namespace) -> tuple[Units, Units, dict[str, str]]
 
 def _files_units(args: argparse.Namespace) -> tuple[Units, Units, dict[str, str]]:
     from harness.shopbench.evaluate import units_of
+    from harness.shopbench.mmlu.units import mmlu_units
     from harness.shopbench.score_cli import mmlu_result, shopbench_result
-    from harness.shopbench.units import mmlu_units
 
     models = parse_sentence_models(args.sentence_model)
     parser = args.parser or "official"

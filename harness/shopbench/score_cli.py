@@ -380,7 +380,7 @@ def mmlu_intervals(result: dict[str, Any], ci: dict[str, Any]) -> None:
 def _shopping_mmlu(args: argparse.Namespace, models: dict[str, str], console: Console) -> int:
     """Score Shopping MMLU data with one of its official profiles."""
     from harness.shopbench.mmlu import leaderboard_table
-    from harness.shopbench.units import mmlu_units
+    from harness.shopbench.mmlu.units import mmlu_units
 
     result = mmlu_result(args.data, args.predictions, args.parser, models)
     tasks = result["tasks"]

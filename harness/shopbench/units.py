@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.shopbench.errors import ScoringError
-from harness.shopbench.metrics import SENTENCE_MODEL_FOR_METRIC
 from harness.shopbench.types import ALL_TRACKS
 
 MEAN, MICRO_F1, MICRO_F1_STRICT = "mean", "micro_f1", "micro_f1_strict"
@@ -181,11 +181,12 @@ def aggregate(units: Units) -> dict[str, Any]:
     }
 
 
-def _row_f1(tp: float, fp: float, fn: float) -> float:
+def row_f1(tp: float, fp: float, fn: float) -> float:
+    """A row's own micro F1 (0 where it has no entity)."""
     return float(task_scores(MICRO_F1, np.array([tp, fp, fn], dtype=np.float64), 1))
 
 
-def _task(
+def task_units(
     name: str,
     group: str | None,
     metric: str,
@@ -194,6 +195,7 @@ def _task(
     ids: Sequence[str],
     row_scores: Sequence[float],
 ) -> TaskUnits:
+    """A task's units from per-row statistics (a weight column of ones is dropped)."""
     width = 3 if agg != MEAN else (max((len(s) for s in stats), default=1))
     array = np.array(stats, dtype=np.float64).reshape(len(stats), width)
     if agg == MEAN and width == 2 and bool(np.all(array[:, 1] == 1)):
@@ -241,77 +243,40 @@ def shopbench_units(
     for name, (stats, ids, values) in acc.items():
         metric = scores["tasks"][name]["metric"]
         agg = MICRO_F1 if metric == "micro f1" else MEAN
-        tasks[name] = _task(name, tracks.get(name), metric, agg, stats, ids, values)
+        tasks[name] = task_units(name, tracks.get(name), metric, agg, stats, ids, values)
     return Units(tasks, overall="tasks", all_groups=ALL_TRACKS)
 
 
-def _mmlu_task(name: str, group: str | None, t: Mapping[str, Any], profile: str) -> TaskUnits:
-    metric = str(t.get("metric") or "")
-    stats: list[tuple[float, ...]] = []
-    ids: list[str] = []
-    values: list[float] = []
-    for row in t.get("rows", []):
-        ids.append(str(row.get("line", row.get("index"))))
-        score = row.get("score")
-        if metric == "micro f1":
-            if "tp" in row:
-                counts = (row["tp"], row["fp"], row["fn"])
-                stats.append(counts)
-                values.append(_row_f1(*counts))
-            else:  # an error or a row of another metric: the official code fails
-                stats.append((math.nan, math.nan, math.nan))
-                values.append(math.nan)
-        elif "tp" in row:  # a micro F1 row in a mean task: np.mean of a tuple fails
-            stats.append((math.nan, 1.0))
-            values.append(math.nan)
-        elif score is None:  # a metric the evaluator does not score: no value
-            stats.append((0.0, 0.0))
-            values.append(math.nan)
-        else:
-            stats.append((float(score), 1.0))
-            values.append(float(score))
-    agg = MICRO_F1_STRICT if metric == "micro f1" else MEAN
-    task = _task(name, group, metric, agg, stats, ids, values)
-    finite = [v for v in values if math.isfinite(v)]
-    if metric in SENTENCE_MODEL_FOR_METRIC and all(float(np.float32(v)) == v for v in finite):
-        kind = "mean" if profile == "shopping-mmlu-skill" else "running"
-        task = replace(task, float32=kind)
-    return task
-
-
-def mmlu_units(result: Mapping[str, Any]) -> Units:
-    """Units of a Shopping MMLU result (:func:`~harness.shopbench.mmlu.score_benchmark`,
-    or ``harness score``'s result for one skill or task file).
-
-    Tasks group into leaderboard columns where the result has a leaderboard (the overall
-    score is then the mean of the columns, as ``Overall`` is), else into their skill.
+def stage_units(score_dir: Path, mode: str) -> Units:
+    """Units of a ``score`` stage dir's results under a parser mode.
 
     Args:
-        result: The result, with ``rows`` in each task.
+        score_dir: The stage dir.
+        mode: ``official`` or ``robust``.
 
     Returns:
         The units.
-    """
-    from harness.shopbench.mmlu.scoring import LEADERBOARD_COLUMNS, skill_column, task_results
 
-    tasks_json = task_results(result)
-    skill_of: dict[str, str] = {}
-    for skill, s in result.get("skills", {}).items():
-        names = s.get("tasks", {})
-        for name in names:
-            skill_of[name] = skill
-    board = "leaderboard" in result
-    column_of: dict[str, str] = {}
-    if board:  # as the leaderboard fills its columns: the first skill of a column wins
-        for skill in result.get("skills", {}):
-            column = skill_column(skill)
-            if column is not None and column not in column_of.values():
-                column_of[skill] = column
-    tasks = {}
-    for name, t in tasks_json.items():
-        skill = skill_of.get(name)
-        group = column_of.get(skill or "") if board else skill
-        tasks[name] = _mmlu_task(name, group, t, str(result.get("profile")))
-    overall = "groups" if skill_of else "tasks"
-    required = LEADERBOARD_COLUMNS if board else ()
-    return Units(tasks, overall=overall, all_groups=None, required_groups=required)
+    Raises:
+        HarnessError: The files are missing or lack per-row units (scored by an older
+            harness).
+    """
+    from harness.artifacts import SCORES
+    from harness.atomic import read_json
+    from harness.errors import HarnessError
+    from harness.jsonl import numbered_json_lines
+
+    scores_file, rows_file = SCORES.file(score_dir, mode), SCORES.rows(score_dir, mode)
+    for f in (scores_file, rows_file):
+        if not f.is_file():
+            raise HarnessError(f"{f}: not found (a finished `score` stage writes it)")
+    scores = read_json(scores_file)
+    tracks = {n: t.get("track") for n, t in scores["tasks"].items()}
+    try:
+        with rows_file.open(encoding="utf-8") as fh:
+            rows = [v for _, v in numbered_json_lines(fh, rows_file, HarnessError)]
+        return shopbench_units(rows, scores, tracks)
+    except (KeyError, ScoringError) as e:
+        raise HarnessError(
+            f"{rows_file}: rows without per-row units ({e}); score the run again with this harness"
+        ) from e
