@@ -499,3 +499,42 @@ def test_score_ci_adds_intervals(
     assert "95% CI" in printed and max(len(line) for line in printed.splitlines()) <= 80
     assert cli_main(args) == 0
     assert "overall_ci" not in json.loads(out.read_text("utf-8"))
+
+
+def test_report_sections_show_intervals_and_paired_differences(
+    dev_fixture: Path, tmp_path: Path
+) -> None:
+    from harness.stages import report
+
+    records = load_eval_data(dev_fixture)
+    this_preds = load_predictions(VARIED)
+    base_preds = [p if i % 3 else "nothing" for i, p in enumerate(this_preds)]
+    dirs = {}
+    for name, preds in (("this", this_preds), ("base", base_preds)):
+        dirs[name] = tmp_path / name
+        for mode in ("official", "robust"):
+            result = evaluate(records, preds, mode)
+            write_scores(result, dirs[name], f"scores_{mode}.json", f"rows_{mode}.jsonl")
+    lines, facts = report._scores_section(dirs["this"])
+    md = "\n".join(lines)
+    assert "official 95% CI" in md and "robust 95% CI" in md
+    official = facts["official"]
+    assert official["ci"][0] <= official["overall"] <= official["ci"][1]
+    assert set(official["tasks"]) == {r.task_name for r in records}
+    all_facts: dict[str, Any] = {"scores": facts}
+    paired = "\n".join(
+        report._paired_section(dirs["this"], {"base": dirs["base"]}, "official", all_facts)
+    )
+    c = all_facts["comparisons"]["base"]
+    want = compare(
+        units_of(evaluate(records, base_preds, "official")),
+        units_of(evaluate(records, this_preds, "official")),
+    )
+    assert c["overall"]["delta"] == pytest.approx(want["overall"]["delta"], abs=TOL)
+    assert c["overall"]["ci"] == pytest.approx(want["overall"]["ci"], abs=TOL)
+    assert c["overall"]["p_value"] == want["overall"]["p_value"]
+    assert f"| base | **overall** | {c['overall']['b']:.4f} |" in paired
+    bold = [t for t, e in c["tasks"].items() if e["ci"][0] > 0 or e["ci"][1] < 0]
+    for t in bold:
+        assert f"| base | task {t} |" in paired and f"**{c['tasks'][t]['delta']:+.4f}**" in paired
+    assert all_facts["resolvable_difference"] > 0 and "cannot be told from noise" in paired

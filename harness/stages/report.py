@@ -305,10 +305,20 @@ def _mmlu_section(mmlu_dir: Path, baselines: dict[str, Path], facts: dict[str, A
         **{n: read_json(MMLU_SCORES.file(d)) for n, d in baselines.items()},
     }
     boards: dict[str, Any] = {}
+    shown_ci = False
     for name, scores in runs.items():
         boards[name] = scores["profiles"][primary]["leaderboard"]
-        cells = [_pct(boards[name][c]) for c in columns]
+        ci = scores["profiles"][primary].get("intervals")
+        cells = []
+        for c in columns:
+            entry = None
+            if ci is not None:
+                entry = ci["overall"] if c == "Overall" else ci["skills"].get(c)
+            cells.append(_pct(boards[name][c]) + (_pct_ci(entry["ci"]) if entry else ""))
+            shown_ci = shown_ci or entry is not None
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if shown_ci:
+        lines += ["", "In brackets: 95% bootstrap intervals (rows resampled within tasks)."]
     profiles = summary["profiles"]
     lines += ["", "The same answers under every scoring profile (x100):", ""]
     lines += ["| profile | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
@@ -327,9 +337,16 @@ def _mmlu_section(mmlu_dir: Path, baselines: dict[str, Path], facts: dict[str, A
     facts["shopping_mmlu"] = {
         "primary": primary,
         "leaderboard": boards,
+        "intervals": {n: s["profiles"][primary].get("intervals") for n, s in runs.items()},
         "profiles": {p: r["leaderboard"] for p, r in profiles.items()},
     }
     return [*lines, ""]
+
+
+def _pct_ci(ci: list[Any] | None) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return ""
+    return f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
 
 
 def _pct(v: Any) -> str:
