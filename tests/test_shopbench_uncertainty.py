@@ -538,3 +538,13 @@ def test_report_sections_show_intervals_and_paired_differences(
     for t in bold:
         assert f"| base | task {t} |" in paired and f"**{c['tasks'][t]['delta']:+.4f}**" in paired
     assert all_facts["resolvable_difference"] > 0 and "cannot be told from noise" in paired
+
+
+def test_units_reproduce_the_real_dev_set_scores(real_dev_set: Path) -> None:
+    records = load_eval_data(real_dev_set)
+    varied = HERE / "data" / "predictions_corpus" / "dev_varied.jsonl"
+    for mode in ("official", "robust"):
+        result = evaluate(records, load_predictions(varied), mode)
+        s = result.scores
+        tasks = {n: t["score"] for n, t in s["tasks"].items()}
+        _close_scores(units_of(result), tasks, s["tracks"], s["overall"])
