@@ -548,3 +548,32 @@ def test_units_reproduce_the_real_dev_set_scores(real_dev_set: Path) -> None:
         s = result.scores
         tasks = {n: t["score"] for n, t in s["tasks"].items()}
         _close_scores(units_of(result), tasks, s["tracks"], s["overall"])
+
+
+def test_compare_and_score_ci_under_a_shopping_mmlu_profile(tmp_path: Path) -> None:
+    from harness.shopbench.mmlu import load_task_file, score_task
+
+    root = _fixture.build_dir(tmp_path / "data")
+    data = root / "multiple_choice" / "product_category_selection_dataset.csv"
+    task = load_task_file(data)
+    perfect = _fixture.perfect_predictions(task)
+    wrong = ["9"] * len(perfect)
+    pa = _write_preds(tmp_path / "a.jsonl", wrong)
+    pb = _write_preds(tmp_path / "b.jsonl", perfect)
+    out = tmp_path / "cmp.json"
+    args = ["compare", "--data", str(data), "--parser", TASK_PROFILE]
+    assert (
+        cli_main([*args, "--predictions", str(pa), "--predictions", str(pb), "--out", str(out)])
+        == 0
+    )
+    res = json.loads(out.read_text("utf-8"))
+    want = score_task(task, perfect)["score"] - score_task(task, wrong)["score"]
+    assert res["overall"]["delta"] == pytest.approx(want, abs=TOL)
+    (entry,) = res["tasks"].values()
+    assert entry["mcnemar_p"] == pytest.approx(mcnemar_p(len(entry["better"]), len(entry["worse"])))
+    scored = tmp_path / "s.json"
+    ci_args = ["score", "--data", str(data), "--parser", TASK_PROFILE, "--predictions", str(pb)]
+    assert cli_main([*ci_args, "--ci", "--resamples", "200", "--out", str(scored)]) == 0
+    s = json.loads(scored.read_text("utf-8"))
+    (t,) = s["tasks"].values()
+    assert t["ci"][0] <= t["score"] <= t["ci"][1] and s["overall_ci"] == t["ci"]
