@@ -8,7 +8,8 @@ and overall scores of each resample give the percentile interval at ``level`` an
 standard error (the replicates' standard deviation). Each task's replicates are spread
 around its estimate by ``sqrt(n / (n - 1))`` first (an expanded percentile interval): the
 bootstrap variance of a mean over n rows is ``(n - 1) / n`` of the unbiased one, which
-makes plain percentile intervals too narrow at ShopBench's 4 to 10 rows a task. Vectorised: a task whose rows take
+makes plain percentile intervals too narrow at ShopBench's 4 to 10 rows a task (clipped to
+what a resample can score). Vectorised: a task whose rows take
 few distinct unit values draws multinomial counts of those values; any other draws
 ``resamples x n`` row indices in blocks; there is no Python loop over rows or resamples.
 A percentile interval that misses the point estimate (possible for a micro F1 over a few
@@ -44,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from harness.shopbench.errors import ScoringError
-from harness.shopbench.units import TaskUnits, Units, aggregate, combine, task_scores
+from harness.shopbench.units import MEAN, TaskUnits, Units, aggregate, combine, task_scores
 
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_LEVEL = 0.95
@@ -199,12 +200,24 @@ def _expand(task: TaskUnits, reps: np.ndarray) -> np.ndarray:
 
     The bootstrap variance of a mean over n rows is ``(n - 1) / n`` of the unbiased one, so
     plain percentile intervals are too narrow on small tasks (ShopBench: 4-10 rows); the
-    expansion removes that bias.
+    expansion removes that bias. Expanded replicates are clipped to what a resample can
+    score (the range of the row values; [0, 1] for micro F1).
     """
     if task.n < 2:
         return reps
     centre = task_scores(task.aggregate, task.stats.sum(axis=0), task.n)
-    return centre + math.sqrt(task.n / (task.n - 1)) * (reps - centre)
+    spread = centre + math.sqrt(task.n / (task.n - 1)) * (reps - centre)
+    # Within what a resample can score: the range of the row values (a mean), [0, 1] (F1).
+    if task.aggregate == MEAN:
+        values = (
+            task.stats[:, 0] if task.stats.shape[1] == 1 else task.stats[task.stats[:, 1] > 0, 0]
+        )
+        if len(values) == 0:
+            return spread
+        low, high = float(values.min()), float(values.max())
+    else:
+        low, high = 0.0, 1.0
+    return np.clip(spread, low, high)
 
 
 def task_replicates(units: Units, resamples: int, seed: int) -> dict[str, np.ndarray]:
