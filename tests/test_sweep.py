@@ -572,6 +572,14 @@ def test_tiny_cpu_decoding_sweep_reuses_upstream_stages(
         assert {"infer", "score"} <= set(r.ran), r.ran
         assert set(r.ran) <= {"infer", "score", "report"}, r.ran
     assert (run.dir / "best_spec.yaml").is_file() and (run.dir / "score_vs_params.png").is_file()
+    # Intervals and paired deltas against the baseline (the base spec: cached from the
+    # pipeline run), and the best trial against the runner-up.
+    assert run.intervals is not None and set(run.intervals.trials) == {r.trial for r in run.records}
+    assert all("delta_vs_baseline" in e for e in run.intervals.trials.values()), run.intervals
+    best = json.loads((run.dir / "best.json").read_text())
+    assert best["vs_runner_up"]["distinguishable"] in (True, False)
+    rows = [json.loads(x) for x in (run.dir / "results.jsonl").read_text().splitlines()]
+    assert all(len(row["overall_ci"]) == 2 and "p_vs_baseline" in row for row in rows)
 
 
 def test_trial_intervals_pair_each_trial_with_the_baseline(

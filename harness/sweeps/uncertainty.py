@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.sweeps.trial import TrialJob, TrialRecord, ledger_dir, plan_digest, trial_spec
+from harness.sweeps.trial import TrialJob, TrialRecord, ledger_dir, plan_digest, trial_overrides
 
 if TYPE_CHECKING:
     from harness.shopbench.units import Units
@@ -66,8 +66,13 @@ def _baseline(job: TrialJob, records: list[TrialRecord]) -> tuple[str, Units | N
 
     from harness.plan import build_plan
     from harness.run import execute
+    from harness.spec.load import load_spec
+    from harness.sweeps.config import override_for
 
-    plan = build_plan(trial_spec(job, {}, naming=False), Path(job.project_root))
+    # The base spec under a name of its own (a name changes no stage key).
+    name = override_for("name", f"{job.base_name}-{job.sweep_name}-{BASELINE}")
+    spec = load_spec(job.spec_path, [*trial_overrides(job, {}, naming=False), name])
+    plan = build_plan(spec, Path(job.project_root))
     if "score" not in {st.name for st in plan.stages}:
         return "no score stage", None
     digest = plan_digest(plan)
