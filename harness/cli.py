@@ -1,5 +1,6 @@
 """``harness`` command line: validate, plan, run, stages, env, docs, and the commands of
-:data:`COMMANDS` (score, pad, sweep, data, view, plus any installed under the ``harness.commands``
+:data:`COMMANDS` (score, compare, pad, sweep, data, view, plus any installed under the
+``harness.commands``
 entry-point group)."""
 
 from __future__ import annotations
@@ -527,6 +528,13 @@ def cmd_docs(args: argparse.Namespace) -> int:
 COMMANDS.add(
     "score",
     Command("score predictions against ShopBench-format data", "harness.shopbench.score_cli"),
+)
+COMMANDS.add(
+    "compare",
+    Command(
+        "paired comparison of two prediction sets or runs on the same rows",
+        "harness.shopbench.compare_cli",
+    ),
 )
 COMMANDS.add(
     "pad",

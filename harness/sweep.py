@@ -15,6 +15,7 @@ from rich.table import Table
 
 from harness.sweeps.config import Sweep, SweepError, load_sweep
 from harness.sweeps.executors import EXECUTORS, SweepRun, run_sweep
+from harness.sweeps.uncertainty import best_line
 
 __all__ = ["Sweep", "SweepError", "SweepRun", "add_arguments", "load_sweep", "main", "run_sweep"]
 
@@ -31,6 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _interval_cells(entry: dict | None) -> list[str]:
+    """The interval and the paired difference from the baseline of one trial."""
+    from harness.shopbench.score_cli import fmt_ci
+
+    if entry is None:
+        return ["", ""]
+    delta = ""
+    if "delta_vs_baseline" in entry:
+        delta = (
+            f"{entry['delta_vs_baseline']:+.4f} {fmt_ci(entry['delta_ci'], signed=True)} "
+            f"p={entry['p_vs_baseline']:.3f}"
+        )
+    return [fmt_ci(entry["overall_ci"]), delta]
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the sweep; print its trials and where the results are.
 
@@ -41,21 +57,29 @@ def main(args: argparse.Namespace) -> int:
     out = Console()
     sweep = load_sweep(args.sweep)
     run = run_sweep(sweep, executor=args.executor, concurrency=args.concurrency, console=console)
+    ci = run.intervals.trials if run.intervals else {}
     table = Table(title=f"sweep {sweep.name} ({run.executor})")
-    for col in ("trial", "status", *sweep.keys, sweep.metric.name, "ran"):
+    extra = ("overall 95% CI", "vs baseline") if ci else ()
+    for col in ("trial", "status", *sweep.keys, sweep.metric.name, *extra, "ran"):
         table.add_column(col)
     for r in run.records:
         status = "finished earlier" if r.skipped else r.status
         metric = "" if r.metric is None else f"{r.metric:.4g}"
         star = " *" if run.best is not None and r.trial == run.best.trial else ""
+        cells = _interval_cells(ci.get(r.trial)) if ci else []
         table.add_row(
             r.trial[:8] + star,
             status,
             *(str(r.params.get(k)) for k in sweep.keys),
             metric,
+            *cells,
             ", ".join(r.ran),
         )
     out.print(table)
+    if ci and run.intervals is not None:
+        out.print(f"baseline: {run.intervals.baseline}")
+        if run.best is not None:
+            out.print(best_line(run.best, run.intervals))
     c = run.counts
     out.print(f"trials: {c['ran']} ran, {c['skipped']} finished earlier, {c['failed']} failed")
     for name, path in run.files.items():

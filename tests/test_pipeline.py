@@ -65,6 +65,20 @@ def test_report_compares_finetuned_with_untuned(pipeline: dict) -> None:
 
     assert mean_parse_rate(tuned) > mean_parse_rate(untuned), (tuned, untuned)
     assert "official/parse_rate/multiple-choice" in md
+    # Intervals beside the scores, and the paired comparison with the untuned baseline.
+    official = facts["scores"]["official"]
+    assert official["ci"][0] <= official["overall"] <= official["ci"][1]
+    assert set(official["tracks_ci"]) == set(official["tracks"])
+    paired = facts["comparisons"]["untuned"]
+    overall = paired["overall"]
+    assert overall["delta"] == pytest.approx(tuned["overall"] - untuned["overall"], abs=1e-9)
+    assert overall["ci"][0] <= overall["delta"] <= overall["ci"][1] and 0 < overall["p_value"] <= 1
+    assert facts["resolvable_difference"] > 0
+    assert "95% CI" in md and "Paired differences" in md and "cannot be told from noise" in md
+    print(
+        "tiny pipeline:",
+        json.dumps({"overall_ci": official["ci"], "vs_untuned": overall}),
+    )
     assert any(f.startswith("finetune_") for f in os.listdir(report_dir)), "no loss curve"
 
 

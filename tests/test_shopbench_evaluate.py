@@ -58,7 +58,7 @@ def test_scores_dict_shape_and_aggregation(
     assert set(s) == {"parser", "tasks", "tracks", "overall"} and s["parser"] == "robust"
     assert len(s["tasks"]) == 18
     for name, task in s["tasks"].items():
-        assert set(task) == {"task_type", "metric", "n", "score"}
+        assert set(task) == {"task_type", "metric", "n", "score", "track"}
         rows = [r for r in result.rows if r.task_name == name]
         assert task["n"] == len(rows)
         if task["metric"] not in ("micro f1",):
@@ -85,7 +85,10 @@ def test_written_scores_rows_and_chart(
     assert json.loads(scores_path.read_text("utf-8")) == json.loads(json.dumps(robust.scores))
     rows = [json.loads(line) for line in rows_path.read_text("utf-8").splitlines()]
     assert len(rows) == len(robust.rows)
-    assert all(set(r) == {"task_name", "parsed", "parse_ok", "score"} for r in rows)
+    assert all(
+        set(r) - {"tp", "fp", "fn"} == {"task_name", "parsed", "parse_ok", "score", "id"}
+        for r in rows
+    )
     png = plot_scores(official, robust.scores, tmp_path / "out" / "scores.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [

@@ -81,7 +81,14 @@ def test_four_profiles_and_the_untuned_baseline_in_the_report(mmlu_run: dict) ->
     assert any("multilingual-sent-transformer" in w for w in skill_profile["warnings"])
     assert any("not available offline" in w for w in skill_profile["warnings"])
     assert math.isnan(skill_profile["skills"]["skill4_multilingual"])
+    # Bootstrap intervals per leaderboard column and task; none where the score is NaN.
+    ci = skill_profile["intervals"]
+    first_column = ci["skills"][LEADERBOARD_COLUMNS[0]]
+    assert first_column["ci"][0] <= first_column["score"] <= first_column["ci"][1]
+    assert ci["skills"][LEADERBOARD_COLUMNS[3]]["ci"] == [None, None]
+    assert set(ci["tasks"]) and ci["resamples"] == 10_000
     report = (_stage_dir(runs, first, "report") / "report.md").read_text()
+    assert "In brackets: 95% bootstrap intervals" in report
     assert "## Shopping MMLU" in report
     assert "| this run |" in report and "| untuned |" in report
     for p in PROFILES:

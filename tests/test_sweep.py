@@ -575,6 +575,15 @@ def test_tiny_cpu_decoding_sweep_reuses_upstream_stages(
         assert {"infer", "score"} <= set(r.ran), r.ran
         assert set(r.ran) <= {"infer", "score", "report"}, r.ran
     assert (run.dir / "best_spec.yaml").is_file() and (run.dir / "score_vs_params.png").is_file()
+    # Intervals and paired deltas against the baseline (the base spec: cached from the
+    # pipeline run), and the best trial against the runner-up.
+    assert run.intervals is not None and set(run.intervals.trials) == {r.trial for r in run.records}
+    assert all("delta_vs_baseline" in e for e in run.intervals.trials.values()), run.intervals
+    best = json.loads((run.dir / "best.json").read_text())
+    assert best["vs_runner_up"]["distinguishable"] in (True, False)
+    rows = [json.loads(x) for x in (run.dir / "results.jsonl").read_text().splitlines()]
+    assert all(len(row["overall_ci"]) == 2 and "p_vs_baseline" in row for row in rows)
+
     # One engine served every trial: the first trial started it, the others waited for none.
     infer_dirs = [runs / "stages" / "infer" / r.stage_keys["infer"] for r in run.records]
     results = [json.loads((d / MANIFEST).read_text())["result"] for d in infer_dirs]
@@ -605,3 +614,65 @@ def test_tiny_cpu_decoding_sweep_reuses_upstream_stages(
 def _predictions(infer_dir: Path) -> list[tuple[str, int, str]]:
     rows = [json.loads(x) for x in (infer_dir / "predictions.jsonl").read_text().splitlines()]
     return [(r["prediction"], r["output_tokens"], r["finish_reason"]) for r in rows]
+
+
+def test_trial_intervals_pair_each_trial_with_the_baseline(
+    runs: Path, tmp_path: Path, dev_fixture: Path
+) -> None:
+    """Each trial's interval and paired delta against the base spec's own trial (found
+    among the trials by its plan: nothing runs), and best vs runner-up."""
+    from harness.shopbench.data import load_eval_data, load_predictions
+    from harness.shopbench.evaluate import evaluate, units_of, write_scores
+    from harness.shopbench.uncertainty import compare
+    from harness.sweeps.trial import TrialRecord, plan_digest, trial_spec
+    from harness.sweeps.uncertainty import best_line, sweep_intervals
+
+    body = {"method": "grid", "parameters": {TEMPERATURE: {"values": [0.0, 1.0]}}}
+    sweep = load_sweep(write_sweep(tmp_path, body))
+    job = TrialJob.for_sweep(sweep, tmp_path / "sweep", REPO)
+    digest = plan_digest(build_plan(trial_spec(job, {}, naming=False), REPO))
+    rows = load_eval_data(dev_fixture)
+    varied = load_predictions(
+        REPO / "tests" / "data" / "predictions_corpus" / "fixture_varied.jsonl"
+    )
+    answers = {
+        "base": varied,
+        "good": [
+            str(r.output_field) if i % 2 else p
+            for i, (r, p) in enumerate(zip(rows, varied, strict=True))
+        ],
+        "best": [str(r.output_field) for r in rows],
+    }
+    records, results = [], {}
+    for name, preds in answers.items():
+        results[name] = evaluate(rows, preds, "official")
+        stage = tmp_path / name / "score"
+        write_scores(results[name], stage, "scores_official.json", "rows_official.jsonl")
+        run = {"spec": {"eval": {"parser": "official"}}, "stages": {"score": {"dir": str(stage)}}}
+        (tmp_path / name / "run.json").write_text(json.dumps(run))
+        records.append(
+            TrialRecord(
+                trial=name,
+                params={},
+                status="ok",
+                metric=results[name].scores["overall"],
+                run_dir=str(tmp_path / name),
+                plan=digest if name == "base" else "other",
+            )
+        )
+    info = sweep_intervals(job, records, records[2], sweep.metric.better)
+    assert info.baseline == "base"
+    assert (
+        info.trials["base"]["delta_vs_baseline"] == 0 and info.trials["base"]["p_vs_baseline"] == 1
+    )
+    want = compare(units_of(results["base"]), units_of(results["good"]))["overall"]
+    got = info.trials["good"]
+    assert got["delta_vs_baseline"] == pytest.approx(want["delta"], abs=1e-12)
+    assert got["delta_ci"] == pytest.approx(want["ci"], abs=1e-12)
+    lo, hi = got["overall_ci"]
+    assert lo <= results["good"].scores["overall"] <= hi
+    vs = info.vs_runner_up
+    assert vs is not None and vs["runner_up"] == "good"
+    assert vs["distinguishable"] == (vs["ci"][0] > 0 or vs["ci"][1] < 0)
+    assert "from the runner-up good" in best_line(records[2], info)
+    assert not list(runs.glob("runs/*")), "the baseline was found among the trials: no run"

@@ -3,14 +3,16 @@
 The scores dict (``scores.json``) is::
 
     {"parser": mode,
-     "tasks": {task_name: {"task_type", "metric", "n", "score"}},
+     "tasks": {task_name: {"task_type", "metric", "n", "score", "track"}},
      "tracks": {track: score, ..., "all-tracks": mean of the track scores},
      "overall": mean of the task scores}
 
 Per task: the mean of its row scores (micro F1: F1 of the summed counts); a task whose rows
 use different metrics (task17: ``bleu`` and one ``jp-bleu`` row) scores each row with its
-own metric and reports ``"bleu+jp-bleu"``. Per track: the unweighted mean of its tasks. ``rows.jsonl`` holds one ``{"task_name", "parsed",
-"parse_ok", "score"}`` object per row, in data order.
+own metric and reports ``"bleu+jp-bleu"``. Per track: the unweighted mean of its tasks.
+``rows.jsonl`` holds one ``{"task_name", "parsed", "parse_ok", "score", "id"}`` object per
+row, in data order (``id``: the row's line in the data file, else its 1-based position), with
+``tp``, ``fp``, ``fn`` on micro F1 rows: the per-row units of :mod:`harness.shopbench.units`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from harness.shopbench import metrics
 from harness.shopbench.errors import ScoringError, UnknownNameError
 from harness.shopbench.parsers import ParsedValue, parse
 from harness.shopbench.types import ALL_TRACKS, METRICS, TASK_TYPES, Record
+from harness.shopbench.units import Units, shopbench_units
 
 if TYPE_CHECKING:
     from harness.shopbench.embed_cache import EmbeddingCache
@@ -39,15 +42,21 @@ class RowResult:
     parsed: ParsedValue
     parse_ok: bool
     score: float
+    id: str = ""
+    counts: metrics.Counts | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``rows.jsonl`` object."""
-        return {
+        out = {
             "task_name": self.task_name,
             "parsed": self.parsed,
             "parse_ok": self.parse_ok,
             "score": self.score,
+            "id": self.id,
         }
+        if self.counts is not None:
+            out["tp"], out["fp"], out["fn"] = self.counts
+        return out
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,13 @@ class EvalResult:
 
 def _where(record: Record, i: int) -> str:
     return record.source or f"row {i + 1}"
+
+
+def row_id(record: Record, i: int) -> str:
+    """A row's id for people: its line in the data file (``source`` is ``file:line``), else
+    its 1-based position."""
+    line = (record.source or "").rpartition(":")[2]
+    return line if line.isdigit() else str(i + 1)
 
 
 def _check(records: Sequence[Record], predictions: Sequence[str]) -> None:
@@ -144,6 +160,7 @@ def evaluate(
         assert r.task_name is not None
         groups.setdefault(r.task_name, []).append(i)
     row_scores = [0.0] * len(records)
+    row_counts: list[metrics.Counts | None] = [None] * len(records)
     tasks: dict[str, dict[str, Any]] = {}
     task_tracks: dict[str, str | None] = {}
     for name, idx in groups.items():
@@ -177,6 +194,8 @@ def evaluate(
                 row_scores[i] = float(s)
             if metric == "micro f1":
                 task_score = result.score
+                for i, c in zip(sub, result.counts or [], strict=True):
+                    row_counts[i] = c
         if task_score is None:
             # Rows of one task may use different metrics (task17: bleu and jp-bleu); the
             # task's score is the mean over its rows, as in the official kit.
@@ -186,6 +205,7 @@ def evaluate(
             "metric": "+".join(by_metric),
             "n": len(idx),
             "score": float(task_score),
+            "track": first.track,
         }
         task_tracks[name] = first.track
     tracks: dict[str, float] = {}
@@ -200,7 +220,7 @@ def evaluate(
         "overall": _mean(t["score"] for t in tasks.values()),
     }
     rows = [
-        RowResult(r.task_name or "", p.value, p.ok, row_scores[i])
+        RowResult(r.task_name or "", p.value, p.ok, row_scores[i], row_id(r, i), row_counts[i])
         for i, (r, p) in enumerate(zip(records, parsed, strict=True))
     ]
     by_type: dict[str, list[bool]] = {}
@@ -208,6 +228,15 @@ def evaluate(
         by_type.setdefault(r.task_type or "", []).append(p.ok)
     parse_rates = {t: sum(oks) / len(oks) for t, oks in by_type.items()}
     return EvalResult(mode, rows, scores, parse_rates)
+
+
+def units_of(result: EvalResult) -> Units:
+    """The per-row scoring units of an evaluation (see :mod:`harness.shopbench.units`)."""
+    return shopbench_units(
+        (r.to_json() for r in result.rows),
+        result.scores,
+        {n: t.get("track") for n, t in result.scores["tasks"].items()},
+    )
 
 
 # --------------------------------------------------------------------------- writing

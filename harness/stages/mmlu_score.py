@@ -7,7 +7,8 @@ official Shopping MMLU evaluators and, for skill files, the ShopBench ``official
 ``robust`` parsers (:mod:`harness.shopbench.mmlu.profiles`). Writes ``mmlu_scores.json``
 (per profile: the leaderboard columns, skill and task scores, warnings; ``primary`` names
 ``shopping_mmlu.profile``), ``mmlu_<profile>.json`` (the full result of each Shopping MMLU
-profile, rows included) and ``mmlu_skills.png`` (per skill, the profiles side by side).
+profile, rows included; its bootstrap intervals go into ``mmlu_scores.json`` as
+``intervals``: tasks, leaderboard columns and overall) and ``mmlu_skills.png`` (per skill, the profiles side by side).
 Metrics: ``<profile>/overall``, ``<profile>/skill/<column>``, ``overall`` (the primary
 profile); NaN where the official code gives no number.
 """
@@ -95,6 +96,17 @@ def _plot(scores: dict[str, dict[str, Any]], path: Path) -> None:
     write_bytes(path, buf.getvalue())
 
 
+def _intervals(result: dict[str, Any]) -> dict[str, Any]:
+    """Bootstrap intervals of a Shopping MMLU result's tasks, leaderboard columns (or skills)
+    and overall score: ``{"tasks", "skills", "overall": {"score", "ci", "stderr"}, ...}``."""
+    from harness.shopbench.mmlu.units import mmlu_units
+    from harness.shopbench.uncertainty import intervals, json_safe
+
+    ci = json_safe(intervals(mmlu_units(result)))
+    ci["skills"] = ci.pop("groups")
+    return ci
+
+
 @stage(
     name="mmlu_score",
     section="shopping_mmlu",
@@ -128,6 +140,7 @@ def run(ctx: StageContext) -> StageResult:
         detail = r.pop("detail", None)
         if detail is not None:
             write_json(MMLU_SCORES.file(ctx.out, f"mmlu_{profile}.json"), detail, sort_keys=False)
+            r["intervals"] = _intervals(detail)
         r["warnings"] = note + r["warnings"]
         summary["profiles"][profile] = r
         metrics[f"{profile}/overall"] = float(r["leaderboard"]["Overall"])

@@ -2,11 +2,13 @@
 
 It sees every stage before it in the plan and reads only their finished dirs (their
 manifests' results and files): scores per task and track (official and robust parsing),
-parse rates, the comparison with baselines, then every upstream stage, in plan order, with
-its metrics, summary and images (inference throughput against the competition time budget,
-the fine-tuning loss curve, quantisation checks, padding, data statistics; a plugin stage
-gets its entry the same way). Images are copied next to ``report.md`` so the report stands
-alone.
+parse rates, each with its bootstrap confidence interval (rows resampled within tasks); this
+run against each baseline as paired differences (delta, interval, p-value; differences whose
+interval excludes 0 in bold) with the smallest overall difference the eval set resolves; then
+every upstream stage, in plan order, with its metrics, summary and images (inference
+throughput against the competition time budget, the fine-tuning loss curve, quantisation
+checks, padding, data statistics; a plugin stage gets its entry the same way). Images are
+copied next to ``report.md`` so the report stands alone.
 
 ``report.md`` holds the tables a reader needs (scores, the comparison, Shopping MMLU, one
 line per stage); ``report.html`` beside it is the run's self-contained page
@@ -39,7 +41,27 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _units(score_dir: Path, mode: str) -> Any:
+    """The per-row units of a score stage dir under a parser mode, or None (files missing or
+    written before scoring kept units)."""
+    from harness.errors import HarnessError
+    from harness.shopbench.units import stage_units
+
+    try:
+        return stage_units(score_dir, mode)
+    except HarnessError:
+        return None
+
+
+def _ci(ci: list[Any] | None) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return "-"
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
 def _scores_section(score_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    from harness.shopbench.uncertainty import intervals, json_safe
+
     modes = {}
     for mode in ("official", "robust"):
         p = SCORES.file(score_dir, mode)
@@ -47,32 +69,86 @@ def _scores_section(score_dir: Path) -> tuple[list[str], dict[str, Any]]:
             modes[mode] = read_json(p)
     if not modes:
         return [], {}
+    cis: dict[str, Any] = {}
+    for mode in modes:
+        units = _units(score_dir, mode)
+        if units is not None:
+            cis[mode] = json_safe(intervals(units))
     lines = ["## Scores", ""]
     first = next(iter(modes.values()))
     cols = list(modes)
+    heads = [h for m in cols for h in ([m, f"{m} 95% CI"] if m in cis else [m])]
+
+    def cells(m: str, value: Any, ci: Any) -> list[str]:
+        return [_fmt(value), _ci(ci)] if m in cis else [_fmt(value)]
+
     lines += [
-        "| | " + " | ".join(cols) + " |",
-        "|---|" + "---|" * len(cols),
-        "| **overall** | " + " | ".join(_fmt(modes[m]["overall"]) for m in cols) + " |",
+        "| | " + " | ".join(heads) + " |",
+        "|---|" + "---|" * len(heads),
+        "| **overall** | "
+        + " | ".join(
+            c
+            for m in cols
+            for c in cells(m, modes[m]["overall"], cis.get(m, {}).get("overall", {}).get("ci"))
+        )
+        + " |",
     ]
     for track in first["tracks"]:
         lines.append(
             f"| track `{track}` | "
-            + " | ".join(_fmt(modes[m]["tracks"].get(track)) for m in cols)
+            + " | ".join(
+                c
+                for m in cols
+                for c in cells(
+                    m,
+                    modes[m]["tracks"].get(track),
+                    cis.get(m, {}).get("groups", {}).get(track, {}).get("ci"),
+                )
+            )
             + " |"
         )
     lines.append("")
-    lines += ["| task | type | metric | n | " + " | ".join(cols) + " |"]
-    lines += ["|---|---|---|---|" + "---|" * len(cols)]
+    lines += ["| task | type | metric | n | " + " | ".join(heads) + " |"]
+    lines += ["|---|---|---|---|" + "---|" * len(heads)]
     for task, t in first["tasks"].items():
         lines.append(
             f"| {task} | {t['task_type']} | {t['metric']} | {t['n']} | "
-            + " | ".join(_fmt(modes[m]["tasks"][task]["score"]) for m in cols)
+            + " | ".join(
+                c
+                for m in cols
+                for c in cells(
+                    m,
+                    modes[m]["tasks"][task]["score"],
+                    cis.get(m, {}).get("tasks", {}).get(task, {}).get("ci"),
+                )
+            )
             + " |"
         )
-    return [*lines, ""], {
-        m: {"overall": s["overall"], "tracks": s["tracks"]} for m, s in modes.items()
-    }
+    if cis:
+        any_ci = next(iter(cis.values()))
+        lines += [
+            "",
+            f"Intervals: {any_ci['level']:.0%} stratified bootstrap ({any_ci['resamples']} "
+            "resamples of the rows within each task).",
+        ]
+    facts: dict[str, Any] = {}
+    for m, s in modes.items():
+        facts[m] = {"overall": s["overall"], "tracks": s["tracks"]}
+        if m in cis:
+            ci = cis[m]
+            facts[m].update(
+                ci=ci["overall"]["ci"],
+                stderr=ci["overall"]["stderr"],
+                tracks_ci={
+                    g: {"ci": e["ci"], "stderr": e["stderr"]} for g, e in ci["groups"].items()
+                },
+                tasks={
+                    n: {"score": e["score"], "ci": e["ci"], "stderr": e["stderr"]}
+                    for n, e in ci["tasks"].items()
+                },
+                uncertainty={k: ci[k] for k in ("resamples", "seed", "level", "method")},
+            )
+    return [*lines, ""], facts
 
 
 def _parse_rates(score_dir: Path) -> dict[str, float]:
@@ -106,9 +182,10 @@ def _baseline_section(
     baselines: dict[str, Path],
     infer_dirs: dict[str, Path | None],
     facts: dict[str, Any],
+    mode: str = "official",
 ) -> list[str]:
     """This run beside its baselines: overall and per-type scores, parse rates, tokens per
-    answer and inference time."""
+    answer and inference time, then the paired differences under the primary parser."""
     runs = {"this run": score_dir, **baselines}
     scores = {}
     for name, d in runs.items():
@@ -141,7 +218,77 @@ def _baseline_section(
         }
         for n in names
     }
-    return [*lines, ""]
+    return [*lines, "", *_paired_section(score_dir, baselines, mode, facts)]
+
+
+def _paired_section(
+    score_dir: Path, baselines: dict[str, Path], mode: str, facts: dict[str, Any]
+) -> list[str]:
+    """This run against each baseline, paired on the rows: delta = this run - baseline."""
+    from harness.errors import HarnessError
+    from harness.shopbench.uncertainty import compare, json_safe, resolvable_difference
+
+    this = _units(score_dir, mode)
+    if this is None:
+        return []
+    lines = [
+        f"### Paired differences (this run - baseline, `{mode}` parser)",
+        "",
+        "| baseline | scope | this run | baseline | delta | 95% CI | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    comparisons: dict[str, Any] = {}
+    notes: list[str] = []
+    for name, d in baselines.items():
+        other = _units(d, mode)
+        if other is None:
+            notes.append(f"- `{name}`: no per-row scores to pair with.")
+            continue
+        try:
+            c = json_safe(compare(other, this))
+        except HarnessError as e:
+            notes.append(f"- `{name}`: not paired ({e}).")
+            continue
+        comparisons[name] = c
+        scopes = [("**overall**", c["overall"])]
+        scopes += [(f"track `{t}`", e) for t, e in c["tracks"].items()]
+        scopes += [(f"task {t}", e) for t, e in c["tasks"].items()]
+        for label, e in scopes:
+            lo, hi = e["ci"]
+            sure = lo is not None and hi is not None and (lo > 0 or hi < 0)
+            delta = f"{e['delta']:+.4f}"
+            p = e["p_value"]
+            lines.append(
+                f"| {name} | {label} | {_fmt(e['b'])} | {_fmt(e['a'])} | "
+                + (f"**{delta}**" if sure else delta)
+                + f" | {_ci(e['ci'])} | {'-' if p is None else f'{p:.4f}'} |"
+            )
+    stderr = facts.get("scores", {}).get(mode, {}).get("stderr")
+    lines += [""]
+    lines += ["Bold: the interval excludes 0. p: paired sign-flip permutation test (two-sided)."]
+    if stderr is not None:
+        smallest = resolvable_difference(stderr)
+        facts["resolvable_difference"] = smallest
+        lines += [
+            "",
+            f"With this eval set, an overall difference below {smallest:.4f} cannot be told "
+            "from noise (1.96 x sqrt(2) x the overall score's standard error, from the "
+            "observed per-task variance); a paired comparison resolves less where the runs "
+            "agree on rows.",
+        ]
+    facts["comparisons"] = {
+        n: {
+            "a": n,
+            "b": "this run",
+            "parser": mode,
+            "overall": c["overall"],
+            "tracks": c["tracks"],
+            "tasks": c["tasks"],
+            **{k: c[k] for k in ("resamples", "seed", "level", "method")},
+        }
+        for n, c in comparisons.items()
+    }
+    return [*lines, *(["", *notes] if notes else []), ""]
 
 
 def _mmlu_section(mmlu_dir: Path, baselines: dict[str, Path], facts: dict[str, Any]) -> list[str]:
@@ -157,10 +304,20 @@ def _mmlu_section(mmlu_dir: Path, baselines: dict[str, Path], facts: dict[str, A
         **{n: read_json(MMLU_SCORES.file(d)) for n, d in baselines.items()},
     }
     boards: dict[str, Any] = {}
+    shown_ci = False
     for name, scores in runs.items():
         boards[name] = scores["profiles"][primary]["leaderboard"]
-        cells = [_pct(boards[name][c]) for c in columns]
+        ci = scores["profiles"][primary].get("intervals")
+        cells = []
+        for c in columns:
+            entry = None
+            if ci is not None:
+                entry = ci["overall"] if c == "Overall" else ci["skills"].get(c)
+            cells.append(_pct(boards[name][c]) + (_pct_ci(entry["ci"]) if entry else ""))
+            shown_ci = shown_ci or entry is not None
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if shown_ci:
+        lines += ["", "In brackets: 95% bootstrap intervals (rows resampled within tasks)."]
     profiles = summary["profiles"]
     lines += ["", "The same answers under every scoring profile (x100):", ""]
     lines += ["| profile | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
@@ -179,9 +336,16 @@ def _mmlu_section(mmlu_dir: Path, baselines: dict[str, Path], facts: dict[str, A
     facts["shopping_mmlu"] = {
         "primary": primary,
         "leaderboard": boards,
+        "intervals": {n: s["profiles"][primary].get("intervals") for n, s in runs.items()},
         "profiles": {p: r["leaderboard"] for p, r in profiles.items()},
     }
     return [*lines, ""]
+
+
+def _pct_ci(ci: list[Any] | None) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return ""
+    return f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
 
 
 def _pct(v: Any) -> str:
@@ -232,6 +396,8 @@ def _page_assets(slice_: dict[str, Any]) -> str:
         "harness.explorer",
         "harness.jsonl",
         "harness.shopbench.data",
+        "harness.shopbench.units",
+        "harness.shopbench.uncertainty",
         "harness.shopbench.errors",
         "harness.shopbench.types",
     ),
@@ -252,7 +418,9 @@ def run(ctx: StageContext) -> StageResult:
                 "this run": ctx.upstream.get("infer"),
                 **{n: ctx.inputs.get(f"{INFER_BASELINE}{n}") for n in baselines},
             }
-            lines += _baseline_section(ctx.inputs["score"], baselines, infer_dirs, facts)
+            lines += _baseline_section(
+                ctx.inputs["score"], baselines, infer_dirs, facts, ctx.value("eval.parser")
+            )
     if "mmlu" in ctx.inputs:
         mmlu_baselines = {
             r[len(MMLU_BASELINE) :]: d for r, d in ctx.inputs.items() if r.startswith(MMLU_BASELINE)

@@ -44,6 +44,7 @@ from harness.sweeps.trial import (
     trial_id,
     write_record,
 )
+from harness.sweeps.uncertainty import SweepIntervals
 from harness.tracking import wandb_mode
 
 EXECUTORS = ("auto", "wandb", "ray", "local")
@@ -64,6 +65,8 @@ class SweepRun:
         files: Result name -> file (``results``, ``plot``, ``best_spec``, ``best``).
         best: The best trial, if any succeeded with the metric.
         wandb_dir: The W&B run that holds the sweep's table and plot.
+        intervals: Each trial's interval and paired difference from the baseline trial,
+            and the best trial against the runner-up (with a ``score`` stage).
     """
 
     sweep: Sweep
@@ -73,6 +76,7 @@ class SweepRun:
     files: dict[str, Path] = field(default_factory=dict)
     best: TrialRecord | None = None
     wandb_dir: Path | None = None
+    intervals: SweepIntervals | None = None
 
     @property
     def counts(self) -> dict[str, int]:

@@ -5,8 +5,12 @@ parameters, the sweep metric, the primary stage's scores, e.g. every track and t
 the ``score`` stage), ``score_vs_params.png``, ``best_spec.yaml`` (the best trial's resolved
 spec, runnable with ``harness run``), ``best.json`` and ``index.html`` (the sweep's page: the
 trials table, the metric against each parameter drawn in the page, links to each trial's
-``report.html``; :mod:`harness.explorer`); then logged to a W&B run of its own
-(offline without a key) as a table, an image and an artifact.
+``report.html``; :mod:`harness.explorer`); then logged to a W&B run of its own (offline
+without a key) as a table, an image and an artifact. With a ``score`` stage, each row also has
+the trial's bootstrap interval (``overall_ci``, ``overall_stderr``) and its paired difference
+from the ``baseline`` trial (``delta_vs_baseline``, ``delta_ci``, ``p_vs_baseline``), and
+``best.json`` says whether the best trial is distinguishable from the runner-up
+(:mod:`harness.sweeps.uncertainty`).
 """
 
 from __future__ import annotations
@@ -49,11 +53,15 @@ GENERATION_COLUMNS = {
 cached or absent)."""
 
 
-def result_row(sweep: Sweep, rec: TrialRecord) -> dict[str, Any]:
-    """One table row: trial, status, each parameter, the metric, the primary stage's scores."""
+def result_row(
+    sweep: Sweep, rec: TrialRecord, intervals: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One table row: trial, status, each parameter, the metric (and its interval and paired
+    difference from the baseline, when given), the primary stage's scores."""
     row: dict[str, Any] = {"trial": rec.trial, "status": rec.status}
     row.update(rec.params)
     row[sweep.metric.name] = rec.metric
+    row.update(intervals or {})
     stage = rec.primary_stage or "score"
     row.update({f"{stage}/{k}": v for k, v in sorted(rec.scores.items())})
     row["ran"] = ",".join(rec.ran)
@@ -211,6 +219,16 @@ def log_to_wandb(run: SweepRun, rows: list[dict[str, Any]]) -> Path | None:
         summary["best/trial"] = run.best.trial
         summary[f"best/{sweep.metric.name}"] = run.best.metric
         summary.update({f"best/{k}": v for k, v in run.best.params.items()})
+        ci = run.intervals.trials.get(run.best.trial) if run.intervals else None
+        if ci is not None:
+            summary["best/overall_ci_low"], summary["best/overall_ci_high"] = ci["overall_ci"]
+            summary["best/overall_stderr"] = ci["overall_stderr"]
+        vs = run.intervals.vs_runner_up if run.intervals else None
+        if vs is not None:
+            summary["best/delta_vs_runner_up"] = vs["delta"]
+            summary["best/delta_ci_low"], summary["best/delta_ci_high"] = vs["ci"]
+            summary["best/p_vs_runner_up"] = vs["p_value"]
+            summary["best/distinguishable"] = vs["distinguishable"]
     data: dict[str, Any] = {"trials": table, **summary}
     if "plot" in run.files:
         data["score_vs_params"] = wandb.Image(str(run.files["plot"]))
@@ -239,19 +257,27 @@ def write_results(run: SweepRun, job: TrialJob) -> SweepRun:
         SweepError: Trials succeeded but none reported the sweep metric (the message names
             the metrics they did report).
     """
+    from harness.sweeps.uncertainty import sweep_intervals
+
     sweep = run.sweep
-    rows = [result_row(sweep, r) for r in run.records]
+    run.best = best_trial(sweep, run.records)
+    run.intervals = sweep_intervals(job, run.records, run.best, sweep.metric.better)
+    rows = [result_row(sweep, r, run.intervals.trials.get(r.trial)) for r in run.records]
     results = run.dir / RESULTS
     _atomic_text(results, "".join(json.dumps(r, default=str) + "\n" for r in rows))
     run.files["results"] = results
     run.files["page"] = write_page(sweep, run.records, rows, run.dir / PAGE)
-    run.best = best_trial(sweep, run.records)
     ok = [r for r in run.records if r.ok]
     if ok and run.best is not None:
         run.files["plot"] = plot_scores(sweep, run.records, run.dir / PLOT)
         run.files["best_spec"] = write_best_spec(sweep, job, run.best, run.dir / BEST_SPEC)
         best = run.dir / BEST
-        _atomic_text(best, json.dumps(run.best.to_json(), indent=2, default=str))
+        facts = run.best.to_json()
+        if run.intervals.trials:
+            facts["intervals"] = run.intervals.trials.get(run.best.trial)
+            facts["vs_runner_up"] = run.intervals.vs_runner_up
+            facts["baseline"] = run.intervals.baseline
+        _atomic_text(best, json.dumps(facts, indent=2, default=str))
         run.files["best"] = best
     run.wandb_dir = log_to_wandb(run, rows)
     if ok and run.best is None:

@@ -763,8 +763,21 @@ def leaderboard_row(result: Mapping[str, Any]) -> dict[str, float]:
     return {c: float(board[c]) for c in (*LEADERBOARD_COLUMNS, OVERALL_COLUMN)}
 
 
+def _cell(v: float, ci: Sequence[float | None] | None, scale: float, digits: int) -> str:
+    if math.isnan(v):
+        return "nan"
+    text = f"{v * scale:.{digits}f}"
+    if ci and ci[0] is not None and ci[1] is not None and not math.isnan(ci[0]):
+        text += f" [{ci[0] * scale:.{digits}f}, {ci[1] * scale:.{digits}f}]"
+    return text
+
+
 def leaderboard_table(
-    results: Mapping[str, Mapping[str, Any]], *, scale: float = 100.0, digits: int = 2
+    results: Mapping[str, Mapping[str, Any]],
+    *,
+    scale: float = 100.0,
+    digits: int = 2,
+    intervals: Mapping[str, Any] | None = None,
 ) -> str:
     """A Markdown table in the leaderboard's format, one line per model.
 
@@ -772,6 +785,10 @@ def leaderboard_table(
         results: Model name -> :func:`score_benchmark` result.
         scale: Multiplier of the scores (100: percentages).
         digits: Decimals shown.
+        intervals: Bootstrap intervals of the results
+            (:func:`harness.shopbench.uncertainty.intervals` of their units, or the same
+            for every model), or a mapping of model name -> them: each cell shows
+            ``score [lo, hi]``.
 
     Returns:
         The table; a NaN score shows as ``nan``.
@@ -783,6 +800,15 @@ def leaderboard_table(
     ]
     for model, result in results.items():
         row = leaderboard_row(result)
-        cells = ["nan" if math.isnan(v) else f"{v * scale:.{digits}f}" for v in row.values()]
+        ci: Mapping[str, Any] | None = intervals
+        if ci is not None and "overall" not in ci:
+            ci = ci.get(model)
+        cells = []
+        for column, v in row.items():
+            bounds = None
+            if ci is not None:
+                entry = ci["overall"] if column == OVERALL_COLUMN else ci["groups"].get(column)
+                bounds = entry["ci"] if entry else None
+            cells.append(_cell(v, bounds, scale, digits))
         lines.append("| " + " | ".join([model, *cells]) + " |")
     return "\n".join(lines) + "\n"
