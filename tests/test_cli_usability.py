@@ -3,6 +3,7 @@ status 2 and no traceback; help, docs and messages tell the truth."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -82,6 +83,24 @@ def test_score_resolves_named_datasets(tmp_path: Path) -> None:
     assert out.is_file()
     proc = harness(*args, env={"HARNESS_DATA_DIR": str(tmp_path / "empty")})
     user_error(proc, "data://shopbench-dev", "fetch it with: harness data fetch shopbench-dev")
+
+
+def test_compare_resolves_named_datasets_and_checks_its_output(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    rows = EVAL_TINY.read_bytes()
+    cached_dataset(cache, "shopbench-dev", rows)
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text('{"prediction": "0"}\n' * len(rows.splitlines()))
+    out = tmp_path / "cmp.json"
+    args = ("compare", "--data", "data://shopbench-dev", "--predictions", str(preds))
+    args = (*args, "--predictions", str(preds), "--resamples", "200")
+    proc = harness(*args, "--out", str(out), env={"HARNESS_DATA_DIR": str(cache)})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["overall"]["delta"] == 0
+    proc = harness(*args, env={"HARNESS_DATA_DIR": str(tmp_path / "empty")})
+    user_error(proc, "data://shopbench-dev", "fetch it with: harness data fetch shopbench-dev")
+    proc = harness(*args, "--out", str(tmp_path), env={"HARNESS_DATA_DIR": str(cache)})
+    user_error(proc, "is a directory")
 
 
 def test_data_path_takes_a_bare_name_and_refuses_anything_else(tmp_path: Path) -> None:

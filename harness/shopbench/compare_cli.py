@@ -33,11 +33,13 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.atomic import read_json, write_json
+from harness.datasets import resolve
 from harness.errors import HarnessError
 from harness.shopbench.parsers import MODES
 from harness.shopbench.score_cli import (
     SHOPPING_MMLU_PROFILES,
     add_resampling_arguments,
+    check_output_file,
     fmt_ci,
     parse_sentence_models,
     short_track,
@@ -61,11 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Two run.json files (or run dirs) to compare, A then B (instead of --data and "
         "--predictions).",
     )
-    parser.add_argument("--data", type=Path, default=None, help="Eval data (as for `score`).")
+    parser.add_argument(
+        "--data", default=None, help="Eval data (as for `score`; a data:// name too)."
+    )
     parser.add_argument(
         "--predictions",
         action="append",
-        type=Path,
         default=[],
         help="Predictions JSONL (or a directory, for a whole Shopping MMLU release); give it "
         "twice, A then B.",
@@ -226,6 +229,7 @@ def main(args: argparse.Namespace, console: Console | None = None) -> int:
     from harness.shopbench.uncertainty import compare, json_safe
 
     console = console or Console()
+    check_output_file("--out", args.out)
     if args.runs:
         if len(args.runs) != 2 or args.data is not None or args.predictions:
             raise HarnessError(
@@ -237,6 +241,9 @@ def main(args: argparse.Namespace, console: Console | None = None) -> int:
             raise HarnessError(
                 "compare takes --data DATA --predictions A --predictions B (or two runs)"
             )
+        # data:// names resolve as in specs and `harness score`.
+        args.data = resolve(args.data)
+        args.predictions = [resolve(p) for p in args.predictions]
         a, b, names = _files_units(args)
     result = compare(a, b, resamples=args.resamples, seed=args.seed, level=args.level)
     result.update(names)
