@@ -584,6 +584,7 @@ def test_tiny_cpu_decoding_sweep_reuses_upstream_stages(
     rows = [json.loads(x) for x in (run.dir / "results.jsonl").read_text().splitlines()]
     assert all(len(row["overall_ci"]) == 2 and "p_vs_baseline" in row for row in rows)
 
+    assert run.engines_started == 1
     # One engine served every trial: the first trial started it, the others waited for none.
     infer_dirs = [runs / "stages" / "infer" / r.stage_keys["infer"] for r in run.records]
     results = [json.loads((d / MANIFEST).read_text())["result"] for d in infer_dirs]
@@ -609,6 +610,11 @@ def test_tiny_cpu_decoding_sweep_reuses_upstream_stages(
     alone = json.loads((infer_dirs[-1] / MANIFEST).read_text())["result"]
     assert alone["summary"]["shared_engine"] is None
     assert _predictions(infer_dirs[-1]) == served
+    # Run again: every trial is finished (or cached), and no engine starts.
+    monkeypatch.delenv("HARNESS_SHARE_ENGINES")
+    again = run_sweep(sweep, executor="local", project_root=REPO)
+    assert all(r.skipped or not r.ran for r in again.records), [r.ran for r in again.records]
+    assert again.engines_started == 0
 
 
 def _predictions(infer_dir: Path) -> list[tuple[str, int, str]]:

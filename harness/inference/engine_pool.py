@@ -242,6 +242,10 @@ class EnginePool:
             time.sleep(0.2)
         return json.loads(info_file.read_text())
 
+    def started(self) -> list[int]:
+        """The pids of every host started in this pool so far (running or not)."""
+        return [int(f.read_text()) for f in sorted(self.root.glob("*.pid"))]
+
     def close(self) -> list[int]:
         """End every host of the pool (and its processes); the pids that were running."""
         ended = []

@@ -67,6 +67,8 @@ class SweepRun:
         wandb_dir: The W&B run that holds the sweep's table and plot.
         intervals: Each trial's interval and paired difference from the baseline trial,
             and the best trial against the runner-up (with a ``score`` stage).
+        engines_started: Engine hosts the sweep's trials started (None: engines were not
+            shared).
     """
 
     sweep: Sweep
@@ -77,6 +79,7 @@ class SweepRun:
     best: TrialRecord | None = None
     wandb_dir: Path | None = None
     intervals: SweepIntervals | None = None
+    engines_started: int | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -439,15 +442,19 @@ def run_sweep(
     )
     # Trials serving the same model share one engine (one machine: the engine hosts are local).
     share = sweep.base.spec.cluster.address is None
-    with open_pool() if share else nullcontext():
+    with open_pool() if share else nullcontext() as pool:
         if kind == "wandb":
             records = run_wandb(sweep, job, concurrency, console)
         elif kind == "ray":
             records = run_ray(sweep, job, concurrency, report)
         else:
             records = run_local(sweep, job, report)
-    run = SweepRun(sweep=sweep, dir=d, executor=kind, records=records)
-    write_results(run, job)
+        run = SweepRun(sweep=sweep, dir=d, executor=kind, records=records)
+        # Inside the pool: a baseline trial the intervals need shares the trials' engine.
+        write_results(run, job)
+        run.engines_started = len(pool.started()) if pool is not None else None
+    if run.engines_started is not None:
+        console.print(f"engines started: {run.engines_started} (shared by the trials)")
     return run
 
 
