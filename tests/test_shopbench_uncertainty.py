@@ -31,7 +31,7 @@ from harness.shopbench.mmlu import SKILL_PROFILE, TASK_PROFILE, load_benchmark, 
 from harness.shopbench.mmlu.units import mmlu_units
 from harness.shopbench.types import Record
 from harness.shopbench.uncertainty import compare, intervals, mcnemar_p
-from harness.shopbench.units import MEAN, MICRO_F1, TaskUnits, Units, aggregate
+from harness.shopbench.units import MEAN, MICRO_F1, TaskUnits, Units, aggregate, stage_units
 
 HERE = Path(__file__).resolve().parent
 VARIED = HERE / "data" / "predictions_corpus" / "fixture_varied.jsonl"
@@ -59,7 +59,7 @@ def _close_scores(
 
 
 @pytest.mark.parametrize("mode", ["official", "robust"])
-def test_units_reproduce_the_fixture_scores(dev_fixture: Path, mode: str) -> None:
+def test_units_reproduce_the_fixture_scores(dev_fixture: Path, mode: str, tmp_path: Path) -> None:
     records = load_eval_data(dev_fixture)
     result = evaluate(records, load_predictions(VARIED), mode)
     units = units_of(result)
@@ -67,13 +67,8 @@ def test_units_reproduce_the_fixture_scores(dev_fixture: Path, mode: str) -> Non
     _close_scores(units, {n: t["score"] for n, t in s["tasks"].items()}, s["tracks"], s["overall"])
     assert any(t.aggregate == MICRO_F1 for t in units.tasks.values())
     # Units read back from the written files are the same.
-    from harness.shopbench.units import stage_units
-
-    written = result.scores
-    assert written["tasks"]
-    out = Path(__import__("tempfile").mkdtemp())
-    write_scores(result, out, f"scores_{mode}.json", f"rows_{mode}.jsonl")
-    back = stage_units(out, mode)
+    write_scores(result, tmp_path, f"scores_{mode}.json", f"rows_{mode}.jsonl")
+    back = stage_units(tmp_path, mode)
     for name, t in units.tasks.items():
         assert np.array_equal(back.tasks[name].stats, t.stats) and back.tasks[name].ids == t.ids
 

@@ -98,6 +98,6 @@ def mmlu_units(result: Mapping[str, Any]) -> Units:
         skill = skill_of.get(name)
         group = column_of.get(skill or "") if board else skill
         tasks[name] = _mmlu_task(name, group, t, str(result.get("profile")))
-    overall = "groups" if skill_of else "tasks"
+    overall = "groups" if skill_of or board else "tasks"
     required = LEADERBOARD_COLUMNS if board else ()
     return Units(tasks, overall=overall, all_groups=None, required_groups=required)
