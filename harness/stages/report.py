@@ -5,7 +5,9 @@ manifests' results and files): scores per task and track (official and robust pa
 parse rates, then one section per upstream stage, in plan order, with its metrics, summary
 and images (inference throughput against the competition time budget, the fine-tuning loss
 curve, quantisation checks, padding, data statistics; a plugin stage gets its section the
-same way). Images are copied next to ``report.md`` so the report stands alone.
+same way). Images are copied next to ``report.md`` so the report stands alone. When baselines
+quantise the same model another way, a "Quantisation backends" section compares the quantize
+stages (:mod:`harness.quant.compare`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from harness import artifacts
 from harness.artifacts import MMLU_SCORES, REPORT, SCORES
 from harness.atomic import read_json, write_json
 from harness.contract import BASELINE_INPUTS
+from harness.quant import compare as quantize_compare
 from harness.stages.base import StageContext, StageResult, stage
 
 _PREFIX = {stage: f"{role}:" for role, stage in BASELINE_INPUTS.items()}
@@ -196,6 +199,7 @@ def _pct(v: Any) -> str:
     optional_inputs={"score": ("score",), "mmlu": ("mmlu_score",)},
     upstream_all=True,
     outputs=(REPORT,),
+    code=("harness.quant.compare",),
 )
 def run(ctx: StageContext) -> StageResult:
     """Write report.md and report.json from the upstream stages."""
@@ -219,6 +223,7 @@ def run(ctx: StageContext) -> StageResult:
             r[len(MMLU_BASELINE) :]: d for r, d in ctx.inputs.items() if r.startswith(MMLU_BASELINE)
         }
         lines += _mmlu_section(ctx.inputs["mmlu"], mmlu_baselines, facts)
+    lines += quantize_compare.section(ctx.upstream, facts)
     for name, d in ctx.upstream.items():
         if "/" in name:  # a baseline's own stages: compared above
             continue
