@@ -250,7 +250,8 @@ def _env_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "roles",
         nargs="*",
-        help="roles whose environments to create (serve, train, quant; with --check also core)",
+        help="roles whose environments to create (serve, train, quant, llmcompressor; with --check "
+        "also core)",
     )
     p.add_argument("--platform", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument(

@@ -336,12 +336,18 @@ class QuantizeConfig(Section):
 
     method: Literal["awq"] = Field("awq", description="Quantisation method.")
     backend: Literal["autoawq", "llmcompressor"] = Field(
-        "autoawq", description="`autoawq` (GEMM checkpoints) or `llmcompressor`."
+        "autoawq",
+        description="`autoawq` (AutoAWQ 0.2.9, the paper's tool, archived upstream: AWQ GEMM "
+        "checkpoints) or `llmcompressor` (llm-compressor's AWQ, the maintained path, in the "
+        "`llmcompressor` environment: compressed-tensors pack-quantized checkpoints, "
+        "`lm_head` unquantised). Both get the same calibration blocks and checks.",
     )
     w_bit: int = Field(4, description="Weight bits (AWQ: 4).")
     q_group_size: int = Field(128, ge=1, description="Quantisation group size.")
     zero_point: bool = Field(True, description="Asymmetric quantisation with zero points.")
-    version: Literal["GEMM", "GEMV"] = Field("GEMM", description="AutoAWQ kernel layout.")
+    version: Literal["GEMM", "GEMV"] = Field(
+        "GEMM", description="AutoAWQ kernel layout (`llmcompressor` ignores it)."
+    )
     calibration: CalibrationConfig = Field(
         default_factory=CalibrationConfig, description="Calibration data."
     )

@@ -21,7 +21,7 @@ from harness import artifacts
 from harness.artifacts import MMLU_SCORES, REPORT, SCORES
 from harness.atomic import read_json, write_json
 from harness.contract import BASELINE_INPUTS
-from harness.quant import compare as quantize_compare
+from harness.quant.compare import section as quantize_section
 from harness.stages.base import StageContext, StageResult, stage
 
 _PREFIX = {stage: f"{role}:" for role, stage in BASELINE_INPUTS.items()}
@@ -223,7 +223,7 @@ def run(ctx: StageContext) -> StageResult:
             r[len(MMLU_BASELINE) :]: d for r, d in ctx.inputs.items() if r.startswith(MMLU_BASELINE)
         }
         lines += _mmlu_section(ctx.inputs["mmlu"], mmlu_baselines, facts)
-    lines += quantize_compare.section(ctx.upstream, facts)
+    lines += quantize_section(ctx.upstream, facts)
     for name, d in ctx.upstream.items():
         if "/" in name:  # a baseline's own stages: compared above
             continue
