@@ -85,17 +85,18 @@ def resolve_quantization(setting: str, config: dict[str, Any], where: str) -> st
         InferenceError: The setting contradicts the checkpoint.
     """
     fmt = weight_format(config)
+    what = {"awq": "an AWQ checkpoint", "compressed-tensors": "a compressed-tensors checkpoint"}
     if setting == "auto":
         return fmt
     if setting == "none":
         if fmt is not None:
             raise InferenceError(
-                f"`infer.quantization: none` but {where} is a {fmt} checkpoint "
+                f"`infer.quantization: none` but {where} is {what[fmt]} "
                 "(its weights cannot be served unquantised)"
             )
         return None
     if fmt != setting:
-        have = f"a {fmt} checkpoint" if fmt else "not quantised"
+        have = what[fmt] if fmt else "not quantised"
         raise InferenceError(
             f"`infer.quantization: {setting}` but {where} is {have} (its `quantization_config`)"
         )
