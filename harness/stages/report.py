@@ -7,7 +7,7 @@ and images (inference throughput against the competition time budget, the fine-t
 curve, quantisation checks, padding, data statistics; a plugin stage gets its section the
 same way). Images are copied next to ``report.md`` so the report stands alone. When baselines
 quantise the same model another way, a "Quantisation backends" section compares the quantize
-stages (:mod:`harness.quant.compare`).
+stages (:mod:`harness.quant_report`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from harness import artifacts
 from harness.artifacts import MMLU_SCORES, REPORT, SCORES
 from harness.atomic import read_json, write_json
 from harness.contract import BASELINE_INPUTS
-from harness.quant.compare import section as quantize_section
+from harness.quant_report import section as quantize_section
 from harness.stages.base import StageContext, StageResult, stage
 
 _PREFIX = {stage: f"{role}:" for role, stage in BASELINE_INPUTS.items()}
 BASELINE, MMLU_BASELINE, INFER_BASELINE = _PREFIX["score"], _PREFIX["mmlu_score"], _PREFIX["infer"]
+QUANTIZE_BASELINE = _PREFIX["quantize"]
 _manifest_result = artifacts.result
 
 
@@ -199,7 +200,7 @@ def _pct(v: Any) -> str:
     optional_inputs={"score": ("score",), "mmlu": ("mmlu_score",)},
     upstream_all=True,
     outputs=(REPORT,),
-    code=("harness.quant.compare",),
+    code=("harness.quant_report",),
 )
 def run(ctx: StageContext) -> StageResult:
     """Write report.md and report.json from the upstream stages."""
@@ -223,7 +224,12 @@ def run(ctx: StageContext) -> StageResult:
             r[len(MMLU_BASELINE) :]: d for r, d in ctx.inputs.items() if r.startswith(MMLU_BASELINE)
         }
         lines += _mmlu_section(ctx.inputs["mmlu"], mmlu_baselines, facts)
-    lines += quantize_section(ctx.upstream, facts)
+    quantize_baselines = {
+        r[len(QUANTIZE_BASELINE) :]: d
+        for r, d in ctx.inputs.items()
+        if r.startswith(QUANTIZE_BASELINE)
+    }
+    lines += quantize_section(ctx.upstream.get("quantize"), quantize_baselines, facts)
     for name, d in ctx.upstream.items():
         if "/" in name:  # a baseline's own stages: compared above
             continue

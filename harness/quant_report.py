@@ -2,8 +2,9 @@
 
 A run whose ``report.baselines`` quantise the same padded model another way (e.g.
 ``quantize.backend=autoawq`` beside this run's ``llmcompressor``) has several quantize stage
-dirs: this run's ``quantize`` and each baseline's ``<name>/quantize`` (stages the variants
-share are one stage). Everything here is read from their finished dirs: the stage metrics
+dirs: this run's ``quantize`` and each baseline's (the report's ``baseline_quantize:<name>``
+inputs; a baseline sharing this run's stage is not repeated). Everything here is read from
+their finished dirs (their manifests name the upstream model, by key): the stage metrics
 (the mean absolute token log-prob difference from the unquantised model on the check
 sequences, greedy agreement, size, quantisation time) and ``reconstruction.jsonl`` (the
 per-layer relative error). Scores of the runs are in the report's baseline section. No heavy
@@ -31,12 +32,12 @@ COLUMNS = (
 """Stage metrics compared, with their column titles."""
 
 
-def quantize_dirs(upstream: dict[str, Path]) -> dict[str, Path]:
-    """The quantize stage dirs of a report's upstream: ``this run`` and each baseline's."""
-    out = {"this run": upstream["quantize"]} if "quantize" in upstream else {}
-    for name, d in upstream.items():
-        if name.endswith("/quantize"):
-            out[name.split("/", 1)[0]] = d
+def quantize_dirs(mine: Path | None, baselines: dict[str, Path]) -> dict[str, Path]:
+    """``this run``'s quantize stage dir and each baseline's that differs from it."""
+    out = {"this run": mine} if mine is not None else {}
+    for name, d in baselines.items():
+        if d not in out.values():
+            out[name] = d
     return out
 
 
@@ -56,12 +57,13 @@ def compare(dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """Run name -> backend, format, the :data:`COLUMNS` metrics and per-kind errors."""
     out: dict[str, dict[str, Any]] = {}
     for name, d in dirs.items():
-        result = artifacts.result(d)
-        summary, metrics = result["summary"], result["metrics"]
+        manifest = artifacts.manifest(d)
+        summary, metrics = manifest["result"]["summary"], manifest["result"]["metrics"]
         out[name] = {
             "backend": summary.get("backend", "autoawq"),
             "format": summary.get("format", "awq"),
             "stage_key": d.name,
+            "model": manifest.get("upstream_keys", {}).get("model"),
             **{k: metrics.get(k) for k, _ in COLUMNS},
             "per_kind_error": per_kind_errors(d),
         }
@@ -76,10 +78,11 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def section(upstream: dict[str, Path], facts: dict[str, Any]) -> list[str]:
-    """The report's "Quantisation backends" section (empty unless two or more quantize
-    stages ran); the table goes into ``facts["quantize_backends"]``."""
-    dirs = quantize_dirs(upstream)
+def section(mine: Path | None, baselines: dict[str, Path], facts: dict[str, Any]) -> list[str]:
+    """The report's "Quantisation backends" section: this run's quantize stage (``mine``)
+    beside the baselines' (empty unless there are two or more); the table goes into
+    ``facts["quantize_backends"]``."""
+    dirs = quantize_dirs(mine, baselines)
     if len(dirs) < 2:
         return []
     table = compare(dirs)
@@ -87,16 +90,17 @@ def section(upstream: dict[str, Path], facts: dict[str, Any]) -> list[str]:
     lines = [
         "## Quantisation backends",
         "",
-        "The same upstream model and calibration blocks; Δ log-prob against the unquantised "
-        "model on the quantize stage's check sequences (teacher-forced). Scores: see the "
-        "baseline comparison.",
+        "Rows with the same model (the upstream stage's key) quantise the same weights on the "
+        "same calibration blocks. Δ log-prob: against the unquantised model on each quantize "
+        "stage's check sequences (teacher-forced). Scores: see the baseline comparison.",
         "",
-        "| run | backend | format | " + " | ".join(t for _, t in COLUMNS) + " |",
-        "|---|---|---|" + "---|" * len(COLUMNS),
+        "| run | model | backend | format | " + " | ".join(t for _, t in COLUMNS) + " |",
+        "|---|---|---|---|" + "---|" * len(COLUMNS),
     ]
     for name, row in table.items():
         cells = " | ".join(_cell(row[k]) for k, _ in COLUMNS)
-        lines.append(f"| {name} | {row['backend']} | {row['format']} | {cells} |")
+        model = f"`{row['model']}`" if row["model"] else "-"
+        lines.append(f"| {name} | {model} | {row['backend']} | {row['format']} | {cells} |")
     kinds = sorted({k for row in table.values() for k in row["per_kind_error"]})
     if kinds:
         lines += [
