@@ -80,6 +80,7 @@ SERVING_CODE = (
     "harness.shopbench.errors",
     "shopbench_kernels.tp_math",
     "shopbench_kernels.awq_dequant",
+    "shopbench_kernels.ct_dequant",  # the transformers engine's compressed-tensors loading
     "shopbench_kernels.errors",
 )
 """The code dependencies of every stage that serves a model (its engines and their runner),
