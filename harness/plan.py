@@ -385,7 +385,7 @@ def _plan_stages(
             inputs.update({s: s for s in planned if s not in inputs.values()})
         upstream_keys = {role: planned[s].key for role, s in inputs.items()}
         code = code_digests(d.code_modules)
-        environments = {role: where.environment(role) for role in d.envs}
+        environments = {role: where.environment(role) for role in d.envs_for(slice_)}
         key = stage_key(name, d.version, slice_, files, upstream_keys, code, environments)
         planned[name] = PlannedStage(
             name, d, slice_, files, inputs, upstream_keys, key, tuple(missing), code, environments

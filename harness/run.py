@@ -134,9 +134,7 @@ def _run_stage_process(
     log_dir = run_dir / "stages" / st.name
     log_dir.mkdir(parents=True, exist_ok=True)
     used = set(st.inputs.values())
-    pythons = {
-        role: envs.python_for(role, plan.platform, plan.env_mode) for role in st.definition.envs
-    }
+    pythons = {role: envs.python_for(role, plan.platform, plan.env_mode) for role in st.envs}
     ctx = StageContext(
         stage=st.definition.name,
         key=st.key,
@@ -352,7 +350,7 @@ def _installed_pins(plan: Plan, st: PlannedStage) -> dict[str, Any]:
                 "file": f"harness/envs/{envs.env_file(role, plan.platform).name}",
                 "versions": envs.installed_pins(role, plan.platform, installed),
             }
-            for role in st.definition.envs
+            for role in st.envs
         }
     }
 
@@ -360,9 +358,7 @@ def _installed_pins(plan: Plan, st: PlannedStage) -> dict[str, Any]:
 def _note_unmet(plan: Plan, console: Console) -> None:
     """Say, per pin file the plan uses, how many pins the current interpreter leaves unmet."""
     installed = _installed(plan)
-    files = sorted(
-        {envs.env_file(role, plan.platform) for st in plan.stages for role in st.definition.envs}
-    )
+    files = sorted({envs.env_file(role, plan.platform) for st in plan.stages for role in st.envs})
     for f in files:
         unmet = [p for p in envs.check_pins(f, installed) if not p.ok]
         if unmet:

@@ -41,6 +41,10 @@ def pin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     (d / "train-gpu.txt").write_text("no_such.package-xyz==2.0\n", encoding="utf-8")
     (d / "quant-gpu.txt").write_text(f"pydantic=={PYDANTIC}\n", encoding="utf-8")
+    for platform in ("cpu", "gpu"):
+        (d / f"llmcompressor-{platform}.txt").write_text(
+            "no-such-package-xyz==3.0\n", encoding="utf-8"
+        )
     monkeypatch.setattr(envs, "ENV_DIR", d)
     monkeypatch.delenv("HARNESS_ENV_MODE", raising=False)
     return d
@@ -70,6 +74,9 @@ def test_check_lists_unmet_pins_per_role_and_file(
         },
         "train": {"harness/envs/train-gpu.txt": ["no-such-package-xyz==2.0 (missing)"]},
         "quant": {"harness/envs/quant-gpu.txt": []},
+        "llmcompressor": {
+            "harness/envs/llmcompressor-gpu.txt": ["no-such-package-xyz==3.0 (missing)"]
+        },
     }
     for files in doc["unmet"].values():
         for entries in files.values():
@@ -115,10 +122,15 @@ def test_env_without_roles_or_with_unknown_ones_is_a_user_error(pin_dir: Path) -
 def test_the_real_cpu_pins_hold_in_the_project_environment(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """.venv is built from cpu.txt: nothing is unmet on CPU."""
+    """.venv is built from cpu.txt: nothing of it is unmet on CPU. llm-compressor's pins
+    (transformers 5.17, compressed-tensors 0.19) are those cpu.txt cannot hold."""
     rc, doc = _check(capsys, "--platform", "cpu")
-    assert rc == 0, doc
-    assert set(doc["unmet"]) == {"core", "serve", "train", "quant"}
+    assert rc == 1
+    assert set(doc["unmet"]) == {"core", "serve", "train", "quant", "llmcompressor"}
+    assert all(doc["unmet"][r] == {"harness/envs/cpu.txt": []} for r in ("core", "serve"))
+    assert all(doc["unmet"][r] == {"harness/envs/cpu.txt": []} for r in ("train", "quant"))
+    unmet = doc["unmet"]["llmcompressor"]["harness/envs/llmcompressor-cpu.txt"]
+    assert any(e.startswith(("transformers==", "compressed-tensors==")) for e in unmet)
 
 
 # --------------------------------------------------------------------------- the mode

@@ -71,7 +71,7 @@ def test_quantization_setting_must_match_the_checkpoint(tmp_path: Path) -> None:
     assert resolve_quantization("auto", awq, "m") == "awq"
     assert resolve_quantization("auto", QWEN_TINY, "m") is None
     assert resolve_quantization("awq", awq, "m") == "awq"
-    with pytest.raises(HarnessError, match="no AWQ `quantization_config`"):
+    with pytest.raises(HarnessError, match=r"`infer\.quantization: awq` but m is not quantised"):
         resolve_quantization("awq", QWEN_TINY, "m")
     with pytest.raises(HarnessError, match="is an AWQ checkpoint"):
         resolve_quantization("none", awq, "m")

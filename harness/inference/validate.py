@@ -43,33 +43,64 @@ def awq_group_size(config: dict[str, Any]) -> int | None:
     return int(group)
 
 
+def weight_format(config: dict[str, Any]) -> str | None:
+    """The 4-bit weight format of a checkpoint's config: ``awq`` (AutoAWQ),
+    ``compressed-tensors`` (llm-compressor), or None when it is not quantised."""
+    q = config.get("quantization_config")
+    if not isinstance(q, dict):
+        return None
+    method = str(q.get("quant_method", "")).lower()
+    return method if method in ("awq", "compressed-tensors") else None
+
+
+def quant_group_size(config: dict[str, Any]) -> int | None:
+    """The quantisation group size of an AWQ or compressed-tensors checkpoint (None: not
+    quantised, or not group-wise)."""
+    fmt = weight_format(config)
+    if fmt == "awq":
+        return awq_group_size(config)
+    if fmt == "compressed-tensors":
+        groups = (config["quantization_config"].get("config_groups") or {}).values()
+        sizes = {
+            int(w["group_size"])
+            for g in groups
+            if isinstance(w := g.get("weights"), dict) and w.get("group_size") is not None
+        }
+        return min(sizes) if sizes else None
+    return None
+
+
 def resolve_quantization(setting: str, config: dict[str, Any], where: str) -> str | None:
     """The vLLM ``quantization`` argument for ``infer.quantization``.
 
     Args:
-        setting: ``auto``, ``awq`` or ``none``.
+        setting: ``auto``, ``awq``, ``compressed-tensors`` or ``none``.
         config: The model's config.
         where: The model dir, for messages.
 
     Returns:
-        ``"awq"`` or None.
+        ``"awq"``, ``"compressed-tensors"`` or None.
 
     Raises:
         InferenceError: The setting contradicts the checkpoint.
     """
-    is_awq = awq_group_size(config) is not None
+    fmt = weight_format(config)
+    what = {"awq": "an AWQ checkpoint", "compressed-tensors": "a compressed-tensors checkpoint"}
     if setting == "auto":
-        return "awq" if is_awq else None
-    if setting == "awq" and not is_awq:
+        return fmt
+    if setting == "none":
+        if fmt is not None:
+            raise InferenceError(
+                f"`infer.quantization: none` but {where} is {what[fmt]} "
+                "(its weights cannot be served unquantised)"
+            )
+        return None
+    if fmt != setting:
+        have = what[fmt] if fmt else "not quantised"
         raise InferenceError(
-            f"`infer.quantization: awq` but {where} has no AWQ `quantization_config`"
+            f"`infer.quantization: {setting}` but {where} is {have} (its `quantization_config`)"
         )
-    if setting == "none" and is_awq:
-        raise InferenceError(
-            f"`infer.quantization: none` but {where} is an AWQ checkpoint "
-            "(its weights cannot be served unquantised)"
-        )
-    return "awq" if setting == "awq" else None
+    return setting
 
 
 def tp_problems(config: dict[str, Any], tp: int, group_size: int | None) -> list[str]:
@@ -91,7 +122,7 @@ def check_servable(model_dir: Path, infer: InferConfig) -> str | None:
         infer: The ``infer`` section.
 
     Returns:
-        The resolved quantization (``"awq"`` or None).
+        The resolved quantization (``"awq"``, ``"compressed-tensors"`` or None).
 
     Raises:
         TensorParallelError: The TP size does not divide the model; lists every reason.
@@ -99,7 +130,7 @@ def check_servable(model_dir: Path, infer: InferConfig) -> str | None:
     """
     config = read_model_config(model_dir)
     quant = resolve_quantization(infer.quantization, config, str(model_dir))
-    group = awq_group_size(config) if quant == "awq" else None
+    group = quant_group_size(config) if quant is not None else None
     problems = tp_problems(config, infer.tensor_parallel_size, group)
     if problems:
         raise TensorParallelError(
@@ -132,7 +163,7 @@ def _planned_config(spec: Spec, root: Path) -> tuple[dict[str, Any] | None, int 
             config = read_model_config(path)
         except InferenceError:
             return None, None
-        group = awq_group_size(config)
+        group = quant_group_size(config)
     else:
         return None, None
     if "quantize" in spec.stages and spec.quantize is not None:

@@ -144,6 +144,19 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer.encode(text.strip()))
 
 
+def token_blocks(texts: list[str], tokenizer: Any, max_seq_len: int) -> list[list[int]]:
+    """The token blocks AutoAWQ calibrates on: every text of at most ``max_seq_len`` tokens
+    encoded as AutoAWQ encodes it, all concatenated and cut into whole blocks of
+    ``max_seq_len`` (the rest dropped). Other backends get these same blocks.
+    """
+    ids: list[int] = []
+    for text in texts:
+        encoded = _encode(tokenizer, text)
+        if 0 < len(encoded) <= max_seq_len:
+            ids += encoded
+    return [ids[i * max_seq_len : (i + 1) * max_seq_len] for i in range(len(ids) // max_seq_len)]
+
+
 def split_to_blocks(texts: list[str], tokenizer: Any, max_seq_len: int) -> tuple[list[str], int]:
     """Split every text that tokenises to more than ``max_seq_len`` tokens.
 

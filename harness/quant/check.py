@@ -25,6 +25,9 @@ from harness.quant import QuantizeError
 AWQ_KERNEL_SWITCH = "HARNESS_CPU_AWQ_KERNEL"  # read by harness.quant.vllm_cpu_wna16
 
 OMP_BIND = "VLLM_CPU_OMP_THREADS_BIND"
+WNA16 = ("awq", "compressed-tensors")
+"""The ``quantization`` values of 4-bit weight-only checkpoints (AutoAWQ's GEMM layout,
+compressed-tensors' pack-quantized): vllm-cpu serves both with its WNA16 kernel."""
 CHECK_MODULES = {"vllm": "harness.quant.vllm_check", "transformers": "harness.quant.hf_check"}
 """The child module of each serving-check engine."""
 ENGINE_NAMES = {"vllm": "vLLM", "transformers": "transformers"}
@@ -118,7 +121,7 @@ class VllmJob:
         model: Hugging Face model dir.
         out_json: Where the child writes this job's result.
         tensor_parallel_size: TP size (on CPU: ``mp`` executor, one core group per rank).
-        quantization: ``awq`` or ``none``.
+        quantization: ``awq``, ``compressed-tensors`` or ``none``.
     """
 
     model: Path

@@ -26,6 +26,7 @@ def precheck(
     version: str,
     tensor_parallel_size: int,
     where: Path | str,
+    backend: str = "autoawq",
 ) -> dict[str, Any]:
     """Validate a quantisation request against the source model's ``config.json``.
 
@@ -33,9 +34,13 @@ def precheck(
         config: The source model's ``config.json`` dict.
         w_bit: ``quantize.w_bit``.
         group_size: ``quantize.q_group_size``.
-        version: ``quantize.version``.
+        version: ``quantize.version`` (AutoAWQ's layout; llm-compressor writes
+            ``pack-quantized`` whatever it says).
         tensor_parallel_size: ``infer.tensor_parallel_size`` the output must serve at.
         where: The config file (for messages).
+        backend: ``quantize.backend``: AutoAWQ's own shape limits (pack factor and clipping
+            search on the output dims) apply to ``autoawq`` only; the group rule and the
+            tensor-parallel alignment to both.
 
     Returns:
         Facts for the stage summary: model type and the expected number of quantised linears.
@@ -52,7 +57,7 @@ def precheck(
             f"`quantize.w_bit` is {w_bit}: only 4-bit AWQ is supported (AutoAWQ's GEMM "
             "layout and vLLM's AWQ kernels pack eight 4-bit values per int32)"
         )
-    if version.upper() != SUPPORTED_VERSION:
+    if backend == "autoawq" and version.upper() != SUPPORTED_VERSION:
         problems.append(
             f"`quantize.version` is {version!r}: only GEMM checkpoints are produced (the layout "
             "vLLM serves)"
@@ -69,10 +74,11 @@ def precheck(
         )
     if model_type:
         try:
-            shape = awq_shape_problems(config, group_size)
+            shape = awq_shape_problems(config, group_size, autoawq=backend == "autoawq")
             if shape:
+                who = "AutoAWQ" if backend == "autoawq" else "llm-compressor"
                 problems.append(
-                    f"AutoAWQ cannot quantise this model with `quantize.q_group_size` "
+                    f"{who} cannot quantise this model with `quantize.q_group_size` "
                     f"{group_size}: " + "; ".join(shape)
                 )
             tp = check_tp(config, tensor_parallel_size, group_size)

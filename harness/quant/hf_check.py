@@ -7,7 +7,7 @@ transformers instead (the quantize stage uses it when vLLM cannot be imported an
 dequantised at load), decodes the prompts greedily one by one (the end-of-sequence token
 kept, as vLLM reports it), and scores the shared token sequences teacher-forced in one
 forward pass each. Results carry ``"engine": "transformers"``, ``"vllm": None`` and
-``"awq_kernel": "dequantized"`` for an AWQ model.
+``"awq_kernel": "dequantized"`` for an AWQ or compressed-tensors model.
 """
 
 from __future__ import annotations
@@ -38,12 +38,16 @@ def _run_job(
     from transformers import AutoTokenizer
 
     from harness.inference.awq_dense import load_causal_lm
-    from harness.inference.validate import awq_group_size, read_model_config
+    from harness.inference.validate import awq_group_size, read_model_config, weight_format
 
     model_dir = Path(job["model"])
-    group = awq_group_size(read_model_config(model_dir)) if job["quantization"] == "awq" else None
+    config = read_model_config(model_dir)
+    group = awq_group_size(config) if job["quantization"] == "awq" else None
     if job["quantization"] == "awq" and group is None:
         raise SystemExit(f"{model_dir}: quantization awq requested, but it is not an AWQ model")
+    ct = job["quantization"] == "compressed-tensors"
+    if ct and weight_format(config) != "compressed-tensors":
+        raise SystemExit(f"{model_dir}: quantization compressed-tensors requested, it is not")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, a.dtype)
     torch.manual_seed(a.seed)
@@ -54,6 +58,7 @@ def _run_job(
         device=device,
         trust_remote_code=a.trust_remote_code,
         awq_group_size=group,
+        compressed_tensors=ct,
     )
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=a.trust_remote_code)
     start_s = time.perf_counter() - t0
@@ -98,7 +103,7 @@ def _run_job(
         "start_s": start_s,
         "generate_s": generate_s,
         "score_s": time.perf_counter() - t2,
-        "awq_kernel": "dequantized" if group is not None else None,
+        "awq_kernel": "dequantized" if group is not None or ct else None,
         "engine": "transformers",
         "vllm": None,
         "device": device,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -73,25 +73,39 @@ def parameter_count(d: Path) -> int:
     return n
 
 
-def quantized_linears(d: Path) -> list[str]:
-    """Names of the AWQ linears in a checkpoint (those with ``qweight``, ``qzeros``, ``scales``)."""
+FORMAT_TENSORS: dict[str, tuple[str, ...]] = {
+    "awq": ("qweight", "qzeros", "scales"),
+    "compressed-tensors": ("weight_packed", "weight_scale", "weight_shape"),
+}
+"""The tensors every quantised linear has, per checkpoint format (``quant_method``): AutoAWQ's
+GEMM layout, compressed-tensors' ``pack-quantized`` (``weight_zero_point`` only when
+asymmetric)."""
+
+
+def quantized_linears(d: Path, fmt: str = "awq") -> list[str]:
+    """Names of the quantised linears in a checkpoint: those with every tensor of
+    :data:`FORMAT_TENSORS` of ``fmt``."""
     keys = set(_tensor_index(d))
+    first, *rest = FORMAT_TENSORS[fmt]
     return sorted(
-        k[: -len(".qweight")]
+        k[: -len(first) - 1]
         for k in keys
-        if k.endswith(".qweight")
-        and k[: -len(".qweight")] + ".qzeros" in keys
-        and k[: -len(".qweight")] + ".scales" in keys
+        if k.endswith("." + first) and all(k[: -len(first)] + t in keys for t in rest)
     )
 
 
-def finalize_model_dir(src: Path, out: Path, quant: dict[str, Any]) -> dict[str, Any]:
+def finalize_model_dir(
+    src: Path,
+    out: Path,
+    quant: dict[str, Any] | Callable[[dict[str, Any]], dict[str, tuple[Any, Any]]],
+) -> dict[str, Any]:
     """Copy the tokenizer and chat template from the source and check ``config.json``.
 
     Args:
         src: Source model dir.
-        out: The quantised model dir AutoAWQ wrote.
-        quant: The expected ``quantization_config`` entries.
+        out: The quantised model dir the quantiser wrote.
+        quant: The expected ``quantization_config`` entries, or a function of the written
+            ``quantization_config`` giving what differs (field -> (have, want)).
 
     Returns:
         The final ``config.json`` dict.
@@ -106,12 +120,16 @@ def finalize_model_dir(src: Path, out: Path, quant: dict[str, Any]) -> dict[str,
     cfg_path = out / "config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     qc = cfg.get("quantization_config") or {}
-    wrong = {k: (qc.get(k), v) for k, v in quant.items() if qc.get(k) != v}
+    wrong = (
+        quant(qc)
+        if callable(quant)
+        else {k: (qc.get(k), v) for k, v in quant.items() if qc.get(k) != v}
+    )
     if wrong:
         raise QuantizeError(
             f"{cfg_path}: quantization_config differs from the request (have, want): {wrong}"
         )
-    # AutoAWQ turns the KV cache off for calibration and saves that; serving wants it back.
+    # The quantisers turn the KV cache off for calibration and save that; serving wants it back.
     # The positions limit (`model.max_position_embeddings`) is the source's, whatever AutoAWQ
     # rebuilt the config from.
     for key in ("use_cache", "max_position_embeddings"):
@@ -129,7 +147,7 @@ def check_linears(found: list[str], expected: list[str]) -> None:
     """
     if not found:
         raise QuantizeError(
-            f"the quantised checkpoint has no AWQ linears (expected {len(expected)}): the "
+            f"the quantised checkpoint has no quantised linears (expected {len(expected)}): the "
             "quantiser matched nothing"
         )
     missing = sorted(set(expected) - set(found))
@@ -179,14 +197,53 @@ def _scalings(records: Iterable[ScaleRecord]) -> tuple[dict[str, Any], dict[str,
     return col, row
 
 
+def _dequantized(out_index: dict[str, Path], name: str, group_size: int, fmt: str) -> Any:
+    """A quantised linear of the checkpoint, dequantised to float64 ``[out, in]``."""
+    import numpy as np
+    import torch
+    from safetensors import safe_open
+
+    def get(suffix: str) -> Any:
+        with safe_open(str(out_index[name + suffix]), framework="pt") as sf:
+            return sf.get_tensor(name + suffix)
+
+    if fmt == "compressed-tensors":
+        from shopbench_kernels.ct_dequant import dequantize_pack_quantized
+
+        zp = get(".weight_zero_point").numpy() if name + ".weight_zero_point" in out_index else None
+        shape = tuple(int(x) for x in get(".weight_shape").tolist())
+        deq = dequantize_pack_quantized(
+            get(".weight_packed").numpy(),
+            get(".weight_scale").to(torch.float32).numpy(),
+            zp,
+            (shape[0], shape[1]),
+        )
+        return deq.astype(np.float64)
+    from shopbench_kernels.awq_dequant import dequantize_gemm
+
+    deq = dequantize_gemm(
+        get(".qweight").numpy(),
+        get(".qzeros").numpy(),
+        get(".scales").to(torch.float32).numpy(),
+        group_size,
+    )  # [in, out]
+    return deq.T.astype(np.float64)
+
+
 def reconstruction_errors(
-    src: Path, out: Path, names: list[str], group_size: int, records: list[ScaleRecord]
+    src: Path,
+    out: Path,
+    names: list[str],
+    group_size: int,
+    records: list[ScaleRecord],
+    fmt: str = "awq",
 ) -> list[dict[str, Any]]:
     """Relative Frobenius error of each dequantised linear against its source weight.
 
     The reference is the source weight under AWQ's equivalent scaling (input columns times the
     recorded scales, output rows divided by the scales of the linear after it), which is the
-    weight AutoAWQ clipped and rounded; the model's other tensors absorb the scaling exactly.
+    weight the quantiser clipped and rounded; the model's other tensors absorb the scaling
+    exactly.
 
     Args:
         src: Source model dir.
@@ -194,6 +251,7 @@ def reconstruction_errors(
         names: Linear names (``model.layers.0.self_attn.q_proj``...).
         group_size: Quantisation group size.
         records: Scales recorded during quantisation (empty: compare unscaled).
+        fmt: Checkpoint format, a key of :data:`FORMAT_TENSORS`.
 
     Returns:
         One row per linear: ``layer``, ``index``, ``kind``, ``in_features``, ``out_features``,
@@ -202,7 +260,7 @@ def reconstruction_errors(
     import torch
     from safetensors import safe_open
 
-    from shopbench_kernels.awq_dequant import dequantize_gemm, relative_error
+    from shopbench_kernels.awq_dequant import relative_error
 
     col, row = _scalings(records)
     src_index, out_index = _tensor_index(src), _tensor_index(out)
@@ -215,22 +273,16 @@ def reconstruction_errors(
         if name in row:
             s = row[name].to(torch.float64)
             ref[-s.shape[0] :, :] = ref[-s.shape[0] :, :] / s[:, None]
-        with safe_open(str(out_index[name + ".qweight"]), framework="pt") as sf:
-            qweight = sf.get_tensor(name + ".qweight").numpy()
-        with safe_open(str(out_index[name + ".qzeros"]), framework="pt") as sf:
-            qzeros = sf.get_tensor(name + ".qzeros").numpy()
-        with safe_open(str(out_index[name + ".scales"]), framework="pt") as sf:
-            scales = sf.get_tensor(name + ".scales").to(torch.float32).numpy()
-        deq = dequantize_gemm(qweight, qzeros, scales, group_size)  # [in, out]
+        deq = _dequantized(out_index, name, group_size, fmt)  # [out, in]
         parts = name.split(".")
         rows.append(
             {
                 "layer": name,
                 "index": int(parts[2]),
                 "kind": parts[-1],
-                "in_features": int(deq.shape[0]),
-                "out_features": int(deq.shape[1]),
-                "rel_error": relative_error(ref.numpy(), deq.T.astype("float64")),
+                "in_features": int(deq.shape[1]),
+                "out_features": int(deq.shape[0]),
+                "rel_error": relative_error(ref.numpy(), deq),
             }
         )
     return rows

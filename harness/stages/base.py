@@ -17,7 +17,10 @@ carries everything the rest of the harness derives from:
 * ``outputs``: the artifacts it writes (:mod:`harness.artifacts`), checked by the executor
   before the stage dir is published;
 * ``envs``: the environment roles it uses, the first being the one it runs in (``core``,
-  ``serve``, ``train``, ``quant``); the executor resolves each for the run's platform;
+  ``serve``, ``train``, ``quant``, ``llmcompressor``); the executor resolves each for the
+  run's platform; ``slice_envs``: a function of the slice giving further roles that slice
+  uses (the quantize stage's ``llmcompressor`` backend runs in an environment of its own):
+  only those enter the key and are created;
 * ``code``: the library modules and packages whose code computes its result (the stage's own
   module is implied); their normalised source is part of its key;
 * ``version``: an optional marker of a semantic change (correctness never depends on it);
@@ -56,7 +59,7 @@ from harness.errors import HarnessError
 
 __all__ = ["ENVS", "StageContext", "StageDef", "StageResult", "stage", "stage_defs", "stage_order"]
 
-ENVS = ("core", "serve", "train", "quant")
+ENVS = ("core", "serve", "train", "quant", "llmcompressor")
 PLUGIN_GROUP = "harness.stages"
 PLUGIN_ENV = "HARNESS_STAGE_PLUGINS"
 NOT_STAGE_MODULES = {"base"}
@@ -82,6 +85,7 @@ SERVING_CODE = (
     "harness.shopbench.errors",
     "shopbench_kernels.tp_math",
     "shopbench_kernels.awq_dequant",
+    "shopbench_kernels.ct_dequant",  # the transformers engine's compressed-tensors loading
     "shopbench_kernels.errors",
 )
 """The code dependencies of every stage that serves a model (its engines and their runner),
@@ -107,6 +111,7 @@ class StageDef:
     code: tuple[str, ...]
     version: str
     serves: bool = False
+    slice_envs: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
 
     @property
     def section(self) -> str | None:
@@ -121,6 +126,15 @@ class StageDef:
     def env(self) -> str:
         """The environment role the stage runs in."""
         return self.envs[0]
+
+    def envs_for(self, slice_: dict[str, Any]) -> tuple[str, ...]:
+        """Every environment role the stage uses with this slice: ``envs``, then the roles
+        ``slice_envs`` adds."""
+        extra = self.slice_envs(slice_) if self.slice_envs is not None else ()
+        bad = [e for e in extra if e not in ENVS]
+        if bad:
+            raise ValueError(f"stage {self.name!r}: slice_envs gave unknown roles {bad}")
+        return (*self.envs, *(e for e in extra if e not in self.envs))
 
     @property
     def target(self) -> str:
@@ -153,6 +167,7 @@ def stage(
     code: tuple[str, ...] = (),
     version: str = "1",
     serves: bool = False,
+    slice_envs: Callable[[dict[str, Any]], tuple[str, ...]] | None = None,
 ) -> Callable[[StageFn], StageFn]:
     """Declare a stage (decorator). See the module docstring for the fields."""
     bad = [e for e in envs if e not in ENVS]
@@ -181,6 +196,7 @@ def stage(
             code=code,
             version=version,
             serves=serves,
+            slice_envs=slice_envs,
         )
         return fn
 

@@ -1,6 +1,12 @@
 """The ``quantize`` stage: AWQ 4-bit quantisation that proves its output.
 
-Before any work it checks the request (4-bit GEMM, a supported architecture, AutoAWQ's shape
+Two backends (``quantize.backend``): ``autoawq`` (AutoAWQ 0.2.9, the paper's tool, archived
+upstream; an AWQ GEMM checkpoint, ``quant_method: awq``) and ``llmcompressor`` (llm-compressor's
+AWQ, the maintained path, in an environment of its own: :mod:`harness.quant.llmcompressor_backend`;
+a compressed-tensors checkpoint, ``format: pack-quantized``). Both get the same calibration
+blocks and go through the same checks.
+
+Before any work it checks the request (4-bit, a supported architecture, the backend's shape
 limits, and that the quantised model will shard at ``infer.tensor_parallel_size`` with this
 group size; otherwise it names the pad target). It then quantises with calibration text from
 the spec (a seeded sample of the training mix by default), writes ``model/`` (Hugging Face dir
@@ -9,14 +15,16 @@ with ``quantization_config`` and the source's tokenizer and chat template), and 
 * every linear of the architecture was quantised (7 per decoder layer), no more, no fewer;
 * the checkpoint is smaller than its source;
 * every dequantised linear is close to its source weight (table ``reconstruction.jsonl``);
-* vLLM loads it with ``quantization=awq`` at the spec's tensor parallel size and generates;
+* vLLM loads it (``quantization=awq`` or ``compressed-tensors``) at the spec's tensor
+  parallel size and generates;
 * with ``quantize.check_prompts``, its token log-probs stay within ``quantize.max_logprob_gap``
   of the unquantised model's on the same sequences (teacher-forced: the source's greedy
   continuations of fixed prompts; see :mod:`harness.inference.agreement` for why log-probs
   and not greedy tokens). Metrics ``logprob_gap_mean|p95|max``; greedy agreement is recorded
   beside them, and ``check_generations.jsonl`` holds every prompt's tokens and log-probs.
-  ``summary.vllm.awq_kernel`` says which kernel ran the AWQ linears on CPU (``w4a8``,
-  ``native`` or ``torch``; see :mod:`harness.quant.vllm_cpu_wna16`).
+  ``summary.vllm.awq_kernel`` says which kernel ran the 4-bit linears on CPU (``w4a8``,
+  ``native`` or ``torch``; see :mod:`harness.quant.vllm_cpu_wna16`: vllm-cpu runs both
+  formats through the same WNA16 kernel).
 
 When the serving environment cannot import vLLM and ``infer.fallback_engine`` is
 ``transformers``, the check runs with transformers instead (:mod:`harness.quant.hf_check`: the
@@ -38,6 +46,15 @@ from harness.spec.schema import QuantizeConfig
 from harness.stages.base import StageContext, StageResult, stage
 
 MAX_NEW_TOKENS = 16
+BACKENDS = {"autoawq": "awq", "llmcompressor": "compressed-tensors"}
+"""Each backend's checkpoint format: its ``quant_method``, the ``quantization`` vLLM loads it
+with, and the tensors :mod:`harness.quant.verify` reads."""
+
+
+def _backend_envs(slice_: dict[str, Any]) -> tuple[str, ...]:
+    """llm-compressor runs in an environment of its own (its pins enter the key only then)."""
+    backend = (slice_.get("quantize") or {}).get("backend")
+    return ("llmcompressor",) if backend == "llmcompressor" else ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,7 @@ class _Job:
     optional_inputs={"calibration": ("mix",)},
     outputs=(MODEL,),
     envs=("quant", "serve"),
+    slice_envs=_backend_envs,
     code=(
         "harness.jsonl",
         "harness.quant",
@@ -81,7 +99,7 @@ class _Job:
 )
 def run(ctx: StageContext) -> StageResult:
     """Quantise the upstream model and verify the result: pre-check, calibration text,
-    AutoAWQ, weight post-conditions, the vLLM serving check."""
+    AutoAWQ or llm-compressor, weight post-conditions, the vLLM serving check."""
     job = _precheck(ctx)
     facts = _facts(job)
     tokenizer = _tokenizer(job)
@@ -102,7 +120,8 @@ def run(ctx: StageContext) -> StageResult:
     }
     summary: dict[str, Any] = {
         "source": str(job.src),
-        "backend": "autoawq",
+        "backend": job.cfg.backend,
+        "format": BACKENDS[job.cfg.backend],
         "quantization_config": want,
         "tensor_parallel_size": job.tp,
         "model_type": facts["model_type"],
@@ -122,9 +141,9 @@ def _precheck(ctx: StageContext) -> _Job:
     cfg = ctx.section("quantize", QuantizeConfig)
     src = MODEL.dir(ctx.inputs["model"])
     config = read_config(src, error=QuantizeError)
-    if cfg.backend != "autoawq":
+    if cfg.backend not in BACKENDS:
         raise QuantizeError(
-            f"`quantize.backend: {cfg.backend}` is not available: only `autoawq` is implemented"
+            f"`quantize.backend: {cfg.backend}` is not available (one of {', '.join(BACKENDS)})"
         )
     return _Job(
         ctx=ctx,
@@ -148,6 +167,7 @@ def _facts(job: _Job) -> dict[str, Any]:
         version=job.cfg.version,
         tensor_parallel_size=job.tp,
         where=job.src / "config.json",
+        backend=job.cfg.backend,
     )
 
 
@@ -178,10 +198,27 @@ def _calibration(job: _Job, tokenizer: Any) -> Any:
 def _quantize(
     job: _Job, tokenizer: Any, texts: list[str], out_model: Path
 ) -> tuple[list[Any], dict[str, Any]]:
-    """AutoAWQ: the quantised checkpoint in ``out_model``; per-layer records and timings."""
+    """The backend's quantised checkpoint in ``out_model``; per-layer records and timings."""
+    cfg = job.cfg
+    if cfg.backend == "llmcompressor":
+        from harness.quant.llmcompressor_backend import quantize_llmcompressor
+
+        return quantize_llmcompressor(
+            job.src,
+            out_model,
+            tokenizer=tokenizer,
+            texts=texts,
+            max_seq_len=cfg.calibration.max_seq_len,
+            w_bit=cfg.w_bit,
+            group_size=cfg.q_group_size,
+            zero_point=cfg.zero_point,
+            trust_remote_code=job.trust,
+            python=job.ctx.python("llmcompressor"),
+            work_dir=job.ctx.out / "llmcompressor",
+            log_file=job.ctx.run_dir / "stages" / job.ctx.stage / "llmcompressor.log",
+        )
     from harness.quant.autoawq_backend import quantize_autoawq
 
-    cfg = job.cfg
     return quantize_autoawq(
         job.src,
         out_model,
@@ -205,19 +242,46 @@ def _verify_weights(
     from harness.quant.arch import expected_linear_names
 
     cfg = job.cfg
-    want = {
-        "quant_method": "awq",
-        "bits": cfg.w_bit,
-        "group_size": cfg.q_group_size,
-        "zero_point": cfg.zero_point,
-        "version": cfg.version.lower(),
-    }
-    verify.finalize_model_dir(job.src, out_model, want)
+    fmt = BACKENDS[cfg.backend]
+    want: dict[str, Any]
+    if fmt == "awq":
+        want = {
+            "quant_method": "awq",
+            "bits": cfg.w_bit,
+            "group_size": cfg.q_group_size,
+            "zero_point": cfg.zero_point,
+            "version": cfg.version.lower(),
+        }
+        verify.finalize_model_dir(job.src, out_model, want)
+    else:
+        from harness.quant import llmc_recipe
+
+        want = {
+            "quant_method": llmc_recipe.QUANT_METHOD,
+            "format": llmc_recipe.FORMAT,
+            "bits": cfg.w_bit,
+            "group_size": cfg.q_group_size,
+            "zero_point": cfg.zero_point,
+            "scheme": llmc_recipe.scheme_name(cfg.w_bit, cfg.q_group_size, cfg.zero_point),
+            "ignore": list(llmc_recipe.IGNORED),
+        }
+        verify.finalize_model_dir(
+            job.src,
+            out_model,
+            partial(
+                llmc_recipe.config_problems,
+                w_bit=cfg.w_bit,
+                group_size=cfg.q_group_size,
+                zero_point=cfg.zero_point,
+            ),
+        )
     expected = expected_linear_names(job.config)
-    found = verify.quantized_linears(out_model)
+    found = verify.quantized_linears(out_model, fmt)
     verify.check_linears(found, expected)
     sizes = verify.size_report(job.src, out_model)
-    rows = verify.reconstruction_errors(job.src, out_model, expected, cfg.q_group_size, records)
+    rows = verify.reconstruction_errors(
+        job.src, out_model, expected, cfg.q_group_size, records, fmt
+    )
     write_jsonl(job.ctx.out / "reconstruction.jsonl", rows)
     metrics = {
         "quantized_linears": float(len(found)),
@@ -267,7 +331,7 @@ def _serving_check(job: _Job, out_model: Path, tokenizer: Any) -> _Check:
     logs = ctx.run_dir / "stages" / ctx.stage
     prompts = check_prompt_ids(tokenizer, job.system, cfg.check_prompts or 1)
     cpu = ctx.platform == "cpu"
-    quant = VllmJob(out_model, ctx.out / "check" / "quantized.json", tp, "awq")
+    quant = VllmJob(out_model, ctx.out / "check" / "quantized.json", tp, BACKENDS[cfg.backend])
     run = partial(
         run_vllm_jobs,
         prompt_ids=prompts,

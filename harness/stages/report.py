@@ -8,7 +8,9 @@ interval excludes 0 in bold) with the smallest overall difference the eval set r
 every upstream stage, in plan order, with its metrics, summary and images (inference
 throughput against the competition time budget, the fine-tuning loss curve, quantisation
 checks, padding, data statistics; a plugin stage gets its entry the same way). Images are
-copied next to ``report.md`` so the report stands alone.
+copied next to ``report.md`` so the report stands alone. When baselines quantise the same
+model another way, a "Quantisation backends" section compares the quantize stages
+(:mod:`harness.quant_report`).
 
 ``report.md`` holds the tables a reader needs (scores, the comparison, Shopping MMLU, one
 line per stage); ``report.html`` beside it is the run's self-contained page
@@ -27,10 +29,12 @@ from harness import artifacts
 from harness.artifacts import MMLU_SCORES, REPORT, SCORES
 from harness.atomic import read_json, write_bytes, write_json
 from harness.contract import BASELINE_INPUTS
+from harness.quant_report import section as quantize_section
 from harness.stages.base import StageContext, StageResult, stage
 
 _PREFIX = {stage: f"{role}:" for role, stage in BASELINE_INPUTS.items()}
 BASELINE, MMLU_BASELINE, INFER_BASELINE = _PREFIX["score"], _PREFIX["mmlu_score"], _PREFIX["infer"]
+QUANTIZE_BASELINE = _PREFIX["quantize"]
 _manifest_result = artifacts.result
 HTML = "report.html"
 
@@ -395,6 +399,7 @@ def _page_assets(slice_: dict[str, Any]) -> str:
     code=(
         "harness.explorer",
         "harness.jsonl",
+        "harness.quant_report",
         "harness.shopbench.data",
         "harness.shopbench.units",
         "harness.shopbench.uncertainty",
@@ -426,6 +431,12 @@ def run(ctx: StageContext) -> StageResult:
             r[len(MMLU_BASELINE) :]: d for r, d in ctx.inputs.items() if r.startswith(MMLU_BASELINE)
         }
         lines += _mmlu_section(ctx.inputs["mmlu"], mmlu_baselines, facts)
+    quantize_baselines = {
+        r[len(QUANTIZE_BASELINE) :]: d
+        for r, d in ctx.inputs.items()
+        if r.startswith(QUANTIZE_BASELINE)
+    }
+    lines += quantize_section(ctx.upstream.get("quantize"), quantize_baselines, facts)
     stage_rows: list[str] = []
     image_lines: list[str] = []
     for name, d in ctx.upstream.items():

@@ -311,7 +311,9 @@ def pad_target(config: Mapping[str, Any], tp_sizes: Iterable[int], group_size: i
     return target
 
 
-def awq_shape_problems(config: Mapping[str, Any], group_size: int) -> list[str]:
+def awq_shape_problems(
+    config: Mapping[str, Any], group_size: int, autoawq: bool = True
+) -> list[str]:
     """Shapes AutoAWQ 0.2.9 cannot quantise (checked before any work).
 
     Every quantised linear (q/k/v/o_proj, gate/up/down_proj) needs its input dim divisible by
@@ -323,6 +325,8 @@ def awq_shape_problems(config: Mapping[str, Any], group_size: int) -> list[str]:
     Args:
         config: The model's ``config.json`` dict.
         group_size: AWQ group size (or -1: one group per input row).
+        autoawq: Check AutoAWQ's own output-dim rules; False: only the group rule, which
+            every group-wise quantiser shares (llm-compressor packs along the input dim).
 
     Returns:
         One message per violated rule (empty when the model can be quantised).
@@ -344,6 +348,8 @@ def awq_shape_problems(config: Mapping[str, Any], group_size: int) -> list[str]:
     for name, (n_in, n_out) in linears.items():
         if group_size != -1 and n_in % group_size:
             out.append(f"{name}: in_features {n_in} is not divisible by group_size {group_size}")
+        if not autoawq:
+            continue
         if n_out % AWQ_PACK_FACTOR:
             out.append(
                 f"{name}: out_features {n_out} is not divisible by the pack factor "

@@ -52,7 +52,10 @@ class TransformersEngine:
         config = read_model_config(model_dir)
         quant = resolve_quantization(spec.infer.quantization, config, str(model_dir))
         group = awq_group_size(config) if quant == "awq" else None
-        self.weights = "awq-dequantized" if group is not None else "dense"
+        ct = quant == "compressed-tensors"
+        self.weights = (
+            "awq-dequantized" if group is not None else "ct-dequantized" if ct else "dense"
+        )
         self.infer = spec.infer
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype: Any = "auto"
@@ -67,6 +70,7 @@ class TransformersEngine:
             device=self.device,
             trust_remote_code=spec.trust_remote_code,
             awq_group_size=group,
+            compressed_tensors=ct,
         )
         gen = self.model.generation_config
         eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
