@@ -49,6 +49,8 @@ REQUEST_ONLY_FIELDS = frozenset({"constrained", "route", "keyphrase_as_ner", "li
 """``infer`` fields that shape the requests, not the engine; every other field (a new one
 too) is part of an engine's fingerprint."""
 START_TIMEOUT_S = 1800.0
+CLOSE_WAIT_S = 30.0
+"""How long :meth:`EnginePool.close` waits for killed hosts to be gone."""
 HOST_INFO = ".host.json"
 """Suffix of a running host's address file in the pool directory."""
 
@@ -247,7 +249,8 @@ class EnginePool:
         return [int(f.read_text()) for f in sorted(self.root.glob("*.pid"))]
 
     def close(self) -> list[int]:
-        """End every host of the pool (and its processes); the pids that were running."""
+        """End every host of the pool (and its processes), and wait until they are gone; the
+        pids that were running."""
         ended = []
         for pid_file in sorted(self.root.glob("*.pid")):
             pid = int(pid_file.read_text())
@@ -255,6 +258,9 @@ class EnginePool:
                 ended.append(pid)
                 with suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while any(_alive(pid) for pid in ended) and time.monotonic() < deadline:
+            time.sleep(0.05)
         return ended
 
 
