@@ -46,7 +46,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.codehash import PACKAGE_ROOTS
+from harness.codehash import project_pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = "experiments/gpu_small.yaml"
@@ -430,12 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         **TEST_ENV,
         # The project's package roots (harness/, kernels/): the GPU machine does not install it.
-        "PYTHONPATH": os.pathsep.join(
-            filter(
-                None,
-                [*map(str, dict.fromkeys(PACKAGE_ROOTS.values())), os.environ.get("PYTHONPATH")],
-            )
-        ),
+        "PYTHONPATH": project_pythonpath(os.environ.get("PYTHONPATH")),
         "HARNESS_ENV_MODE": "current",
         "HARNESS_RUNS_ROOT": str(runs_root),
         "PYTHONUNBUFFERED": "1",

@@ -47,15 +47,10 @@ def awq_state_dict(model_dir: Path, group_size: int, dtype: Any) -> dict[str, An
         InferenceError: A quantised linear lacks one of its three tensors.
     """
     import torch
-    from safetensors import safe_open
 
     from shopbench_kernels.awq_dequant import dequantize_gemm
 
-    raw: dict[str, Any] = {}
-    for f in _weight_files(model_dir):
-        with safe_open(str(f), framework="pt") as handle:
-            for name in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
-                raw[name] = handle.get_tensor(name)
+    raw = _read_tensors(model_dir)
     state: dict[str, Any] = {}
     linears = sorted({n[: -len(".qweight")] for n in raw if n.endswith(".qweight")})
     for prefix in linears:
@@ -75,6 +70,18 @@ def awq_state_dict(model_dir: Path, group_size: int, dtype: Any) -> dict[str, An
     return state
 
 
+def _read_tensors(model_dir: Path) -> dict[str, Any]:
+    """Every tensor of a checkpoint's safetensors files, by name."""
+    from safetensors import safe_open
+
+    raw: dict[str, Any] = {}
+    for f in _weight_files(model_dir):
+        with safe_open(str(f), framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                raw[name] = handle.get_tensor(name)
+    return raw
+
+
 CT_SUFFIXES = (".weight_packed", ".weight_scale", ".weight_shape")
 
 
@@ -91,15 +98,10 @@ def ct_state_dict(model_dir: Path, dtype: Any) -> dict[str, Any]:
         Parameter name -> tensor, with ``<linear>.weight`` in place of the packed tensors.
     """
     import torch
-    from safetensors import safe_open
 
     from shopbench_kernels.ct_dequant import dequantize_pack_quantized
 
-    raw: dict[str, Any] = {}
-    for f in _weight_files(model_dir):
-        with safe_open(str(f), framework="pt") as handle:
-            for name in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
-                raw[name] = handle.get_tensor(name)
+    raw = _read_tensors(model_dir)
     state: dict[str, Any] = {}
     linears = sorted({n[: -len(".weight_packed")] for n in raw if n.endswith(".weight_packed")})
     for prefix in linears:

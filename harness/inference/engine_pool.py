@@ -41,6 +41,7 @@ from typing import Any
 from harness.inference.engine_host import OWNER_ENV
 from harness.inference.engines.base import EngineSpec, GenRequest, GenResult
 from harness.inference.errors import InferenceError
+from shopbench_kernels.fsutil import pid_alive
 
 POOL_ENV = "HARNESS_ENGINE_POOL"
 SHAREABLE = ("vllm", "transformers")
@@ -76,13 +77,10 @@ def shareable(spec: EngineSpec) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    """:func:`~shopbench_kernels.fsutil.pid_alive`, counting a zombie (exited, not yet
+    reaped by its parent) as gone."""
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) counts as gone.
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:

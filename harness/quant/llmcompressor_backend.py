@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_json
-from harness.codehash import PACKAGE_ROOTS
+from harness.codehash import project_pythonpath
 from harness.quant import QuantizeError
 from harness.quant.autoawq_backend import ScaleRecord, source_dtype
 from harness.quant.calibration import token_blocks
@@ -31,8 +31,7 @@ def child_env() -> dict[str, str]:
     """The child's environment: this checkout's packages first on ``PYTHONPATH`` (the
     environment's own copy of the harness may be older)."""
     env = dict(os.environ)
-    roots = [str(p) for p in dict.fromkeys(PACKAGE_ROOTS.values())]
-    env["PYTHONPATH"] = os.pathsep.join([*roots, *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = project_pythonpath(env.get("PYTHONPATH"))
     env.setdefault("HF_HUB_OFFLINE", "1")
     return env
 

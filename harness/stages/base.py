@@ -84,6 +84,7 @@ SERVING_CODE = (
     "harness.shopbench.types",
     "harness.shopbench.errors",
     "shopbench_kernels.tp_math",
+    "shopbench_kernels.fsutil",  # the engine pool's process checks
     "shopbench_kernels.awq_dequant",
     "shopbench_kernels.ct_dequant",  # the transformers engine's compressed-tensors loading
     "shopbench_kernels.errors",
