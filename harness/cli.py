@@ -144,7 +144,7 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("validate", "validate specs and sweeps (files or directories)", _validate_arguments)
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.plan import input_problems
+    from harness.core.plan import input_problems
     from harness.spec import load_spec
 
     words = list(args.paths)
@@ -161,7 +161,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         kinds[kind] += 1
         try:
             if kind == "sweep":
-                from harness.sweep import load_sweep
+                from harness.sweeps.cli import load_sweep
 
                 load_sweep(f)
                 warnings: list[str] = []
@@ -213,7 +213,7 @@ def plan_rows(plan: Any) -> list[dict[str, Any]]:
     A stage's status is ``cached``, ``will run``, ``missing input`` (an input file is not
     there) or ``blocked (by STAGE)`` (it needs, directly or not, a stage missing an input).
     """
-    from harness.plan import load_history, reasons
+    from harness.core.plan import load_history, reasons
 
     why = reasons(plan, load_history(plan))
     rows = []
@@ -265,7 +265,7 @@ def wrap_words(text: str, indent: int = 0, width: int = 80, hang: int = 2) -> st
 
 @command("plan", "show the stage DAG, keys, and what will run and why", _plan_arguments)
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.plan import build_plan
+    from harness.core.plan import build_plan
     from harness.spec import load_spec
 
     plan = build_plan(load_spec(args.spec, spec_overrides(args)), strict=False)
@@ -311,8 +311,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("run", "run a spec (only stages whose inputs changed)", _run_arguments)
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.plan import build_plan
-    from harness.run import execute
+    from harness.core.executor import execute
+    from harness.core.plan import build_plan
     from harness.spec import load_spec
 
     plan = build_plan(load_spec(args.spec, spec_overrides(args)))
@@ -339,7 +339,7 @@ def check_forced(force: tuple[str, ...], planned: list[str], spec: str) -> None:
     Raises:
         HarnessError: An unknown stage (with the closest name), or one the plan lacks.
     """
-    from harness.stages.base import stage_defs
+    from harness.core.stage import stage_defs
 
     known = list(stage_defs())
     for name in force:
@@ -357,7 +357,7 @@ def check_forced(force: tuple[str, ...], planned: list[str], spec: str) -> None:
 
 @command("stages", "list the stages the harness and its plugins declare")
 def cmd_stages(args: argparse.Namespace) -> int:
-    from harness.stages.base import stage_defs
+    from harness.core.stage import stage_defs
 
     for name, d in stage_defs().items():
         inputs = ", ".join(
@@ -419,11 +419,11 @@ def env_check(
         ``(platform, {role: {pin file: ["name==wanted (have X | missing)", ...]}})``; every
         checked role appears, with an empty list when all its pins hold.
     """
-    from harness import envs
-    from harness.stages.base import ENVS
+    from harness.core import envs
+    from harness.core.stage import ENVS
 
     if spec:
-        from harness.plan import build_plan
+        from harness.core.plan import build_plan
         from harness.spec import load_spec
 
         plan = build_plan(load_spec(spec, overrides or []), strict=False)
@@ -444,8 +444,8 @@ def env_check(
 
 @command("env", "create stage environments, or check them (--check)", _env_arguments)
 def cmd_env(args: argparse.Namespace) -> int:
-    from harness import envs
-    from harness.stages.base import ENVS
+    from harness.core import envs
+    from harness.core.stage import ENVS
 
     # Every role can be checked; "core" (this interpreter) is never created.
     known = list(ENVS) if args.check is not None else [r for r in ENVS if r != "core"]
@@ -533,7 +533,7 @@ COMMANDS.add(
     "compare",
     Command(
         "paired comparison of two prediction sets or runs on the same rows",
-        "harness.shopbench.compare_cli",
+        "harness.compare_cli",
     ),
 )
 COMMANDS.add(
@@ -542,9 +542,9 @@ COMMANDS.add(
         "pad a checkpoint's intermediate_size for tensor parallel AWQ", "shopbench_kernels.pad_cli"
     ),
 )
-COMMANDS.add("sweep", Command("run a W&B sweep file over a spec", "harness.sweep"))
+COMMANDS.add("sweep", Command("run a W&B sweep file over a spec", "harness.sweeps.cli"))
 COMMANDS.add(
-    "data", Command("list, fetch and locate the named public datasets", "harness.data_cli")
+    "data", Command("list, fetch and locate the named public datasets", "harness.public_data.cli")
 )
 COMMANDS.add(
     "view",

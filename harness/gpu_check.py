@@ -46,7 +46,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.codehash import project_pythonpath
+from harness.project import project_pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = "experiments/gpu_small.yaml"
@@ -340,8 +340,8 @@ def pipeline_results(run_dir: Path | None, planned: list[str]) -> tuple[dict[str
 
 def _plan(spec: str, overrides: list[str]) -> dict[str, Any]:
     """Validate and plan the spec in the current-interpreter mode (light: no torch)."""
+    from harness.core.plan import build_plan
     from harness.errors import USER_ERRORS
-    from harness.plan import build_plan
     from harness.spec import load_spec
 
     try:

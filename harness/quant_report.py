@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness import artifacts
+from harness.core import artifacts
 
 COLUMNS = (
     ("recon_error_mean", "recon. error mean"),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.atomic import write_json
-from harness.contract import StageResult
+from harness.core.contract import StageResult
 from harness.errors import HarnessError
 from harness.jsonl import numbered_json_lines
 from harness.secrets import redact

@@ -57,8 +57,8 @@ def cached_dataset(cache: Path, name: str, content: bytes) -> Path:
     """A data cache holding dataset ``name`` (one-file layout) with ``content`` as its file,
     recorded in a manifest as the fetcher writes it."""
     from harness.atomic import write_json
-    from harness.datasets import get_dataset
-    from harness.datasets.cache import MANIFEST
+    from harness.public_data import get_dataset
+    from harness.public_data.cache import MANIFEST
 
     entry = get_dataset(name)
     (f,) = entry.files
@@ -380,7 +380,7 @@ def test_readme_and_noxfile_name_every_command_stage_and_session() -> None:
     import re
 
     from harness.cli import COMMANDS
-    from harness.stages.base import stage_defs
+    from harness.core.stage import stage_defs
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert [c for c in COMMANDS if f"harness {c}" not in readme] == []
@@ -403,8 +403,8 @@ def test_readme_and_noxfile_name_every_command_stage_and_session() -> None:
 
 def test_caches_follow_xdg_cache_home_and_harness_variables_win(tmp_path: Path) -> None:
     code = (
-        "from harness.datasets import data_dir\n"
-        "from harness.envs import env_root\n"
+        "from harness.public_data import data_dir\n"
+        "from harness.core.envs import env_root\n"
         "from harness.shopbench.embed_cache import configured_root\n"
         "print(data_dir(), env_root(), configured_root(), sep='\\n')\n"
     )

@@ -32,12 +32,12 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from harness.plan import MANIFEST, build_plan
-from harness.run import execute
+from harness.core.executor import execute
+from harness.core.plan import MANIFEST, build_plan
 from harness.secrets import _SECRET_NAME, SECRET_ENV
 from harness.spec import load_spec
 from harness.stages import base
-from harness.sweep import load_sweep
+from harness.sweeps.cli import load_sweep
 from harness.sweeps.executors import SweepRun, run_sweep
 from harness.sweeps.trial import read_ledger
 from tests.support.vllm_server import free_port
@@ -364,8 +364,8 @@ def _lost_trial_watch(cluster: Cluster, worker: Node, found: dict[str, Any]) -> 
     while time.time() < deadline and worker.alive:
         for pid in worker.pids():
             cmd = _cmdline(pid)
-            if "harness.stage_main" in cmd and any("/cluster_probe/" in a for a in cmd):
-                found["run_dir"] = Path(cmd[cmd.index("harness.stage_main") + 1]).parents[2]
+            if "harness.core.stage_main" in cmd and any("/cluster_probe/" in a for a in cmd):
+                found["run_dir"] = Path(cmd[cmd.index("harness.core.stage_main") + 1]).parents[2]
                 worker.kill()
                 return
         time.sleep(0.05)

@@ -224,9 +224,9 @@ def test_ec_guide_and_shopbench_sources(ec_guide_fixture: Path) -> None:
 def test_synthesize_and_mix_stages_write_the_contract(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from harness.core.executor import execute
+    from harness.core.plan import build_plan
     from harness.errors import StageError
-    from harness.plan import build_plan
-    from harness.run import execute
     from harness.spec import load_spec
 
     monkeypatch.setenv("HARNESS_RUNS_ROOT", str(tmp_path / "runs"))

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from harness import data_cli
-from harness.datasets import (
+from harness.errors import HarnessError
+from harness.public_data import (
     REGISTRY,
     ChecksumError,
     Dataset,
@@ -41,8 +41,8 @@ from harness.datasets import (
     list_datasets,
     resolve,
 )
-from harness.datasets.fetch import _lock
-from harness.errors import HarnessError
+from harness.public_data import cli as data_cli
+from harness.public_data.fetch import _lock
 
 TIMEOUT = 5.0
 
@@ -227,7 +227,7 @@ def test_a_killed_fetch_leaves_no_manifest_temporary(server: RangeServer, tmp_pa
 
 _KILLABLE = """
 import sys
-from harness.datasets import Dataset, fetch
+from harness.public_data import Dataset, fetch
 ds = Dataset.model_validate_json(sys.argv[1])
 fetch(ds.name, sys.argv[2], registry={ds.name: ds}, timeout=30, retries=0)
 """

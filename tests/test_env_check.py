@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import envs
 from harness.cli import main as cli_main
+from harness.core import envs
+from harness.core.plan import build_plan, load_history, reasons, save_history
 from harness.errors import HarnessError
-from harness.plan import build_plan, load_history, reasons, save_history
 from harness.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]

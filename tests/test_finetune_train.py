@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from harness.core.stage import StageContext, StageResult, stage_defs
 from harness.errors import HarnessError
 from harness.spec.schema import FinetuneConfig, TinyModelConfig
-from harness.stages.base import StageContext, StageResult, stage_defs
 from harness.training.data import FinetuneDataError
 from tests.support.infer import SYSTEM
 
@@ -221,7 +221,7 @@ import json, sys, time
 from pathlib import Path
 import torch
 from transformers import TrainerCallback
-from harness.contract import StageContext
+from harness.core.contract import StageContext
 from harness.stages.finetune import run as run_finetune
 
 torch.set_num_threads(1)

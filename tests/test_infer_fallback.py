@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file, save_file
 
-from harness.contract import StageContext
+from harness.core.contract import StageContext
 from harness.inference.agreement import logprob_gap
 from harness.inference.awq_dense import awq_state_dict, load_causal_lm
 from harness.inference.engines import base as engine_base

@@ -472,8 +472,8 @@ def test_infer_stage_records_the_resolved_token_ids(
 ) -> None:
     from transformers import AutoTokenizer
 
-    from harness.plan import build_plan
-    from harness.run import execute
+    from harness.core.executor import execute
+    from harness.core.plan import build_plan
     from harness.spec import load_spec
 
     monkeypatch.setenv("HARNESS_RUNS_ROOT", str(tmp_path / "runs"))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.executor import execute
+from harness.core.plan import build_plan
 from harness.errors import SpecError
-from harness.plan import build_plan
-from harness.run import execute
 from harness.shopbench.data import load_shopbench
 from harness.shopbench.parsers import parse_rates
 from harness.spec import load_spec

@@ -184,7 +184,8 @@ def test_newest_transformers_and_this_project_share_an_environment(tmp_path: Pat
     assert _record_digests(env.site, "kernels") == hf_files
     # The installed project's check accepts this environment...
     problems = env.run(
-        "from harness.envs import kernels_problem; print(kernels_problem() or 'none')", elsewhere
+        "from harness.core.envs import kernels_problem; print(kernels_problem() or 'none')",
+        elsewhere,
     )
     assert problems == ["none"]
     env.pip("uninstall", "-y", "shopbench-harness")

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from harness.core.plan import MANIFEST, build_plan
+from harness.core.stage import StageContext, stage_defs
 from harness.errors import HarnessError
-from harness.plan import MANIFEST, build_plan
 from harness.spec import load_spec
-from harness.stages.base import StageContext, stage_defs
 from shopbench_kernels.errors import KernelError
 from tests.support.tiny_models import LOGIT_TOL, build_qwen2, logits, token_ids
 
@@ -112,8 +112,8 @@ def test_pad_key_follows_its_slice_only() -> None:
 def test_tiny_cpu_model_then_pad_through_the_executor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.artifacts import MODEL
-    from harness.run import execute
+    from harness.core.artifacts import MODEL
+    from harness.core.executor import execute
 
     monkeypatch.setenv("HARNESS_RUNS_ROOT", str(tmp_path / "runs"))
     spec = load_spec(TINY, ["stages=[model,pad]", "tracking.mode=disabled"])

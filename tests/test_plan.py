@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.plan import build_plan, reasons, stage_key
+from harness.core.plan import build_plan, reasons, stage_key
 from harness.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +101,7 @@ def test_input_file_content_enters_key(tmp_path: Path) -> None:
 def test_paper_plan_has_every_stage_without_heavy_imports() -> None:
     code = (
         "import sys\n"
-        "from harness.plan import build_plan\n"
+        "from harness.core.plan import build_plan\n"
         "from harness.spec import load_spec\n"
         "p = build_plan(load_spec('experiments/qwen2_awq.yaml'), strict=False)\n"
         "print(','.join(s.name for s in p.stages))\n"

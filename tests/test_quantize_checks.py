@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from harness.core.stage import StageContext
 from harness.quant import QuantizeError
 from harness.quant.arch import expected_linear_names
 from harness.quant.checks import precheck
-from harness.stages.base import StageContext
 
 QWEN2 = {
     "architectures": ["Qwen2ForCausalLM"],

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.envs import env_file, read_pins
+from harness.core.envs import env_file, read_pins
 from harness.inference.errors import InferenceError, TensorParallelError
 from harness.inference.validate import check_servable, quant_group_size, resolve_quantization
 from harness.quant import QuantizeError, llmc_recipe
@@ -46,7 +46,7 @@ def _ct_config(group: int = 64, symmetric: bool = False) -> dict[str, Any]:
 
 
 def test_the_environment_enters_the_plan_only_with_the_backend() -> None:
-    from harness.plan import build_plan
+    from harness.core.plan import build_plan
     from harness.spec import load_spec
 
     plans = {

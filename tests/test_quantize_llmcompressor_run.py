@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.pipeline, pytest.mark.engine]
 
 @pytest.fixture(scope="module")
 def twin_run(tiny_cpu_pipeline: dict) -> dict:
-    from harness.envs import ensure_env, env_file
+    from harness.core.envs import ensure_env, env_file
     from harness.errors import HarnessError
 
     try:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.plan import MANIFEST, build_plan
-from harness.run import execute
+from harness.core.executor import execute
+from harness.core.plan import MANIFEST, build_plan
 from harness.spec import load_spec
 from tests.support.wandb_log import read_run
 
@@ -121,7 +121,7 @@ def test_wandb_offline_run_holds_config_and_metrics_without_secrets(
 
 def test_wandb_sink_logs_baseline_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Report baselines add stages named `<baseline>/<stage>`: W&B must accept them."""
-    from harness.stages.base import StageResult
+    from harness.core.stage import StageResult
     from harness.tracking import WandbSink
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

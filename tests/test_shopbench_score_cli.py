@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from harness.core.stage import StageContext, stage_defs
 from harness.errors import HarnessError
 from harness.shopbench.errors import DataError, ScoringError
 from harness.shopbench.score_cli import add_arguments, main, parse_sentence_models
-from harness.stages.base import StageContext, stage_defs
 from tests.support.paths import FIXTURE_CORPUS as CORPUS
 
 

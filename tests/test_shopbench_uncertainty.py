@@ -31,7 +31,8 @@ from harness.shopbench.mmlu import SKILL_PROFILE, TASK_PROFILE, load_benchmark, 
 from harness.shopbench.mmlu.units import mmlu_units
 from harness.shopbench.types import Record
 from harness.shopbench.uncertainty import compare, intervals, mcnemar_p
-from harness.shopbench.units import MEAN, MICRO_F1, TaskUnits, Units, aggregate, stage_units
+from harness.core.results import score_units
+from harness.shopbench.units import MEAN, MICRO_F1, TaskUnits, Units, aggregate
 
 HERE = Path(__file__).resolve().parent
 VARIED = HERE / "data" / "predictions_corpus" / "fixture_varied.jsonl"
@@ -68,7 +69,7 @@ def test_units_reproduce_the_fixture_scores(dev_fixture: Path, mode: str, tmp_pa
     assert any(t.aggregate == MICRO_F1 for t in units.tasks.values())
     # Units read back from the written files are the same.
     write_scores(result, tmp_path, f"scores_{mode}.json", f"rows_{mode}.jsonl")
-    back = stage_units(tmp_path, mode)
+    back = score_units(tmp_path, mode)
     for name, t in units.tasks.items():
         assert np.array_equal(back.tasks[name].stats, t.stats) and back.tasks[name].ids == t.ids
 

@@ -18,10 +18,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from harness import cli
-from harness.plan import MANIFEST, build_plan
+from harness.core.plan import MANIFEST, build_plan
 from harness.spec import load_spec
 from harness.stages import base
-from harness.sweep import load_sweep
+from harness.sweeps.cli import load_sweep
 from harness.sweeps.config import SweepError
 from harness.sweeps.executors import choose_executor, run_sweep
 from harness.sweeps.space import TrialSource, planned_trials

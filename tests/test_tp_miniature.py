@@ -34,11 +34,11 @@ from typing import Any
 
 import pytest
 
+from harness.core.stage import StageContext, StageResult
 from harness.inference.agreement import NOISE_BF16, greedy_agreement, logprob_gap
 from harness.quant import QuantizeError
 from harness.quant.check import VllmJob, run_vllm_jobs
 from harness.spec.schema import TinyModelConfig
-from harness.stages.base import StageContext, StageResult
 from tests.support.infer import SYSTEM
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine]
@@ -318,7 +318,7 @@ def llmc_quantized(
 ) -> tuple[StageContext, StageResult]:
     """The padded model through the stage with ``backend: llmcompressor`` at TP 2, checked
     against its unquantised source like AutoAWQ's (after it: the same check sequences)."""
-    from harness.envs import ensure_env, env_file
+    from harness.core.envs import ensure_env, env_file
     from harness.errors import HarnessError
     from harness.stages import quantize
 

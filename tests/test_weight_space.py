@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from harness.core.stage import StageContext, stage_defs
 from harness.errors import HarnessError, SpecError
 from harness.spec import load_spec
 from harness.spec.schema import FinetuneConfig, MergeConfig, ModelConfig, TinyModelConfig
-from harness.stages.base import StageContext, stage_defs
 from tests.support.infer import SYSTEM
 
 REPO = Path(__file__).resolve().parents[1]
@@ -390,7 +390,7 @@ def _model_ctx(tmp_path: Path, key: str, cfg: ModelConfig) -> StageContext:
 def test_model_stage_sets_max_position_embeddings_and_pad_and_quantize_keep_it(
     models: dict[str, Path], tmp_path: Path
 ) -> None:
-    from harness.artifacts import MODEL
+    from harness.core.artifacts import MODEL
     from harness.quant.verify import finalize_model_dir
     from harness.stages.model import run
     from shopbench_kernels.pad_checkpoint import pad_checkpoint

@@ -118,7 +118,7 @@ def load_source(
         MixError: Missing path or upstream, unreadable data.
     """
 
-    from harness.datasets import resolve_path
+    from harness.public_data import resolve_path
     from harness.shopbench.data import load_ec_guide, load_shopbench
 
     if src.kind == "synthetic":

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness import artifacts
-from harness.artifacts import SCORES
 from harness.atomic import read_json
+from harness.core import artifacts
+from harness.core.artifacts import SCORES
 from harness.explorer.rows import MODES, ExplorerRow, load_rows
 from harness.explorer.run_page import build_run_page
 
@@ -99,7 +99,7 @@ def explorer_rows(
 ) -> list[ExplorerRow]:
     """The rows of a run from its score and infer dirs and the eval data its score stage
     read (``eval.data``, ``eval.tracks`` and ``infer.limit`` from the score manifest)."""
-    from harness.datasets.cache import resolve_path
+    from harness.public_data.cache import resolve_path
     from harness.shopbench.data import load_eval_data
 
     slice_ = artifacts.manifest(score_dir).get("slice") or {}

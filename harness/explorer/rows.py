@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts import PREDICTIONS, SCORES
+from harness.core.artifacts import PREDICTIONS, SCORES
 from harness.errors import HarnessError
 from harness.jsonl import numbered_json_lines
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_json
-from harness.codehash import project_pythonpath
+from harness.project import project_pythonpath
 from harness.quant import QuantizeError
 from harness.quant.autoawq_backend import ScaleRecord, source_dtype
 from harness.quant.calibration import token_blocks

@@ -27,8 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.atomic import write_json, write_jsonl
-from harness.datasets import resolve
 from harness.errors import HarnessError
+from harness.public_data import resolve
 from harness.shopbench.data import load_eval_data, load_predictions
 from harness.shopbench.errors import ScoringError, SentenceModelNotFoundError
 from harness.shopbench.evaluate import EvalResult, evaluate, units_of

@@ -247,12 +247,12 @@ def shopbench_units(
     return Units(tasks, overall="tasks", all_groups=ALL_TRACKS)
 
 
-def stage_units(score_dir: Path, mode: str) -> Units:
-    """Units of a ``score`` stage dir's results under a parser mode.
+def units_from_files(scores_file: Path, rows_file: Path) -> Units:
+    """Units of a scored prediction set from its files (a ``score`` stage writes them).
 
     Args:
-        score_dir: The stage dir.
-        mode: ``official`` or ``robust``.
+        scores_file: The per-task scores (JSON).
+        rows_file: The per-row results with their units (JSONL).
 
     Returns:
         The units.
@@ -261,12 +261,10 @@ def stage_units(score_dir: Path, mode: str) -> Units:
         HarnessError: The files are missing or lack per-row units (scored by an older
             harness).
     """
-    from harness.artifacts import SCORES
     from harness.atomic import read_json
     from harness.errors import HarnessError
     from harness.jsonl import numbered_json_lines
 
-    scores_file, rows_file = SCORES.file(score_dir, mode), SCORES.rows(score_dir, mode)
     for f in (scores_file, rows_file):
         if not f.is_file():
             raise HarnessError(f"{f}: not found (a finished `score` stage writes it)")

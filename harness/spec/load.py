@@ -195,7 +195,7 @@ def _stage_name_problems(raw: dict[str, Any], files: list[Path]) -> list[str]:
     stages = raw.get("stages")
     if not isinstance(stages, list):
         return []
-    from harness.stages.base import stage_order
+    from harness.core.stage import stage_order
 
     known = stage_order()
     problems = []
@@ -209,7 +209,7 @@ def _stage_name_problems(raw: dict[str, Any], files: list[Path]) -> list[str]:
 
 def _section_problems(spec: Spec, files: list[Path]) -> list[str]:
     """Every listed stage whose declared section is missing."""
-    from harness.stages.base import stage_defs
+    from harness.core.stage import stage_defs
 
     defs = stage_defs()
     problems = []

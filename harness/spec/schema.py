@@ -17,6 +17,11 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+INPUT_FILE = {"input_file": True}
+"""``json_schema_extra`` of a field that names an input file or directory: its content is part
+of the key of every stage that reads the field (:mod:`harness.spec.paths`)."""
+
+
 # --------------------------------------------------------------------------- model
 
 
@@ -52,6 +57,7 @@ class TinyModelConfig(Section):
         description="Files or directories of project text the tokenizer is trained on "
         "(default: the sample data and the prompt files, named one by one so that a new "
         "data file or prompt variant does not change the tokenizer).",
+        json_schema_extra=INPUT_FILE,
     )
     seed: int = Field(0, description="Seed of the random initialisation.")
 
@@ -96,12 +102,22 @@ class SourcesConfig(Section):
     """Source records the synthetic data is generated from (CSV or JSONL)."""
 
     products: str | None = Field(
-        None, description="Products in Amazon-M2 format (id, locale, title, price, brand, ...)."
+        None,
+        description="Products in Amazon-M2 format (id, locale, title, price, brand, ...).",
+        json_schema_extra=INPUT_FILE,
     )
-    categories: str | None = Field(None, description="Product category list.")
-    reviews: str | None = Field(None, description="User reviews (rating, title, text, product id).")
+    categories: str | None = Field(
+        None, description="Product category list.", json_schema_extra=INPUT_FILE
+    )
+    reviews: str | None = Field(
+        None,
+        description="User reviews (rating, title, text, product id).",
+        json_schema_extra=INPUT_FILE,
+    )
     examples: str | None = Field(
-        None, description="ShopBench dev-format examples used as few-shot examples per task."
+        None,
+        description="ShopBench dev-format examples used as few-shot examples per task.",
+        json_schema_extra=INPUT_FILE,
     )
 
 
@@ -134,6 +150,7 @@ class SynthesisConfig(Section):
         "experiments/prompts/synth",
         description="Directory of the task catalogue (one `task*.md` generation prompt per "
         "task); its content is part of the stage's cache key.",
+        json_schema_extra=INPUT_FILE,
     )
     tasks: list[str] = Field(
         default_factory=list, description="Task names from the catalogue (empty: all)."
@@ -155,7 +172,9 @@ class MixSource(Section):
         description="`synthetic`: the synthesize stage's output; otherwise a file or directory "
         "in that format at `path`."
     )
-    path: str | None = Field(None, description="File or directory (not for `synthetic`).")
+    path: str | None = Field(
+        None, description="File or directory (not for `synthetic`).", json_schema_extra=INPUT_FILE
+    )
     weight: float = Field(1.0, gt=0, description="Sampling weight relative to other sources.")
     split: str | None = Field("train", description="ECInstruct split to keep.")
     setting: str | None = Field("IND_Single_Instruction", description="ECInstruct setting to keep.")
@@ -325,7 +344,11 @@ class CalibrationConfig(Section):
     source: Literal["mix", "file"] = Field(
         "mix", description="`mix`: a seeded sample of the training mix; `file`: `path`."
     )
-    path: str | None = Field(None, description="JSONL with a `text` field (`source: file`).")
+    path: str | None = Field(
+        None,
+        description="JSONL with a `text` field (`source: file`).",
+        json_schema_extra=INPUT_FILE,
+    )
     n_samples: int = Field(128, ge=1, description="Number of calibration texts.")
     max_seq_len: int = Field(512, ge=16, description="Tokens per calibration block.")
     seed: int = Field(0, description="Seed of the sample.")
@@ -599,7 +622,10 @@ class DecodingConfig(Section):
 class EvalConfig(Section):
     """Evaluation data, parsing and metrics."""
 
-    data: str = Field(description="ShopBench-format JSONL (dev format, with answers).")
+    data: str = Field(
+        description="ShopBench-format JSONL (dev format, with answers).",
+        json_schema_extra=INPUT_FILE,
+    )
     parser: Literal["official", "robust"] = Field(
         "official", description="Primary parser mode (both are always reported)."
     )
@@ -617,6 +643,7 @@ class ShoppingMMLUConfig(Section):
     data: str = Field(
         "data://shopping-mmlu",
         description="The release: its `data.zip` or extracted dir (`data://shopping-mmlu`).",
+        json_schema_extra=INPUT_FILE,
     )
     mode: Literal["skill", "task"] = Field(
         "skill",
@@ -753,7 +780,7 @@ class Spec(Section):
     def _default_stages(cls, data: Any) -> Any:
         if not isinstance(data, dict) or "stages" in data:
             return data
-        from harness.stages.base import default_stages
+        from harness.core.stage import default_stages
 
         def present(section: str) -> bool:
             obj: Any = data

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.artifacts import MIX, MODEL
+from harness.core.artifacts import MIX, MODEL
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
 from harness.spec.schema import FinetuneConfig
-from harness.stages.base import StageContext, StageResult, stage
 
 
 def resume_dir(ctx: StageContext) -> Path:
@@ -26,16 +26,22 @@ def resume_dir(ctx: StageContext) -> Path:
     return ctx.out.parent / f".resume-{ctx.key}"
 
 
+class FinetuneSlice(SpecSlice):
+    """What ``finetune`` reads."""
+
+    finetune: FinetuneConfig = read("finetune")
+    system: str | None = read("prompts.system")
+    trust_remote_code: bool = read("model.trust_remote_code")
+
+
 @stage(
     name="finetune",
     section="finetune",
-    reads=("finetune", "prompts.system", "model.trust_remote_code"),
     inputs={"model": ("model",), "data": ("mix",)},
     outputs=(MODEL,),
     envs=("train",),
-    code=("harness.training", "harness.shopbench.types", "harness.jsonl"),
 )
-def run(ctx: StageContext, callbacks: tuple = ()) -> StageResult:
+def run(ctx: StageContext, spec: FinetuneSlice, callbacks: tuple = ()) -> StageResult:
     """Fine-tune the upstream model on the upstream mix."""
     from harness.training.pipeline import finetune
 
@@ -44,11 +50,11 @@ def run(ctx: StageContext, callbacks: tuple = ()) -> StageResult:
         MODEL.dir(ctx.inputs["model"]),
         MIX.train(data),
         MIX.heldout(data),
-        ctx.section("finetune", FinetuneConfig),
+        spec.finetune,
         ctx.out,
         resume_dir(ctx),
-        system=ctx.value("prompts.system"),
-        trust_remote_code=bool(ctx.value("model.trust_remote_code")),
+        system=spec.system,
+        trust_remote_code=spec.trust_remote_code,
         callbacks=callbacks,
     )
     return StageResult(

@@ -22,8 +22,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from harness.artifacts import MODEL, PREDICTIONS
 from harness.atomic import write_jsonl
+from harness.core.artifacts import MODEL, PREDICTIONS
+from harness.core.stage import VLLM_PLUGINS, SpecSlice, StageContext, StageResult, read, stage
 from harness.spec.schema import (
     ClusterConfig,
     DecodingConfig,
@@ -31,7 +32,6 @@ from harness.spec.schema import (
     InferConfig,
     PromptsConfig,
 )
-from harness.stages.base import SERVING_CODE, StageContext, StageResult, stage
 
 
 def _variant_file(slice_: dict[str, Any]) -> str:
@@ -41,19 +41,28 @@ def _variant_file(slice_: dict[str, Any]) -> str:
     return str(PROMPTS_DIR / f"{slice_['prompts']['variant']}.yaml")
 
 
+class InferSlice(SpecSlice):
+    """What ``infer`` reads."""
+
+    infer: InferConfig = read("infer")
+    prompts: PromptsConfig = read("prompts")
+    decoding: DecodingConfig = read("decoding")
+    eval: EvalConfig = read("eval")
+    cluster: ClusterConfig = read("cluster")
+    trust_remote_code: bool = read("model.trust_remote_code")
+
+
 @stage(
     name="infer",
     section="eval",
-    reads=("infer", "prompts", "decoding", "eval", "cluster", "model.trust_remote_code"),
-    files=("eval.data",),
     derived_files={"prompts.variant": _variant_file},
     inputs={"model": ("quantize", "pad", "finetune", "model")},
     outputs=(PREDICTIONS,),
     envs=("serve",),
-    code=(*SERVING_CODE, "harness.shopbench.data"),
+    code=VLLM_PLUGINS,
     serves=True,
 )
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext, spec: InferSlice) -> StageResult:
     """Generate raw predictions for the evaluation data."""
     from harness.inference.decoding import eos_token_ids, load_tokenizer, resolve_token_edits
     from harness.inference.engine_pool import current_pool
@@ -70,13 +79,10 @@ def run(ctx: StageContext) -> StageResult:
     from harness.openai_client import default_cache_dir
     from harness.shopbench.data import load_shopbench
 
-    requested = ctx.section("infer", InferConfig)
+    requested = spec.infer
     infer = requested.model_copy(update={"engine": resolve_engine(requested)})
-    prompts = ctx.section("prompts", PromptsConfig)
-    decoding = ctx.section("decoding", DecodingConfig)
-    cluster = ctx.section("cluster", ClusterConfig)
-    eval_cfg = ctx.section("eval", EvalConfig)
-    trust = bool(ctx.value("model.trust_remote_code"))
+    prompts, decoding, cluster, eval_cfg = spec.prompts, spec.decoding, spec.cluster, spec.eval
+    trust = spec.trust_remote_code
     mdir = MODEL.dir(ctx.inputs["model"])
 
     records = load_shopbench(ctx.path(eval_cfg.data))
@@ -108,14 +114,14 @@ def run(ctx: StageContext) -> StageResult:
         edits=edits,
     )
 
-    spec = EngineSpec(
+    engine_spec = EngineSpec(
         infer=infer,
         model_dir=str(mdir),
         trust_remote_code=trust,
         chat=prompts.chat_template,
         request_cache=str(default_cache_dir(ctx.out)) if infer.engine == "openai" else None,
     )
-    results, stats, start_s, engine = serve_requests(spec, cluster, requests)
+    results, stats, start_s, engine = serve_requests(engine_spec, cluster, requests)
 
     preds = [
         {

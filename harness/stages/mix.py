@@ -13,56 +13,45 @@ that have a ShopBench dev-format form, for evaluating the tune), ``task_stats.js
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from harness.artifacts import EXAMPLES, MIX
 from harness.atomic import write_json, write_jsonl
+from harness.core.artifacts import EXAMPLES, MIX
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
 from harness.spec.schema import MixConfig, SynthesisConfig
-from harness.stages.base import StageContext, StageResult, stage
 
 
-def _catalogue(slice_: dict[str, Any]) -> str:
+def _catalogue(configured: str | None) -> str:
     """The task catalogue the mix maps imported tasks with (the synthesis one, or its default)."""
-    configured = slice_["data.synthesis.catalogue"]
     return (
         configured if configured is not None else SynthesisConfig.model_fields["catalogue"].default
     )
+
+
+class MixSlice(SpecSlice):
+    """What ``mix`` reads: its section, the eval data (contamination check) and the task
+    catalogue imported tasks map through."""
+
+    mix: MixConfig = read("data.mix")
+    eval_data: str | None = read("eval.data")
+    catalogue: str | None = read("data.synthesis.catalogue")
 
 
 @stage(
     name="mix",
     section="data.mix",
     version="2",
-    reads=("data.mix", "eval.data", "data.synthesis.catalogue"),
-    files=("data.mix.sources[*].path", "eval.data"),
-    derived_files={"catalogue": _catalogue},
+    derived_files={"catalogue": lambda slice_: _catalogue(slice_["data.synthesis.catalogue"])},
     optional_inputs={"synthetic": ("synthesize",)},
     outputs=(MIX,),
-    code=(
-        "harness.jsonl",
-        "harness.data.catalogue",
-        "harness.data.clean",
-        "harness.data.ecinstruct",
-        "harness.data.errors",
-        "harness.data.lang",
-        "harness.data.mix",
-        "harness.data.sources",
-        "harness.shopbench.data",
-        "harness.shopbench.errors",
-        "harness.shopbench.prompt_info",
-        "harness.shopbench.router",
-        "harness.shopbench.types",
-        "harness.shopbench.validators",
-    ),
 )
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext, spec: MixSlice) -> StageResult:
     """Build and write the mix."""
     from harness.data.catalogue import load_catalogue
     from harness.data.mix import build_mix, ec_row, load_source
     from harness.shopbench.data import load_eval_data
 
-    cfg = ctx.section("data.mix", MixConfig)
-    catalogue_dir = ctx.path(_catalogue(ctx.config))
+    cfg = spec.mix
+    catalogue_dir = ctx.path(_catalogue(spec.catalogue))
     catalogue = load_catalogue(catalogue_dir) if catalogue_dir.is_dir() else None
     skipped: list[str] = []
     loaded = [
@@ -80,7 +69,7 @@ def run(ctx: StageContext) -> StageResult:
         )
         for src in cfg.sources
     ]
-    eval_path = ctx.value("eval.data")
+    eval_path = spec.eval_data
     eval_prompts = None
     if eval_path:
         eval_prompts = [r.input_field for r in load_eval_data(ctx.path(Path(eval_path)))]

@@ -16,23 +16,13 @@ and latency, as ``infer`` reports them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from harness.artifacts import MMLU_PREDICTIONS, MODEL
 from harness.atomic import write_jsonl
+from harness.core.artifacts import MMLU_PREDICTIONS, MODEL
+from harness.core.stage import VLLM_PLUGINS, SpecSlice, StageContext, StageResult, read, stage
 from harness.errors import HarnessError
-from harness.spec.schema import ClusterConfig, InferConfig, ShoppingMMLUConfig
-from harness.stages.base import SERVING_CODE, StageContext, StageResult, stage
-
-ANSWER_FIELDS = (
-    "data",
-    "mode",
-    "task_specific_prompt",
-    "letter_choices",
-    "multi_choice_tokens",
-    "files",
-    "limit_per_file",
-)
+from harness.spec.schema import ClusterConfig, InferConfig
 
 # Folder of a task file -> the harness's task type (requests are grouped by it).
 FOLDER_TASK_TYPE = {
@@ -44,23 +34,32 @@ FOLDER_TASK_TYPE = {
 }
 
 
+class MMLUInferSlice(SpecSlice):
+    """What ``mmlu_infer`` reads: only the ``shopping_mmlu`` fields that shape the answers (a
+    scoring option re-runs ``mmlu_score`` alone), the engine settings and the cluster."""
+
+    data: str = read("shopping_mmlu.data")
+    mode: Literal["skill", "task"] = read("shopping_mmlu.mode")
+    task_specific_prompt: bool = read("shopping_mmlu.task_specific_prompt")
+    letter_choices: bool = read("shopping_mmlu.letter_choices")
+    multi_choice_tokens: int = read("shopping_mmlu.multi_choice_tokens")
+    files: list[str] | None = read("shopping_mmlu.files")
+    limit_per_file: int | None = read("shopping_mmlu.limit_per_file")
+    infer: InferConfig = read("infer")
+    cluster: ClusterConfig = read("cluster")
+    trust_remote_code: bool = read("model.trust_remote_code")
+
+
 @stage(
     name="mmlu_infer",
     section="shopping_mmlu",
-    reads=(
-        *(f"shopping_mmlu.{k}" for k in ANSWER_FIELDS),
-        "infer",
-        "cluster",
-        "model.trust_remote_code",
-    ),
-    files=("shopping_mmlu.data",),
     inputs={"model": ("quantize", "pad", "finetune", "model")},
     outputs=(MMLU_PREDICTIONS,),
     envs=("serve",),
-    code=(*SERVING_CODE, "harness.shopbench.mmlu.data"),
+    code=VLLM_PLUGINS,
     serves=True,
 )
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext, cfg: MMLUInferSlice) -> StageResult:
     """Answer every question of the evaluated Shopping MMLU files."""
     from harness.inference.decoding import load_tokenizer
     from harness.inference.engines.base import EngineSpec, GenRequest, resolve_engine
@@ -71,14 +70,10 @@ def run(ctx: StageContext) -> StageResult:
     from harness.shopbench.mmlu.data import build_prompt, evaluated_files, max_new_tokens
     from harness.spec.schema import DecodingParams
 
-    # Only the fields that shape the answers are read: a scoring option re-runs mmlu_score.
-    cfg = ShoppingMMLUConfig.model_validate(
-        {k: ctx.value(f"shopping_mmlu.{k}") for k in ANSWER_FIELDS}
-    )
-    requested = ctx.section("infer", InferConfig)
+    requested = cfg.infer
     infer = requested.model_copy(update={"engine": resolve_engine(requested)})
-    cluster = ctx.section("cluster", ClusterConfig)
-    trust = bool(ctx.value("model.trust_remote_code"))
+    cluster = cfg.cluster
+    trust = cfg.trust_remote_code
     mdir = MODEL.dir(ctx.inputs["model"])
     release = evaluated_files(ctx.path(cfg.data), cfg.mode, cfg.files, cfg.limit_per_file)
     files = list(release)
@@ -121,14 +116,14 @@ def run(ctx: StageContext) -> StageResult:
     if not requests:
         raise HarnessError(f"{cfg.data}: the evaluated files hold no questions")
 
-    spec = EngineSpec(
+    engine_spec = EngineSpec(
         infer=infer,
         model_dir=str(mdir),
         trust_remote_code=trust,
         chat=False,
         request_cache=str(default_cache_dir(ctx.out)) if infer.engine == "openai" else None,
     )
-    results, stats, start_s, _ = serve_requests(spec, cluster, requests)
+    results, stats, start_s, _ = serve_requests(engine_spec, cluster, requests)
 
     write_jsonl(
         MMLU_PREDICTIONS.file(ctx.out),

@@ -19,11 +19,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts import MMLU_PREDICTIONS, MMLU_SCORES
 from harness.atomic import write_json
+from harness.core.artifacts import MMLU_PREDICTIONS, MMLU_SCORES
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
 from harness.errors import HarnessError
 from harness.spec.schema import ShoppingMMLUConfig
-from harness.stages.base import StageContext, StageResult, stage
 
 
 def _predictions(path: Path, release: Any) -> dict[str, list[str]]:
@@ -107,21 +107,24 @@ def _intervals(result: dict[str, Any]) -> dict[str, Any]:
     return ci
 
 
+class MMLUScoreSlice(SpecSlice):
+    """What ``mmlu_score`` reads."""
+
+    shopping_mmlu: ShoppingMMLUConfig = read("shopping_mmlu")
+
+
 @stage(
     name="mmlu_score",
     section="shopping_mmlu",
-    reads=("shopping_mmlu",),
-    files=("shopping_mmlu.data",),
     inputs={"predictions": ("mmlu_infer",)},
     outputs=(MMLU_SCORES,),
-    code=("harness.shopbench", "harness.jsonl"),
 )
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext, spec: MMLUScoreSlice) -> StageResult:
     """Score the Shopping MMLU answers with every profile."""
     from harness.shopbench.mmlu import evaluated_files
     from harness.shopbench.mmlu.profiles import score_profiles
 
-    cfg = ctx.section("shopping_mmlu", ShoppingMMLUConfig)
+    cfg = spec.shopping_mmlu
     release = evaluated_files(ctx.path(cfg.data), cfg.mode, cfg.files, cfg.limit_per_file)
     predictions = _predictions(MMLU_PREDICTIONS.file(ctx.inputs["predictions"]), release)
     stand_ins, missing = _embedders(release, cfg)

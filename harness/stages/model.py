@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.artifacts import MODEL
 from harness.atomic import write_json
+from harness.core.artifacts import MODEL
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
 from harness.errors import HarnessError
 from harness.model_files import link_model_dir, read_config, update_config
 from harness.spec.schema import ModelConfig
-from harness.stages.base import StageContext, StageResult, stage
 
 
 def _resolve_existing(cfg: ModelConfig, ctx: StageContext) -> Path:
@@ -45,18 +45,21 @@ def _resolve_existing(cfg: ModelConfig, ctx: StageContext) -> Path:
         raise HarnessError(f"`model.path`: cannot resolve hub model {cfg.path!r}: {e}") from None
 
 
+class ModelSlice(SpecSlice):
+    """What ``model`` reads."""
+
+    model: ModelConfig = read("model")
+
+
 @stage(
     name="model",
     section="model",
-    reads=("model",),
-    files=("model.tiny.corpus",),
     outputs=(MODEL,),
     envs=("train",),
-    code=("harness.tiny_model", "harness.model_files"),
 )
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext, spec: ModelSlice) -> StageResult:
     """Build or locate the base model."""
-    cfg = ctx.section("model", ModelConfig)
+    cfg = spec.model
     if cfg.source == "tiny":
         assert cfg.tiny is not None
         from harness.tiny_model import build_tiny_model

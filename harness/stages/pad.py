@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.artifacts import MODEL
+from harness.core.artifacts import MODEL
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
 from harness.errors import HarnessError
 from harness.spec.schema import PadConfig
-from harness.stages.base import StageContext, StageResult, stage
 
 
 def resolve_pad(cfg: PadConfig, infer_tp: int | None) -> tuple[int | None, list[int]]:
@@ -42,23 +42,29 @@ def resolve_pad(cfg: PadConfig, infer_tp: int | None) -> tuple[int | None, list[
     return target, tps
 
 
+class PadSlice(SpecSlice):
+    """What ``pad`` reads: its section and the two settings ``auto`` derives from."""
+
+    pad: PadConfig = read("pad")
+    tensor_parallel_size: int | None = read("infer.tensor_parallel_size")
+    q_group_size: int | None = read("quantize.q_group_size")
+
+
 @stage(
     name="pad",
     section="pad",
     version="2",
-    reads=("pad", "infer.tensor_parallel_size", "quantize.q_group_size"),
     inputs={"model": ("finetune", "model")},
     outputs=(MODEL,),
-    code=("shopbench_kernels",),
 )
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext, spec: PadSlice) -> StageResult:
     """Pad the upstream model; the summary carries the sizes, placement and output sha256s."""
     from shopbench_kernels.pad_checkpoint import pad_checkpoint, read_config
     from shopbench_kernels.tp_math import awq_shape_problems
 
-    cfg = ctx.section("pad", PadConfig)
-    group_size: int | None = ctx.value("quantize.q_group_size")
-    target, tps = resolve_pad(cfg, ctx.value("infer.tensor_parallel_size"))
+    cfg = spec.pad
+    group_size = spec.q_group_size
+    target, tps = resolve_pad(cfg, spec.tensor_parallel_size)
     src = MODEL.dir(ctx.inputs["model"])
     result: dict[str, Any] = pad_checkpoint(
         src,

@@ -40,10 +40,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts import MIX, MODEL
 from harness.atomic import write_jsonl
+from harness.core.artifacts import MIX, MODEL
+from harness.core.stage import VLLM_PLUGINS, SpecSlice, StageContext, StageResult, read, stage
 from harness.spec.schema import QuantizeConfig
-from harness.stages.base import StageContext, StageResult, stage
 
 MAX_NEW_TOKENS = 16
 BACKENDS = {"autoawq": "awq", "llmcompressor": "compressed-tensors"}
@@ -68,39 +68,33 @@ class _Job:
     tp: int
     trust: bool
     system: str | None
+    fallback_engine: str | None
+
+
+class QuantizeSlice(SpecSlice):
+    """What ``quantize`` reads: its section and the serving settings its checks use."""
+
+    quantize: QuantizeConfig = read("quantize")
+    tensor_parallel_size: int = read("infer.tensor_parallel_size")
+    fallback_engine: str | None = read("infer.fallback_engine")
+    trust_remote_code: bool = read("model.trust_remote_code")
+    system: str | None = read("prompts.system")
 
 
 @stage(
     name="quantize",
     section="quantize",
-    reads=(
-        "quantize",
-        "infer.tensor_parallel_size",
-        "infer.fallback_engine",
-        "model.trust_remote_code",
-        "prompts.system",
-    ),
-    files=("quantize.calibration.path",),
     inputs={"model": ("pad", "finetune", "model")},
     optional_inputs={"calibration": ("mix",)},
     outputs=(MODEL,),
     envs=("quant", "serve"),
     slice_envs=_backend_envs,
-    code=(
-        "harness.jsonl",
-        "harness.quant",
-        "harness.inference.agreement",
-        "harness.inference.awq_dense",
-        "harness.inference.validate",
-        "harness.model_files",
-        "harness.inference.errors",
-        "shopbench_kernels",
-    ),
+    code=VLLM_PLUGINS,
 )
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext, spec: QuantizeSlice) -> StageResult:
     """Quantise the upstream model and verify the result: pre-check, calibration text,
     AutoAWQ or llm-compressor, weight post-conditions, the vLLM serving check."""
-    job = _precheck(ctx)
+    job = _precheck(ctx, spec)
     facts = _facts(job)
     tokenizer = _tokenizer(job)
     calib = _calibration(job, tokenizer)
@@ -133,12 +127,12 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(metrics=metrics, tables=tables, summary=summary)
 
 
-def _precheck(ctx: StageContext) -> _Job:
+def _precheck(ctx: StageContext, spec: QuantizeSlice) -> _Job:
     """The request against the source model, before any work."""
     from harness.model_files import read_config
     from harness.quant import QuantizeError
 
-    cfg = ctx.section("quantize", QuantizeConfig)
+    cfg = spec.quantize
     src = MODEL.dir(ctx.inputs["model"])
     config = read_config(src, error=QuantizeError)
     if cfg.backend not in BACKENDS:
@@ -150,9 +144,10 @@ def _precheck(ctx: StageContext) -> _Job:
         cfg=cfg,
         src=src,
         config=config,
-        tp=int(ctx.value("infer.tensor_parallel_size")),
-        trust=bool(ctx.value("model.trust_remote_code")),
-        system=ctx.value("prompts.system"),
+        tp=spec.tensor_parallel_size,
+        trust=spec.trust_remote_code,
+        system=spec.system,
+        fallback_engine=spec.fallback_engine,
     )
 
 
@@ -316,7 +311,7 @@ def _serving_check(job: _Job, out_model: Path, tokenizer: Any) -> _Check:
     python = ctx.python("serve")
     engine = "vllm"
     if not vllm_importable(python):
-        fallback = ctx.value("infer.fallback_engine")
+        fallback = job.fallback_engine
         if fallback is None:
             raise QuantizeError(
                 f"the serving check needs vLLM, which {python} cannot import; install it or "

@@ -25,12 +25,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from harness import artifacts
-from harness.artifacts import MMLU_SCORES, REPORT, SCORES
 from harness.atomic import read_json, write_bytes, write_json
-from harness.contract import BASELINE_INPUTS
+from harness.core import artifacts
+from harness.core.artifacts import MMLU_SCORES, REPORT, SCORES
+from harness.core.contract import BASELINE_INPUTS
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
 from harness.quant_report import section as quantize_section
-from harness.stages.base import StageContext, StageResult, stage
+from harness.spec.schema import ReportConfig
 
 _PREFIX = {stage: f"{role}:" for role, stage in BASELINE_INPUTS.items()}
 BASELINE, MMLU_BASELINE, INFER_BASELINE = _PREFIX["score"], _PREFIX["mmlu_score"], _PREFIX["infer"]
@@ -49,10 +50,10 @@ def _units(score_dir: Path, mode: str) -> Any:
     """The per-row units of a score stage dir under a parser mode, or None (files missing or
     written before scoring kept units)."""
     from harness.errors import HarnessError
-    from harness.shopbench.units import stage_units
+    from harness.core.results import score_units
 
     try:
-        return stage_units(score_dir, mode)
+        return score_units(score_dir, mode)
     except HarnessError:
         return None
 
@@ -356,7 +357,7 @@ def _pct(v: Any) -> str:
     return "nan" if v is None or v != v else f"{100 * float(v):.2f}"
 
 
-def _write_page(ctx: StageContext, facts: dict[str, Any]) -> None:
+def _write_page(ctx: StageContext, facts: dict[str, Any], parser: str | None) -> None:
     """``report.html``: the run's page with the row explorer (:mod:`harness.explorer`)."""
     from harness.explorer.collect import run_page
 
@@ -375,7 +376,7 @@ def _write_page(ctx: StageContext, facts: dict[str, Any]) -> None:
         infer_dir=ctx.upstream.get("infer") if score_dir is not None else None,
         baselines=baselines,
         facts=facts,
-        parser=ctx.value("eval.parser") or "official",
+        parser=parser or "official",
     )
     write_bytes(REPORT.file(ctx.out, HTML), html.encode("utf-8"))
 
@@ -387,27 +388,24 @@ def _page_assets(slice_: dict[str, Any]) -> str:
     return str(ASSETS)
 
 
+class ReportSlice(SpecSlice):
+    """What ``report`` reads: the primary parser and profile, and its own section (the
+    baselines it compares)."""
+
+    parser: str | None = read("eval.parser")
+    profile: str | None = read("shopping_mmlu.profile")
+    report: ReportConfig = read("report")
+
+
 @stage(
     name="report",
     section=("eval", "shopping_mmlu"),
-    reads=("eval.parser", "shopping_mmlu.profile", "report"),
     optional_inputs={"score": ("score",), "mmlu": ("mmlu_score",)},
     upstream_all=True,
     derived_files={"page assets": _page_assets},
     outputs=(REPORT,),
-    # The page joins the eval data (its loader) with the stage files.
-    code=(
-        "harness.explorer",
-        "harness.jsonl",
-        "harness.quant_report",
-        "harness.shopbench.data",
-        "harness.shopbench.units",
-        "harness.shopbench.uncertainty",
-        "harness.shopbench.errors",
-        "harness.shopbench.types",
-    ),
 )
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext, spec: ReportSlice) -> StageResult:
     """Write report.md, report.json and report.html from the upstream stages."""
     lines = ["# Report", ""]
     facts: dict[str, Any] = {"stages": {}}
@@ -424,7 +422,7 @@ def run(ctx: StageContext) -> StageResult:
                 **{n: ctx.inputs.get(f"{INFER_BASELINE}{n}") for n in baselines},
             }
             lines += _baseline_section(
-                ctx.inputs["score"], baselines, infer_dirs, facts, ctx.value("eval.parser")
+                ctx.inputs["score"], baselines, infer_dirs, facts, spec.parser
             )
     if "mmlu" in ctx.inputs:
         mmlu_baselines = {
@@ -463,9 +461,9 @@ def run(ctx: StageContext) -> StageResult:
     lines += image_lines
     REPORT.file(ctx.out).write_text("\n".join(lines), encoding="utf-8")
     write_json(REPORT.file(ctx.out, "report.json"), facts)
-    _write_page(ctx, facts)
+    _write_page(ctx, facts, spec.parser)
     metrics = {}
-    primary = score_facts.get(ctx.value("eval.parser"))
+    primary = score_facts.get(spec.parser)
     if primary:
         metrics["overall"] = float(primary["overall"])
     elif "shopping_mmlu" in facts:

@@ -14,20 +14,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.artifacts import PREDICTIONS, SCORES
 from harness.atomic import write_json, write_jsonl
+from harness.core.artifacts import PREDICTIONS, SCORES
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
 from harness.errors import HarnessError
 from harness.spec.schema import EvalConfig
-from harness.stages.base import StageContext, StageResult, stage
 
 
-def _pair(ctx: StageContext, cfg: EvalConfig) -> tuple[list[Any], list[str]]:
+def _pair(ctx: StageContext, cfg: EvalConfig, limit: int | None) -> tuple[list[Any], list[str]]:
     from harness.shopbench.data import load_eval_data, load_prediction_rows
     from harness.shopbench.errors import ScoringError
 
     data = ctx.path(cfg.data)
     records = load_eval_data(data)
-    limit = ctx.value("infer.limit")
     if limit is not None:
         records = records[:limit]
     pred_path = PREDICTIONS.file(ctx.inputs["predictions"])
@@ -60,21 +59,25 @@ def _pair(ctx: StageContext, cfg: EvalConfig) -> tuple[list[Any], list[str]]:
     return records, predictions
 
 
+class ScoreSlice(SpecSlice):
+    """What ``score`` reads: the eval section and how many rows infer answered."""
+
+    eval: EvalConfig = read("eval")
+    limit: int | None = read("infer.limit")
+
+
 @stage(
     name="score",
     section="eval",
-    reads=("eval", "infer.limit"),
-    files=("eval.data",),
     inputs={"predictions": ("infer",)},
     outputs=(SCORES,),
-    code=("harness.shopbench", "harness.jsonl"),
 )
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext, spec: ScoreSlice) -> StageResult:
     """Score the predictions with the official and the robust parser."""
     from harness.shopbench.evaluate import evaluate, plot_scores
 
-    cfg = ctx.section("eval", EvalConfig)
-    records, predictions = _pair(ctx, cfg)
+    cfg = spec.eval
+    records, predictions = _pair(ctx, cfg, spec.limit)
     results = {
         mode: evaluate(records, predictions, mode, cfg.sentence_models)
         for mode in ("official", "robust")

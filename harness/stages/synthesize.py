@@ -15,37 +15,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.artifacts import EXAMPLES
 from harness.atomic import write_json, write_jsonl
+from harness.core.artifacts import EXAMPLES
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
 from harness.spec.schema import SourcesConfig, SynthesisConfig
-from harness.stages.base import StageContext, StageResult, stage
+
+
+class SynthesizeSlice(SpecSlice):
+    """What ``synthesize`` reads."""
+
+    sources: SourcesConfig = read("data.sources")
+    synthesis: SynthesisConfig = read("data.synthesis")
 
 
 @stage(
     name="synthesize",
     section="data.synthesis",
-    reads=("data.sources", "data.synthesis"),
-    files=(
-        "data.sources.products",
-        "data.sources.categories",
-        "data.sources.reviews",
-        "data.sources.examples",
-        "data.synthesis.catalogue",
-    ),
     outputs=(EXAMPLES,),
-    code=(
-        "harness.jsonl",
-        "harness.data",
-        "harness.openai_client",
-        "harness.shopbench.data",
-        "harness.shopbench.errors",
-        "harness.shopbench.prompt_info",
-        "harness.shopbench.router",
-        "harness.shopbench.types",
-        "harness.shopbench.validators",
-    ),
 )
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext, spec: SynthesizeSlice) -> StageResult:
     """Generate, clean and write the synthetic examples."""
     from harness.data.catalogue import load_catalogue
     from harness.data.errors import SourceError
@@ -53,8 +41,7 @@ def run(ctx: StageContext) -> StageResult:
     from harness.data.synthesize import load_few_shot, synthesize
     from harness.openai_client import default_cache_dir
 
-    src = ctx.section("data.sources", SourcesConfig)
-    cfg = ctx.section("data.synthesis", SynthesisConfig)
+    src, cfg = spec.sources, spec.synthesis
 
     def resolve(p: str | None) -> Path | None:
         return ctx.path(p) if p else None

@@ -94,7 +94,7 @@ class SweepRun:
 def sweep_dir(sweep: Sweep, project_root: Path) -> Path:
     """``<runs root>/sweeps/<sweep name>``, the runs root being the one the base spec's plans
     use (``$HARNESS_RUNS_ROOT``, else ``run.root`` against the project root)."""
-    from harness.plan import runs_root
+    from harness.core.plan import runs_root
 
     return runs_root(sweep.base, project_root) / "sweeps" / sweep.name
 

@@ -30,8 +30,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from harness.atomic import write_json
+from harness.core.plan import Plan, build_plan, canonical_json
 from harness.errors import HarnessError
-from harness.plan import Plan, build_plan, canonical_json
 from harness.secrets import scrub_text
 from harness.spec.load import LoadedSpec, compose, load_spec
 from harness.sweeps.config import Sweep, override_for
@@ -310,7 +310,7 @@ def run_trial(job: TrialJob, params: dict[str, Any]) -> TrialRecord:
     """
     from rich.console import Console
 
-    from harness.run import execute
+    from harness.core.executor import execute
 
     t0 = time.perf_counter()
     node, host = _where()

@@ -47,7 +47,7 @@ class SweepIntervals:
 
 def run_units(run_dir: str | Path | None) -> Units | None:
     """Units of a harness run's ``score`` stage under its primary parser, or None."""
-    from harness.shopbench.units import stage_units
+    from harness.core.results import score_units
 
     if run_dir is None:
         return None
@@ -55,7 +55,7 @@ def run_units(run_dir: str | Path | None) -> Units | None:
         run = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
         stage = run["stages"]["score"]
         mode = run["spec"]["eval"]["parser"]
-        return stage_units(Path(stage["dir"]), mode)
+        return score_units(Path(stage["dir"]), mode)
     except (OSError, ValueError, KeyError, TypeError, HarnessError):
         return None
 
@@ -64,8 +64,8 @@ def _baseline(job: TrialJob, records: list[TrialRecord]) -> tuple[str, Units | N
     """The baseline's origin and units: a trial with the base spec's plan, else a run of it."""
     from rich.console import Console
 
-    from harness.plan import build_plan
-    from harness.run import execute
+    from harness.core.executor import execute
+    from harness.core.plan import build_plan
     from harness.spec.load import load_spec
     from harness.sweeps.config import override_for
 

@@ -13,15 +13,20 @@ import os
 import socket
 import time
 
-from harness.stages.base import StageContext, StageResult, stage
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
+from harness.spec.schema import DecodingParams
 
 PROBE_FILE = "probe.json"
 
 
-@stage(name="cluster_probe", reads=("decoding.generation",), inputs={"rows": ("toy_b",)})
-def cluster_probe(ctx: StageContext) -> StageResult:
+class GenerationSlice(SpecSlice):
+    generation: DecodingParams = read("decoding.generation")
+
+
+@stage(name="cluster_probe", inputs={"rows": ("toy_b",)})
+def cluster_probe(ctx: StageContext, spec: GenerationSlice) -> StageResult:
     """Record the process and its environment's variable names; sleep ``top_k`` seconds."""
-    dec = ctx.value("decoding.generation")
+    dec = spec.generation
     seen = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -29,5 +34,5 @@ def cluster_probe(ctx: StageContext) -> StageResult:
         "env": sorted(os.environ),
     }
     (ctx.out / PROBE_FILE).write_text(json.dumps(seen), encoding="utf-8")
-    time.sleep(max(0, dec["top_k"]))
-    return StageResult(metrics={"score": 0.5 + dec["temperature"] / 10})
+    time.sleep(max(0, dec.top_k))
+    return StageResult(metrics={"score": 0.5 + dec.temperature / 10})

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import sys
 
-from harness.stages.base import StageContext, StageResult, stage
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
 
 
-@stage(name="env_probe", reads=("run.platform",), envs=("serve",))
-def env_probe(ctx: StageContext) -> StageResult:
+class PlatformSlice(SpecSlice):
+    platform: str = read("run.platform")
+
+
+@stage(name="env_probe", envs=("serve",))
+def env_probe(ctx: StageContext, spec: PlatformSlice) -> StageResult:
     """Report this interpreter and the run's platform."""
     return StageResult(
         metrics={"ran": 1.0},

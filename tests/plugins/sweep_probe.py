@@ -13,25 +13,29 @@ import os
 import time
 from typing import Any
 
-from harness.stages.base import StageContext, StageResult, stage
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
+from harness.spec.schema import DecodingParams
 
 UNLUCKY_TOP_K = 13
 PROBE: dict[str, Any] = {
     "name": "sweep_probe",
-    "reads": ("decoding.generation",),
     "inputs": {"rows": ("toy_b",)},
 }
 
 
-def sweep_probe(ctx: StageContext) -> StageResult:
+class GenerationSlice(SpecSlice):
+    generation: DecodingParams = read("decoding.generation")
+
+
+def sweep_probe(ctx: StageContext, spec: GenerationSlice) -> StageResult:
     """Score ``0.5 + temperature / 10``; fail for the unlucky ``top_k``."""
-    dec = ctx.value("decoding.generation")
+    dec = spec.generation
     time.sleep(float(os.environ.get("SWEEP_PROBE_SLEEP", "0")))
-    if dec["top_k"] == UNLUCKY_TOP_K:
+    if dec.top_k == UNLUCKY_TOP_K:
         raise RuntimeError(f"sweep_probe: top_k {UNLUCKY_TOP_K} is unlucky")
-    seen = {"temperature": dec["temperature"], "omp": os.environ.get("OMP_NUM_THREADS")}
+    seen = {"temperature": dec.temperature, "omp": os.environ.get("OMP_NUM_THREADS")}
     (ctx.out / "probe.json").write_text(json.dumps(seen))
-    return StageResult(metrics={"score": 0.5 + dec["temperature"] / 10, "top_k": dec["top_k"]})
+    return StageResult(metrics={"score": 0.5 + dec.temperature / 10, "top_k": dec.top_k})
 
 
 if os.environ.get("SWEEP_PROBE") == "1":

@@ -11,12 +11,21 @@ import json
 import os
 import time
 
-from harness.stages.base import StageContext, StageResult, stage
+from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
+from harness.spec.schema import DecodingParams
 
 
-@stage(name="toy_a", reads=("model.tiny.seed",))
-def toy_a(ctx: StageContext) -> StageResult:
-    seed = ctx.value("model.tiny.seed")
+class SeedSlice(SpecSlice):
+    seed: int = read("model.tiny.seed")
+
+
+class GenerationSlice(SpecSlice):
+    generation: DecodingParams = read("decoding.generation")
+
+
+@stage(name="toy_a")
+def toy_a(ctx: StageContext, spec: SeedSlice) -> StageResult:
+    seed = spec.seed
     out = ctx.out / "numbers.txt"
     with out.open("w") as f:
         f.write(f"seed={seed}\n")
@@ -27,18 +36,12 @@ def toy_a(ctx: StageContext) -> StageResult:
     return StageResult(metrics={"seed": float(seed)}, tables={"rows": "rows.jsonl"})
 
 
-@stage(
-    name="toy_b",
-    reads=("decoding.generation",),
-    inputs={"numbers": ("toy_a",)},
-)
-def toy_b(ctx: StageContext) -> StageResult:
+@stage(name="toy_b", inputs={"numbers": ("toy_a",)})
+def toy_b(ctx: StageContext, spec: GenerationSlice) -> StageResult:
     text = (ctx.inputs["numbers"] / "numbers.txt").read_text()
     if "done" not in text:
         raise RuntimeError("toy_a output is incomplete")
-    dec = ctx.value("decoding.generation")
-    rows = [{"i": i, "temperature": dec["temperature"]} for i in range(3)]
+    dec = spec.generation
+    rows = [{"i": i, "temperature": dec.temperature} for i in range(3)]
     (ctx.out / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return StageResult(
-        metrics={"score": 0.5 + dec["temperature"] / 10}, tables={"rows": "rows.jsonl"}
-    )
+    return StageResult(metrics={"score": 0.5 + dec.temperature / 10}, tables={"rows": "rows.jsonl"})

@@ -11,7 +11,7 @@ The project's fixtures live under ``tests/data`` and are always there:
   fixture / of the real development set.
 
 The real datasets are looked up, in this order, in the harness's data cache (``data://NAME``,
-as ``harness data fetch NAME`` leaves it; see :mod:`harness.datasets`) and in the shared copy
+as ``harness data fetch NAME`` leaves it; see :mod:`harness.public_data`) and in the shared copy
 beside the repository (``../shared/data``). Either may be hidden from the tests:
 
 * ``HARNESS_TEST_SHARED_DATA`` — the shared copy's directory instead of ``../shared/data``
@@ -55,7 +55,7 @@ def real_dataset_dir(name: str) -> Path | None:
     """The directory of a real public dataset (``shopbench-dev`` or ``ec-guide``), laid out as
     the registry's files (``development.json``; ``EC-Guide/...`` and ``LICENSE``): the data
     cache's copy if ``data://NAME`` resolves, else the shared copy; None when neither has it."""
-    from harness.datasets import DatasetError, get_dataset, resolve
+    from harness.public_data import DatasetError, get_dataset, resolve
 
     default = get_dataset(name).default or ""
     try:
@@ -79,8 +79,8 @@ def real_ec_guide() -> Path | None:
 
 def missing_reason(name: str) -> str:
     """Why a test that needs the real dataset ``name`` skips, with the command that gets it."""
-    from harness.datasets import fetch_command, get_dataset
-    from harness.datasets.cache import data_dir
+    from harness.public_data import fetch_command, get_dataset
+    from harness.public_data.cache import data_dir
 
     return (
         f"needs the real {name!r} dataset: not in the data cache ({data_dir()}) nor in "

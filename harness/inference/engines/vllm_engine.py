@@ -12,7 +12,7 @@ constraints as ``SamplingParams.structured_outputs``; logit edits as the request
 On CPU with TP > 1 the ranks need disjoint cores: unless ``VLLM_CPU_OMP_THREADS_BIND`` is set,
 the available cores are split evenly (``0|1`` on two cores). vLLM spawns its workers, so the
 process that creates the engine must be started under a ``__main__`` guard (the stage runs in
-``python -m harness.stage_main``).
+``python -m harness.core.stage_main``).
 """
 
 from __future__ import annotations

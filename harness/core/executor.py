@@ -27,16 +27,16 @@ from typing import Any
 
 from rich.console import Console
 
-from harness import artifacts, envs
-from harness.artifacts import MANIFEST
 from harness.atomic import write_json
 from harness.config import overrides_in_effect
-from harness.contract import StageContext, StageResult
+from harness.core import artifacts, envs
+from harness.core.artifacts import MANIFEST
+from harness.core.contract import StageContext, StageResult
+from harness.core.plan import Plan, PlannedStage, file_sha256, save_history
+from harness.core.stage_main import package_versions
 from harness.errors import StageError
 from harness.inference.engine_pool import open_pool
-from harness.plan import Plan, PlannedStage, file_sha256, save_history
 from harness.secrets import redact, scrub_text
-from harness.stage_main import package_versions
 from harness.tracking import DiskSink, Tracker, WandbSink, wandb_mode
 from shopbench_kernels.fsutil import fsync_dir as _fsync_dir
 from shopbench_kernels.fsutil import pid_alive as _pid_alive
@@ -158,7 +158,7 @@ def _run_stage_process(
     python = pythons[st.definition.env]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("HF_HUB_OFFLINE", "1")
-    cmd = [python, "-m", "harness.stage_main", str(ctx_file), str(result_file)]
+    cmd = [python, "-m", "harness.core.stage_main", str(ctx_file), str(result_file)]
     with log_file.open("w", encoding="utf-8") as log:
         proc = subprocess.Popen(
             cmd,

@@ -4,11 +4,11 @@ Specs name data as ``data://NAME`` or ``data://NAME/inner/path`` instead of file
 :func:`resolve` maps a reference to the local cache without touching the network and, when
 the dataset is absent, fails with the command that gets it (``harness data fetch NAME``).
 
-* :mod:`harness.datasets.registry` — the entries (:data:`REGISTRY`): URLs, checksums, sizes,
+* :mod:`harness.public_data.entries` — the entries (:data:`REGISTRY`): URLs, checksums, sizes,
   licences, layout.
-* :mod:`harness.datasets.fetch` — :func:`fetch`: HTTP(S) download with ``Range`` resume,
+* :mod:`harness.public_data.fetch` — :func:`fetch`: HTTP(S) download with ``Range`` resume,
   checksum verification and atomic publishing into the cache.
-* :mod:`harness.datasets.cache` — :func:`data_dir`, :func:`resolve`, :func:`list_datasets`.
+* :mod:`harness.public_data.cache` — :func:`data_dir`, :func:`resolve`, :func:`list_datasets`.
 
 The cache is ``$HARNESS_DATA_DIR`` if set, else ``$XDG_CACHE_HOME/shopbench-harness/data``
 (``~/.cache`` when ``XDG_CACHE_HOME`` is unset).
@@ -16,7 +16,7 @@ The cache is ``$HARNESS_DATA_DIR`` if set, else ``$XDG_CACHE_HOME/shopbench-harn
 
 from __future__ import annotations
 
-from harness.datasets.cache import (
+from harness.public_data.cache import (
     DatasetRow,
     cache_status,
     data_dir,
@@ -26,9 +26,9 @@ from harness.datasets.cache import (
     resolve,
     resolve_path,
 )
-from harness.datasets.errors import ChecksumError, DatasetError, DatasetNotCachedError
-from harness.datasets.fetch import Progress, fetch
-from harness.datasets.registry import REGISTRY, DataFile, Dataset, get_dataset
+from harness.public_data.entries import REGISTRY, DataFile, Dataset, get_dataset
+from harness.public_data.errors import ChecksumError, DatasetError, DatasetNotCachedError
+from harness.public_data.fetch import Progress, fetch
 
 __all__ = [
     "REGISTRY",

@@ -10,7 +10,7 @@ then ``os.replace`` onto the final name, then fsync of the directory. A mismatch
 ``.part`` (nothing of a corrupt download is kept); when the mismatching bytes were partly
 resumed from an earlier run, the file is downloaded once more from scratch first. A zip is kept
 as the zip and extracted into a temporary sibling directory that is renamed into place.
-The dataset's manifest is written last (see :mod:`harness.datasets.cache`). Concurrent fetches
+The dataset's manifest is written last (see :mod:`harness.public_data.cache`). Concurrent fetches
 of one dataset are refused through a lock file.
 
 Networking is :mod:`urllib` (so ``HTTP(S)_PROXY``/``NO_PROXY`` apply as usual).
@@ -36,9 +36,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from harness.atomic import write_json
-from harness.datasets.cache import MANIFEST, cache_status, data_dir, dataset_path
-from harness.datasets.errors import ChecksumError, DatasetError
-from harness.datasets.registry import DataFile, Dataset, check_sha256, get_dataset
+from harness.public_data.cache import MANIFEST, cache_status, data_dir, dataset_path
+from harness.public_data.entries import DataFile, Dataset, check_sha256, get_dataset
+from harness.public_data.errors import ChecksumError, DatasetError
 from shopbench_kernels.fsutil import fsync_dir
 
 CHUNK = 1 << 20

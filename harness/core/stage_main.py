@@ -1,4 +1,4 @@
-"""Entry point of a stage subprocess: ``python -m harness.stage_main CONTEXT RESULT``.
+"""Entry point of a stage subprocess: ``python -m harness.core.stage_main CONTEXT RESULT``.
 
 Runs the stage function named in the context's registry entry inside whatever environment
 this interpreter is, and writes the :class:`StageResult` plus the versions of the packages
@@ -12,9 +12,9 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.atomic import write_json
-from harness.contract import StageContext
+from harness.core.contract import StageContext
+from harness.core.stage import stage_defs
 from harness.errors import USER_ERRORS
-from harness.stages.base import stage_defs
 
 TRACKED_PACKAGES = (
     "torch",
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = StageContext.from_json(json.loads(ctx_path.read_text(encoding="utf-8")))
     definition = stage_defs()[ctx.stage]
     try:
-        result = definition.fn(ctx)
+        result = definition.call(ctx)
     except USER_ERRORS as e:
         # A user error: the executor shows this message instead of a traceback.
         result_path.with_suffix(".error").write_text(str(e), encoding="utf-8")

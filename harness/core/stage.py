@@ -7,22 +7,30 @@ carries everything the rest of the harness derives from:
   present, and that must be present when the stage is listed (None: the stage runs only
   when listed); a tuple names alternatives, any one of which will do (the report follows
   ``eval`` or ``shopping_mmlu``);
-* ``reads``: dotted spec paths whose values form its slice (everything it may look at);
-* ``files``: dotted paths inside the slice whose values are input files/dirs, and
-  ``derived_files``: label -> function of the slice giving a project path it reads that the
-  spec names indirectly; the *content* of both enters the cache key;
+* its **slice model**, the annotation of the stage function's second parameter: a
+  :class:`SpecSlice` whose fields each name the spec path they take (:func:`read`); the
+  paths are its ``reads`` (everything it may look at), checked against the spec schema when
+  the stage is declared (an unknown path is an error naming the stage, the path and the
+  nearest valid one). The function receives the slice validated as that model;
+* ``files`` (derived): the input-file fields of the schema at or below its reads
+  (:mod:`harness.spec.paths`), and ``derived_files``: label -> function of the slice giving a
+  project path it reads that the spec names indirectly; the *content* of both enters the
+  cache key;
 * ``inputs`` / ``optional_inputs``: role -> candidate upstream stages, the first one in the
   plan wins (``infer`` takes its model from quantize, else pad, else finetune, else model);
   ``upstream_all``: the stage sees every stage before it (the report);
-* ``outputs``: the artifacts it writes (:mod:`harness.artifacts`), checked by the executor
+* ``outputs``: the artifacts it writes (:mod:`harness.core.artifacts`), checked by the executor
   before the stage dir is published;
 * ``envs``: the environment roles it uses, the first being the one it runs in (``core``,
   ``serve``, ``train``, ``quant``, ``llmcompressor``); the executor resolves each for the
   run's platform; ``slice_envs``: a function of the slice giving further roles that slice
   uses (the quantize stage's ``llmcompressor`` backend runs in an environment of its own):
   only those enter the key and are created;
-* ``code``: the library modules and packages whose code computes its result (the stage's own
-  module is implied); their normalised source is part of its key;
+* ``code``: what imports cannot show of the code that computes its result (a module loaded
+  through an entry point, say); the rest is derived: the import closure of the stage's module
+  (:func:`~harness.core.codehash.code_closure`, which also follows module names written as
+  strings: ``python -m`` children and lazily registered ``module:attr`` targets). The
+  normalised source of every module in it is part of the key;
 * ``version``: an optional marker of a semantic change (correctness never depends on it);
 * ``serves``: it generates through an inference engine; a run with several such stages (a
   spec and its baselines) shares one engine per model and engine settings
@@ -44,53 +52,43 @@ planning imports every stage module.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from harness import config
-from harness.artifacts import Artifact
-from harness.contract import StageContext, StageFn, StageResult
+from harness.core.artifacts import Artifact
+from harness.core.codehash import code_closure
+from harness.core.contract import SpecSlice, StageContext, StageFn, StageResult, read
 from harness.errors import HarnessError
+from harness.spec.paths import check_path, file_paths_under
 
-__all__ = ["ENVS", "StageContext", "StageDef", "StageResult", "stage", "stage_defs", "stage_order"]
+__all__ = [
+    "ENVS",
+    "VLLM_PLUGINS",
+    "SpecSlice",
+    "StageContext",
+    "StageDef",
+    "StageResult",
+    "read",
+    "stage",
+    "stage_defs",
+    "stage_order",
+]
 
 ENVS = ("core", "serve", "train", "quant", "llmcompressor")
 PLUGIN_GROUP = "harness.stages"
 PLUGIN_ENV = "HARNESS_STAGE_PLUGINS"
-NOT_STAGE_MODULES = {"base"}
-SERVING_CODE = (
-    "harness.jsonl",
-    "harness.inference.engines",
-    "harness.inference.awq_dense",  # the transformers engine's AWQ loading
-    "harness.inference.runner",
-    "harness.inference.prompts",
-    "harness.inference.constraints",
-    "harness.inference.decoding",
-    "harness.inference.replicas",
-    "harness.inference.engine_pool",
-    "harness.inference.engine_host",
-    "harness.inference.validate",
-    "harness.inference.errors",
-    "harness.model_files",
-    "harness.openai_client",
-    "harness.quant.vllm_cpu_wna16",  # vLLM's CPU plugin: the AWQ kernel in every process
-    "harness.shopbench.router",
-    "harness.shopbench.prompt_info",
-    "harness.shopbench.types",
-    "harness.shopbench.errors",
-    "shopbench_kernels.tp_math",
-    "shopbench_kernels.fsutil",  # the engine pool's process checks
-    "shopbench_kernels.awq_dequant",
-    "shopbench_kernels.ct_dequant",  # the transformers engine's compressed-tensors loading
-    "shopbench_kernels.errors",
-)
-"""The code dependencies of every stage that serves a model (its engines and their runner),
-for the ``code`` of such a stage beside what else it reads."""
+
+VLLM_PLUGINS = ("harness.quant.vllm_cpu_wna16",)
+"""Modules vLLM loads in every process it starts, through the ``vllm.general_plugins`` entry
+point of pyproject.toml: imports cannot show them, so a stage that serves with vLLM names them
+in its ``code``."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,7 @@ class StageDef:
     fn: StageFn
     module: str
     sections: tuple[str, ...]
-    reads: tuple[str, ...]
+    slice_model: type[SpecSlice]
     files: tuple[str, ...]
     derived_files: dict[str, Callable[[dict[str, Any]], str | None]]
     inputs: dict[str, tuple[str, ...]]
@@ -113,6 +111,15 @@ class StageDef:
     version: str
     serves: bool = False
     slice_envs: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The spec paths the stage reads: its slice model's fields."""
+        return self.slice_model.paths()
+
+    def call(self, ctx: StageContext, **kwargs: Any) -> StageResult:
+        """Run the stage function on its context, with the slice validated as its model."""
+        return self.fn(ctx, self.slice_model.model_validate(ctx.config), **kwargs)
 
     @property
     def section(self) -> str | None:
@@ -144,8 +151,10 @@ class StageDef:
 
     @property
     def code_modules(self) -> tuple[str, ...]:
-        """The stage's module and its declared code dependencies."""
-        return (self.module, *self.code)
+        """Every project module whose code computes the stage's result: the import closure
+        of its module and of what it declares in ``code``
+        (:func:`~harness.core.codehash.code_closure`)."""
+        return code_closure((self.module, *self.code))
 
 
 _DEFS: dict[str, StageDef] = {}
@@ -156,9 +165,7 @@ _IMPORTED: set[str] = set()
 def stage(
     *,
     name: str,
-    reads: tuple[str, ...],
     section: str | tuple[str, ...] | None = None,
-    files: tuple[str, ...] = (),
     derived_files: dict[str, Callable[[dict[str, Any]], str | None]] | None = None,
     inputs: dict[str, tuple[str, ...]] | None = None,
     optional_inputs: dict[str, tuple[str, ...]] | None = None,
@@ -175,18 +182,21 @@ def stage(
     if not envs or bad:
         raise ValueError(f"stage {name!r}: envs {envs!r} must be a non-empty subset of {ENVS}")
     sections = (section,) if isinstance(section, str) else tuple(section or ())
-    read_heads = {r.split(".")[0] for r in reads}
-    for sec in sections:
-        if sec.split(".")[0] not in read_heads:
-            raise ValueError(f"stage {name!r}: section `{sec}` is outside its reads")
 
     def deco(fn: StageFn) -> StageFn:
+        slice_model = _slice_model(name, fn)
+        reads = slice_model.paths()
+        read_heads = {r.split(".")[0] for r in reads}
+        for sec in sections:
+            if sec.split(".")[0] not in read_heads:
+                raise ValueError(f"stage {name!r}: section `{sec}` is outside its reads")
+        files = tuple(dict.fromkeys(f for r in reads for f in file_paths_under(r)))
         _DEFS[name] = StageDef(
             name=name,
             fn=fn,
             module=fn.__module__,
             sections=sections,
-            reads=reads,
+            slice_model=slice_model,
             files=files,
             derived_files=dict(derived_files or {}),
             inputs=dict(inputs or {}),
@@ -204,13 +214,33 @@ def stage(
     return deco
 
 
+def _slice_model(name: str, fn: StageFn) -> type[SpecSlice]:
+    """The stage function's slice model (its second parameter's annotation), its spec paths
+    checked against the schema."""
+    params = list(inspect.signature(fn).parameters)
+    hints = get_type_hints(fn)
+    model = hints.get(params[1]) if len(params) > 1 else None
+    if not (isinstance(model, type) and issubclass(model, SpecSlice)):
+        raise HarnessError(
+            f"stage `{name}` ({fn.__module__}.{fn.__name__}): its second parameter must be "
+            "annotated with its slice model (a SpecSlice subclass)"
+        )
+    for field, info in model.model_fields.items():
+        if not isinstance(info.validation_alias, str):
+            raise HarnessError(
+                f"stage `{name}`: slice field `{model.__name__}.{field}` names no spec path "
+                '(declare it with `read("section.key")`)'
+            )
+        check_path(info.validation_alias, where=f"stage `{name}` ({fn.__module__})")
+    return model
+
+
 @cache
 def _builtin_modules() -> tuple[str, ...]:
-    package = Path(__file__).parent
+    package = Path(__file__).parents[1] / "stages"
     return tuple(
         f"harness.stages.{m.name}"
         for m in sorted(pkgutil.iter_modules([str(package)]), key=lambda m: m.name)
-        if m.name not in NOT_STAGE_MODULES
     )
 
 

@@ -26,8 +26,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from harness.datasets import REGISTRY, DatasetError, data_dir, fetch, is_ref, list_datasets, resolve
-from harness.datasets.cache import SCHEME
+from harness.public_data import (
+    REGISTRY,
+    DatasetError,
+    data_dir,
+    fetch,
+    is_ref,
+    list_datasets,
+    resolve,
+)
+from harness.public_data.cache import SCHEME
 from harness.registry import did_you_mean
 
 
@@ -126,7 +134,7 @@ def render_list(cache_dir: Path | None) -> Table:
 
 
 class _RichProgress:
-    """A :class:`harness.datasets.Progress` drawing one rich bar per file."""
+    """A :class:`harness.public_data.Progress` drawing one rich bar per file."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress

@@ -37,8 +37,9 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.project import REPO
 
-ENV_DIR = Path(__file__).parent / "envs"
+ENV_DIR = Path(__file__).parents[1] / "envs"
 ENV_FILES: dict[tuple[str, str], str] = {
     # The harness core runs in the project's own environment, built from cpu.txt everywhere.
     ("core", "cpu"): "cpu",
@@ -296,7 +297,7 @@ def python_for(role: str, platform: str, mode: str = "pinned") -> str:
     return ensure_env(env_file(role, platform))
 
 
-_KERNELS_PROBE = "from harness.envs import kernels_problem as k; print(k() or '')"
+_KERNELS_PROBE = "from harness.core.envs import kernels_problem as k; print(k() or '')"
 
 
 def ensure_env(req: Path) -> str:
@@ -327,7 +328,7 @@ def ensure_env(req: Path) -> str:
             check=True,
         )
         # The harness itself, without its dependencies (the pins provide them).
-        project = Path(__file__).resolve().parents[1]
+        project = REPO
         subprocess.run(
             [str(tmp / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(project)],
             check=True,

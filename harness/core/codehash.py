@@ -11,40 +11,26 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
-import os
+import re
 from functools import cache
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-PACKAGE_ROOTS: dict[str, Path] = {"harness": REPO, "shopbench_kernels": REPO / "kernels"}
-"""Each import package of the project and the directory it is imported from (the model-surgery
-kernels live in ``kernels/shopbench_kernels``: ``kernels`` is Hugging Face's import name)."""
-PROJECT_PACKAGES = tuple(PACKAGE_ROOTS)
+from harness.project import PACKAGE_ROOTS, PROJECT_PACKAGES, REPO
 
-
-def project_pythonpath(existing: str | None = None) -> str:
-    """A ``PYTHONPATH`` putting this checkout's package roots first, then ``existing``: for
-    child processes of an interpreter that does not have the project installed (or has an
-    older copy)."""
-    roots = [str(p) for p in dict.fromkeys(PACKAGE_ROOTS.values())]
-    return os.pathsep.join([*roots, *filter(None, [existing])])
-
-
-CONTRACT_MODULES = (
-    "harness.contract",
-    "harness.artifacts",
-    "harness.atomic",
-    "harness.registry",
+CONTRACT_PACKAGES = (
+    "harness.core",
+    "harness.spec",
+    "harness.public_data",
     "harness.errors",
     "harness.config",
-    "harness.codehash",
-    "harness.stages.base",
-    "harness.spec",
-    "harness.datasets",
 )
-"""The stage contract's own modules: every stage imports them, and none computes a result
-(the spec's values enter keys as the stage's slice, named datasets as input-file content), so
-they are not part of any stage's code digest."""
+"""The stage contract's side and what it stands on: every stage imports them, and none computes
+a result (the spec's values enter keys as the stage's slice, named datasets as input-file
+content, settings from the environment as declared variables), so they are not part of any
+stage's code digest, and the closure does not follow them."""
+
+_TARGET = re.compile(r"^(?:" + "|".join(PROJECT_PACKAGES) + r")(?:\.\w+)+(?::\w+)?$")
+"""A string constant naming a project module (``-m`` children, lazy ``module:attr`` targets)."""
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -67,15 +53,22 @@ def normalized_source(source: str, filename: str = "<source>") -> str:
 
 
 @cache
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    text = Path(path).read_text(encoding="utf-8")
-    return hashlib.sha256(normalized_source(text, path).encode()).hexdigest()[:16]
+def _facts(path: str, size: int, mtime_ns: int) -> tuple[str, frozenset[str]]:
+    """One parse of a file: its digest and the project modules it depends on."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+    deps = frozenset(_dependencies(tree, Path(path)))
+    digest = hashlib.sha256(ast.unparse(_strip_docstrings(tree)).encode()).hexdigest()[:16]
+    return digest, deps
+
+
+def _stat_facts(path: Path) -> tuple[str, frozenset[str]]:
+    st = path.stat()
+    return _facts(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def file_digest(path: Path) -> str:
     """Digest of one module's normalised source (memoised on path, size and mtime)."""
-    st = path.stat()
-    return _digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return _stat_facts(path)[0]
 
 
 def module_files(name: str) -> list[Path]:
@@ -119,8 +112,12 @@ def code_digests(modules: tuple[str, ...] | list[str]) -> dict[str, str]:
 def imported_modules(path: Path) -> set[str]:
     """Project modules a source file imports anywhere (top level or inside functions),
     resolved to the deepest existing module (``from a.b import c`` -> ``a.b.c`` when that is
-    a module, else ``a.b``)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    a module, else ``a.b``), and those it names as whole string constants (the module of a
+    ``python -m`` child or of a lazily registered ``module:attr`` target)."""
+    return set(_stat_facts(path)[1])
+
+
+def _dependencies(tree: ast.AST, path: Path) -> set[str]:
     package = _package_of(path)
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -132,12 +129,70 @@ def imported_modules(path: Path) -> set[str]:
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             names = [f"{base}.{a.name}" for a in node.names] + [base]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if not _TARGET.match(node.value):
+                continue
+            names = [node.value.partition(":")[0]]
+            if source_file(names[0]) is None:
+                continue
         else:
             continue
         for n in names:
             if n.split(".")[0] in PROJECT_PACKAGES:
                 found.add(_deepest_module(n))
     return found
+
+
+def contract_module(name: str) -> bool:
+    """Whether a module is on the contract's side (:data:`CONTRACT_PACKAGES`)."""
+    return any(name == m or name.startswith(m + ".") for m in CONTRACT_PACKAGES)
+
+
+def _trivial(name: str) -> bool:
+    """A package whose ``__init__`` holds no code (importing it runs nothing)."""
+    f = source_file(name)
+    return f is not None and f.name == "__init__.py" and file_is_empty(f)
+
+
+def file_is_empty(path: Path) -> bool:
+    """Whether a file's normalised source is empty (only docstrings and comments)."""
+    return normalized_source(path.read_text(encoding="utf-8")).strip() in {"", "pass"}
+
+
+@cache
+def code_closure(roots: tuple[str, ...]) -> tuple[str, ...]:
+    """The project modules whose code computes what ``roots`` compute: the roots (a package
+    root means every module in it), then every project module reachable from them by imports
+    and by module names written as strings, and the packages that hold them (importing a
+    module runs its package's ``__init__``), leaving out the contract's side and empty
+    package ``__init__`` files. Sorted; computed once per process (file digests are still
+    taken afresh)."""
+    start = [m for r in roots for m in _expand(r)]
+    todo, seen = list(start), set()
+    while todo:
+        mod = todo.pop()
+        if mod in seen or contract_module(mod):
+            continue
+        seen.add(mod)
+        f = source_file(mod)
+        # A plugin stage's module may live outside the project: read it where Python finds it.
+        files = [f] if f is not None else module_files(mod) if mod in start else []
+        for file in files:
+            todo.extend(imported_modules(file))
+        parent = mod.rpartition(".")[0]
+        if parent:  # importing a module runs its packages' __init__ first
+            todo.append(parent)
+    return tuple(
+        sorted(m for m in seen if (m in start or source_file(m) is not None) and not _trivial(m))
+    )
+
+
+def _expand(name: str) -> list[str]:
+    """A module, or every module of a package."""
+    f = source_file(name)
+    if f is not None and f.name == "__init__.py":
+        return [module_name(p) for p in module_files(name)]
+    return [name]
 
 
 def module_name(path: Path) -> str:
@@ -150,8 +205,11 @@ def module_name(path: Path) -> str:
 
 
 def _package_of(path: Path) -> str:
-    """A module's package, or a package's own name."""
-    name = module_name(path)
+    """A module's package, or a package's own name ("" outside the project)."""
+    try:
+        name = module_name(path)
+    except ValueError:
+        return ""
     return name if path.name == "__init__.py" else name.rpartition(".")[0]
 
 

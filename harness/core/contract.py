@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.atomic import write_json
-from harness.datasets import resolve_path
+from harness.public_data import resolve_path
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,25 @@ BASELINE_INPUTS = {
 (at least one scoring stage must be there): the planner wires ``<prefix>:<baseline>`` inputs,
 the report reads them."""
 
-M = TypeVar("M", bound=BaseModel)
+
+class SpecSlice(BaseModel):
+    """Base of a stage's slice model: what the stage reads of the spec, typed.
+
+    Each field takes the value at the spec path its :func:`read` names (a whole section
+    validates as its section model); the paths are the stage's ``reads``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def paths(cls) -> tuple[str, ...]:
+        """The spec path of every field, in field order."""
+        return tuple(str(f.validation_alias) for f in cls.model_fields.values())
+
+
+def read(path: str, **kwargs: Any) -> Any:
+    """A field of a :class:`SpecSlice` taking the value at the dotted spec ``path``."""
+    return Field(validation_alias=path, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -71,7 +89,8 @@ class StageContext:
     Attributes:
         stage: Stage name.
         key: Its content-addressed key.
-        config: Its slice: dotted spec path -> resolved JSON value.
+        config: Its slice as JSON: dotted spec path -> resolved value (the stage function
+            receives it validated as its slice model).
         out: The (temporary) directory it writes into.
         inputs: Role -> finished upstream stage dir.
         upstream: Upstream stage name -> finished dir (all of them, for the report).
@@ -92,16 +111,6 @@ class StageContext:
     run_dir: Path
     pythons: dict[str, str] = field(default_factory=dict)
     platform: str = "cpu"
-
-    def value(self, dotted: str) -> Any:
-        """The raw value at a dotted spec path the stage declared in ``reads``."""
-        if dotted not in self.config:
-            raise KeyError(f"stage `{self.stage}` did not declare `{dotted}` in its reads")
-        return self.config[dotted]
-
-    def section(self, dotted: str, model: type[M]) -> M:
-        """A declared spec path validated as a section model (e.g. ``PadConfig``)."""
-        return model.model_validate(self.value(dotted))
 
     def path(self, p: str | Path) -> Path:
         """A spec path: a named dataset (``data://NAME[/inner]``, from the local dataset
@@ -150,4 +159,5 @@ class StageContext:
         write_json(path, self.to_json(), sort_keys=False, durable=False)
 
 
-StageFn = Callable[[StageContext], StageResult]
+StageFn = Callable[..., StageResult]
+"""``fn(ctx, slice)``: a stage function takes its context and its validated slice model."""

@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from harness import config
 from harness.atomic import read_json
-from harness.datasets.errors import DatasetError, DatasetNotCachedError
-from harness.datasets.registry import REGISTRY, DataFile, Dataset, get_dataset
+from harness.public_data.entries import REGISTRY, DataFile, Dataset, get_dataset
+from harness.public_data.errors import DatasetError, DatasetNotCachedError
 
 SCHEME = "data://"
 ENV_VAR = "HARNESS_DATA_DIR"

@@ -2,11 +2,11 @@
 
 A stage's key is the sha256 of (stage contract version, stage name, its version marker, the
 canonical JSON of its slice, fingerprints of the input files the slice names, the digests of
-its code dependencies (normalised source: see :mod:`harness.codehash`), the pins of every
+its code dependencies (normalised source: see :mod:`harness.core.codehash`), the pins of every
 environment it uses with the platform, and its upstream keys). Nothing outside that enters
 the key; everything inside it does. In the current-interpreter mode (``run.env_mode:
 current``) an environment enters the key as the mode and the installed versions of its pinned
-packages instead of the pin file's digest (:func:`harness.envs.environment`). Planning imports
+packages instead of the pin file's digest (:func:`harness.core.envs.environment`). Planning imports
 no torch or vllm.
 """
 
@@ -18,16 +18,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness import config, envs
-from harness.artifacts import MANIFEST
+from harness import config
 from harness.atomic import write_json
-from harness.codehash import code_digests
-from harness.contract import BASELINE_INPUTS
-from harness.datasets import DatasetNotCachedError, is_ref, resolve_path
+from harness.core import envs
+from harness.core.artifacts import MANIFEST
+from harness.core.codehash import code_digests
+from harness.core.contract import BASELINE_INPUTS
+from harness.core.stage import StageDef, stage_defs
 from harness.errors import HarnessError
+from harness.public_data import DatasetNotCachedError, is_ref, resolve_path
 from harness.registry import did_you_mean
 from harness.spec.load import LoadedSpec
-from harness.stages.base import StageDef, stage_defs
 
 CONTRACT = 2
 """Version of the key material. 1: name, version, slice, files, upstream (no code, no

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from harness.datasets.errors import DatasetError
+from harness.public_data.errors import DatasetError
 
 _NAME = r"^[a-z0-9][a-z0-9-]*$"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

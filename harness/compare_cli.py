@@ -33,8 +33,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.atomic import read_json, write_json
-from harness.datasets import resolve
 from harness.errors import HarnessError
+from harness.public_data import resolve
 from harness.shopbench.parsers import MODES
 from harness.shopbench.score_cli import (
     SHOPPING_MMLU_PROFILES,
@@ -44,7 +44,8 @@ from harness.shopbench.score_cli import (
     parse_sentence_models,
     short_track,
 )
-from harness.shopbench.units import Units, stage_units
+from harness.core.results import score_units
+from harness.shopbench.units import Units
 
 BETTER_SHOWN = 3
 
@@ -137,7 +138,7 @@ def _runs_units(args: argparse.Namespace) -> tuple[Units, Units, dict[str, str]]
         mode = args.parser or ((run.get("spec") or {}).get("eval") or {}).get("parser", "official")
         if mode not in MODES:
             raise HarnessError(f"--parser {mode}: runs are compared under official or robust")
-        units.append(stage_units(Path(stage["dir"]), mode))
+        units.append(score_units(Path(stage["dir"]), mode))
     return units[0], units[1], {"a": str(file_a), "b": str(file_b)}
 
 
