@@ -367,7 +367,9 @@ def cmd_stages(args: argparse.Namespace) -> int:
             f"{name:<11} section: {d.section or '-'}  envs: {'+'.join(d.envs)}  "
             f"outputs: {', '.join(a.name for a in d.outputs) or '-'}"
             + (f"  inputs: {inputs}" if inputs else "")
-            + ("  (sees every stage before it)" if d.upstream_all else ""),
+            + ("  (sees every stage before it)" if d.upstream_all else "")
+            + f"  reads: {', '.join(d.reads)}"
+            + (f"  files: {', '.join(d.files)}" if d.files else ""),
             hang=12,
         )
     return 0
