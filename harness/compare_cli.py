@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.atomic import read_json, write_json
+from harness.core.results import score_units
 from harness.errors import HarnessError
 from harness.public_data import resolve
 from harness.shopbench.parsers import MODES
@@ -44,7 +45,6 @@ from harness.shopbench.score_cli import (
     parse_sentence_models,
     short_track,
 )
-from harness.core.results import score_units
 from harness.shopbench.units import Units
 
 BETTER_SHOWN = 3

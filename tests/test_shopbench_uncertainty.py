@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.cli import main as cli_main
+from harness.core.results import score_units
 from harness.shopbench.data import load_eval_data, load_predictions
 from harness.shopbench.errors import ScoringError
 from harness.shopbench.evaluate import evaluate, units_of, write_scores
@@ -31,7 +32,6 @@ from harness.shopbench.mmlu import SKILL_PROFILE, TASK_PROFILE, load_benchmark, 
 from harness.shopbench.mmlu.units import mmlu_units
 from harness.shopbench.types import Record
 from harness.shopbench.uncertainty import compare, intervals, mcnemar_p
-from harness.core.results import score_units
 from harness.shopbench.units import MEAN, MICRO_F1, TaskUnits, Units, aggregate
 
 HERE = Path(__file__).resolve().parent

@@ -40,6 +40,11 @@ def _default(field: typing.Any, given: typing.Any = PydanticUndefined) -> str:
     return f"`{field.default!r}`"
 
 
+def _is_input_file(field: typing.Any) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("input_file"))
+
+
 def _section_default(field: typing.Any) -> BaseModel | None:
     """The section instance a field defaults to, if its default is one."""
     if field.default_factory is not None:
@@ -55,9 +60,10 @@ def _rows(
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
         given = getattr(defaults, name) if defaults is not None else PydanticUndefined
+        note = " *Input file: its content is part of the key.*" if _is_input_file(field) else ""
         rows.append(
             f"| `{key}` | {_type_name(field.annotation)} | {_default(field, given)} | "
-            f"{(field.description or '').replace('|', '/')} |"
+            f"{(field.description or '').replace('|', '/')}{note} |"
         )
         sub = submodel(field.annotation)
         if sub is not None and f"{key}:{sub.__name__}" not in seen:

@@ -148,8 +148,7 @@ class SynthesisConfig(Section):
     )
     catalogue: str = Field(
         "experiments/prompts/synth",
-        description="Directory of the task catalogue (one `task*.md` generation prompt per "
-        "task); its content is part of the stage's cache key.",
+        description="Directory of the task catalogue (one `task*.md` generation prompt per task).",
         json_schema_extra=INPUT_FILE,
     )
     tasks: list[str] = Field(

@@ -49,8 +49,8 @@ def _fmt(v: Any) -> str:
 def _units(score_dir: Path, mode: str) -> Any:
     """The per-row units of a score stage dir under a parser mode, or None (files missing or
     written before scoring kept units)."""
-    from harness.errors import HarnessError
     from harness.core.results import score_units
+    from harness.errors import HarnessError
 
     try:
         return score_units(score_dir, mode)
