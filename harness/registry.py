@@ -67,6 +67,11 @@ class Registry(Generic[T]):
         else:
             self._objects[name] = target
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (no error when it is not registered)."""
+        self._targets.pop(name, None)
+        self._objects.pop(name, None)
+
     def _load_plugins(self) -> None:
         if self._plugins_loaded:
             return

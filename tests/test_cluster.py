@@ -32,11 +32,11 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
+from harness.core import stage as base
 from harness.core.executor import execute
 from harness.core.plan import MANIFEST, build_plan
 from harness.secrets import _SECRET_NAME, SECRET_ENV
 from harness.spec import load_spec
-from harness.stages import base
 from harness.sweeps.cli import load_sweep
 from harness.sweeps.executors import SweepRun, run_sweep
 from harness.sweeps.trial import read_ledger
@@ -230,7 +230,7 @@ def plugins() -> Iterator[None]:
     try:
         yield
     finally:
-        base._DEFS.pop("cluster_probe", None)
+        base.STAGES.remove("cluster_probe")
         mp.undo()
 
 

@@ -18,9 +18,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from harness import cli
+from harness.core import stage as base
 from harness.core.plan import MANIFEST, build_plan
 from harness.spec import load_spec
-from harness.stages import base
 from harness.sweeps.cli import load_sweep
 from harness.sweeps.config import SweepError
 from harness.sweeps.executors import choose_executor, run_sweep
@@ -47,7 +47,7 @@ def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture()
-def probe(monkeypatch: pytest.MonkeyPatch) -> None:
+def probe(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
     """Register ``sweep_probe`` here and in stage subprocesses and Ray workers."""
     monkeypatch.setenv("SWEEP_PROBE", "1")
     monkeypatch.setenv("SWEEP_PROBE_SLEEP", "0")
@@ -56,7 +56,7 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     base.stage_defs()  # the toy stages first: plugins run in registration order
     base.stage(**PROBE)(sweep_probe)
-    monkeypatch.setitem(base._DEFS, "sweep_probe", base._DEFS["sweep_probe"])
+    request.addfinalizer(lambda: base.STAGES.remove("sweep_probe"))
 
 
 def write_sweep(tmp_path: Path, body: dict[str, Any], name: str = "toy") -> Path:

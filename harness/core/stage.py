@@ -66,6 +66,7 @@ from harness.core.artifacts import Artifact
 from harness.core.codehash import code_closure
 from harness.core.contract import SpecSlice, StageContext, StageFn, StageResult, read
 from harness.errors import HarnessError
+from harness.registry import Registry
 from harness.spec.paths import check_path, file_paths_under
 
 __all__ = [
@@ -157,7 +158,8 @@ class StageDef:
         return code_closure((self.module, *self.code))
 
 
-_DEFS: dict[str, StageDef] = {}
+STAGES: Registry[StageDef] = Registry("stage")
+"""Every declared stage, by name (the registry the harness uses for every named vocabulary)."""
 _IMPORTED: set[str] = set()
 """Stage modules (built-in and plugins) imported so far."""
 
@@ -191,7 +193,7 @@ def stage(
             if sec.split(".")[0] not in read_heads:
                 raise ValueError(f"stage {name!r}: section `{sec}` is outside its reads")
         files = tuple(dict.fromkeys(f for r in reads for f in file_paths_under(r)))
-        _DEFS[name] = StageDef(
+        definition = StageDef(
             name=name,
             fn=fn,
             module=fn.__module__,
@@ -209,6 +211,7 @@ def stage(
             serves=serves,
             slice_envs=slice_envs,
         )
+        STAGES.add(name, definition)
         return fn
 
     return deco
@@ -274,8 +277,8 @@ def _discover() -> None:
 def stage_defs() -> dict[str, StageDef]:
     """Every declared stage by name, in execution order."""
     _discover()
-    order = _topological(_DEFS)
-    return {n: _DEFS[n] for n in order}
+    defs = {n: STAGES[n] for n in STAGES.names()}
+    return {n: defs[n] for n in _topological(defs)}
 
 
 def _topological(defs: dict[str, StageDef]) -> list[str]:
