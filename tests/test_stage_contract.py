@@ -238,6 +238,29 @@ def test_a_plugin_reading_a_misspelled_spec_path_fails_at_plan(tmp_path: Path) -
     assert "Traceback" not in err
 
 
+def test_a_plugin_whose_slice_type_the_spec_does_not_match_fails_at_plan(tmp_path: Path) -> None:
+    """A slice field typed ``int`` over a spec path holding a string: ``harness plan`` exits 2
+    naming the spec file, the stage and the field, before anything runs."""
+    import os
+
+    wrong = textwrap.dedent(PLUGIN).replace("data: str = read(", "data: int = read(")
+    (tmp_path / "wrong_plugin.py").write_text(wrong)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "HARNESS_STAGE_PLUGINS": "wrong_plugin"}
+    spec = REPO / "experiments" / "tiny_cpu.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "plan", str(spec), "stages=[model,infer,count_rows]"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    err = proc.stderr + proc.stdout
+    assert proc.returncode == 2, err
+    assert "tiny_cpu.yaml" in err and "stage `count_rows` cannot read its slice" in err, err
+    assert "`eval.data`" in err and "Traceback" not in err, err
+
+
 def test_plugin_stage_is_one_module_via_an_entry_point(tmp_path: Path) -> None:
     """An installed distribution (a dist-info on the path) naming the module in the
     ``harness.stages`` group adds the stage; nothing in the harness is edited."""

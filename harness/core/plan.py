@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from harness import config
 from harness.atomic import write_json
 from harness.core import envs
@@ -373,6 +375,7 @@ def _plan_stages(
     for name in wanted:
         d = defs[name]
         slice_ = {r: get_path(dumped, r) for r in d.reads}
+        _check_slice(d, slice_, loaded)
         files, missing = _fingerprints(d, slice_, project_root)
         inputs: dict[str, str] = {}
         for role, candidates in {**d.inputs, **d.optional_inputs}.items():
@@ -392,6 +395,20 @@ def _plan_stages(
             name, d, slice_, files, inputs, upstream_keys, key, tuple(missing), code, environments
         )
     return planned
+
+
+def _check_slice(d: StageDef, slice_: dict[str, Any], loaded: LoadedSpec) -> None:
+    """The stage's slice validates as its slice model (a stage declaring a type the spec's
+    values do not have fails here, before anything runs)."""
+    try:
+        d.slice_model.model_validate(slice_)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"`{'.'.join(str(x) for x in err['loc'])}`: {err['msg']}" for err in e.errors()
+        )
+        raise HarnessError(
+            f"{loaded.path}: stage `{d.name}` cannot read its slice ({problems})"
+        ) from None
 
 
 def _add_baselines(
