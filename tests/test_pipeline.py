@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.clone import plan_of_copy, project_copy
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["model", "synthesize", "mix", "finetune", "pad", "quantize", "infer", "score", "report"]
@@ -100,37 +100,6 @@ def test_stage_manifests_record_real_work(pipeline: dict) -> None:
     assert len(rows) == len([x for x in data if x.strip()])
 
 
-def _clone(tmp: Path) -> Path:
-    """A throw-away copy of the project's code, specs and pins (what a clone holds)."""
-    import shutil
-
-    clone = tmp / "clone"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "runs")
-    for part in ("harness", "kernels", "experiments"):
-        shutil.copytree(REPO / part, clone / part, ignore=ignore)
-    shutil.copy(REPO / "pyproject.toml", clone / "pyproject.toml")
-    return clone
-
-
-def _plan(clone: Path, runs: Path) -> dict[str, dict]:
-    path = os.pathsep.join([str(clone), str(clone / "kernels")])
-    env = {**os.environ, "HARNESS_RUNS_ROOT": str(runs), "PYTHONPATH": path}
-    env.pop("HARNESS_STAGE_PLUGINS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "plan", "--json", "experiments/tiny_cpu.yaml"],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads(proc.stdout)
-    assert doc["root"] == str(runs)
-    return {s["stage"]: s for s in doc["stages"]}
-
-
 @pytest.mark.slow
 @pytest.mark.pipeline
 @pytest.mark.engine
@@ -142,28 +111,28 @@ def test_code_and_pin_changes_rekey_exactly_the_stages_that_depend_on_them(
     while model, finetune and infer stay cached; reverting restores the keys; a pin change in
     cpu.txt re-keys every stage that runs in that environment."""
     runs = pipeline["runs"]
-    clone = _clone(tmp_path)
+    clone = project_copy(tmp_path)
     parsers = clone / "harness" / "shopbench" / "parsers.py"
     original = parsers.read_text()
 
     def stale(plan: dict[str, dict]) -> set[str]:
         return {name for name, s in plan.items() if s["status"] != "cached"}
 
-    base = _plan(clone, runs)
+    base = plan_of_copy(clone, runs)
     assert stale(base) == set(), {n: s["reasons"] for n, s in base.items()}
 
     commented = (
         original.replace('"""', '"""An edited docstring.\n\n', 1) + "\n# a trailing comment\n\n"
     )
     parsers.write_text(commented)
-    assert {n: s["key"] for n, s in _plan(clone, runs).items()} == {
+    assert {n: s["key"] for n, s in plan_of_copy(clone, runs).items()} == {
         n: s["key"] for n, s in base.items()
     }
 
     parsers.write_text(
         original + "\n\ndef _strip_twice(text: str) -> str:\n    return text.strip().strip()\n"
     )
-    changed = _plan(clone, runs)
+    changed = plan_of_copy(clone, runs)
     assert stale(changed) == {"score", "untuned/score", "report"}
     kinds = {(r["kind"], r["detail"]) for r in changed["score"]["reasons"]}
     assert ("code changed", "harness/shopbench/parsers.py") in kinds, changed["score"]
@@ -176,7 +145,7 @@ def test_code_and_pin_changes_rekey_exactly_the_stages_that_depend_on_them(
     }
 
     parsers.write_text(original)
-    assert {n: s["key"] for n, s in _plan(clone, runs).items()} == {
+    assert {n: s["key"] for n, s in plan_of_copy(clone, runs).items()} == {
         n: s["key"] for n, s in base.items()
     }
 
@@ -185,7 +154,7 @@ def test_code_and_pin_changes_rekey_exactly_the_stages_that_depend_on_them(
     i = next(i for i, ln in enumerate(lines) if ln.startswith("rich=="))
     lines[i] = lines[i] + ".post1"
     pins.write_text("\n".join(lines) + "\n")
-    repinned = _plan(clone, runs)
+    repinned = plan_of_copy(clone, runs)
     assert stale(repinned) == set(repinned)  # on CPU every role runs in cpu.txt
     reasons = {(r["kind"], r["detail"]) for r in repinned["model"]["reasons"]}
     assert ("environment changed", "harness/envs/cpu.txt (cpu)") in reasons

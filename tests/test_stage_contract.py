@@ -4,9 +4,7 @@ from the declarations, and a plugin stage needs one module."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +16,7 @@ import pytest
 from harness.core.codehash import code_closure, contract_module, imported_modules
 from harness.core.stage import VLLM_PLUGINS, default_stages, stage_defs
 from harness.project import REPO
+from tests.support.clone import plan_of_copy, project_copy
 
 LIBRARY = (
     "harness/data",
@@ -63,33 +62,8 @@ def test_vllm_plugins_are_the_entry_points_pyproject_declares() -> None:
     assert {e.partition(":")[0] for e in eps} == set(VLLM_PLUGINS)
 
 
-def _clone(tmp: Path) -> Path:
-    clone = tmp / "clone"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "runs")
-    for part in ("harness", "kernels", "experiments"):
-        shutil.copytree(REPO / part, clone / part, ignore=ignore)
-    shutil.copy(REPO / "pyproject.toml", clone / "pyproject.toml")
-    return clone
-
-
 def _keys(clone: Path, runs: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "HARNESS_RUNS_ROOT": str(runs),
-        "PYTHONPATH": os.pathsep.join([str(clone), str(clone / "kernels")]),
-    }
-    env.pop("HARNESS_STAGE_PLUGINS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "plan", "--json", "experiments/tiny_cpu.yaml"],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return {s["stage"]: s["key"] for s in json.loads(proc.stdout)["stages"]}
+    return {name: s["key"] for name, s in plan_of_copy(clone, runs).items()}
 
 
 def test_a_new_module_the_runner_imports_rekeys_infer_and_its_dependants_only(
@@ -99,7 +73,7 @@ def test_a_new_module_the_runner_imports_rekeys_infer_and_its_dependants_only(
     (and score and report after it, the baseline's too) and nothing else, with no list
     edited; then an edit of the new module alone re-keys the same stages; a comment-only edit
     keeps every key."""
-    clone = _clone(tmp_path)
+    clone = project_copy(tmp_path)
     runs = tmp_path / "runs"
     base = _keys(clone, runs)
     runner = clone / "harness" / "inference" / "runner.py"
@@ -206,7 +180,6 @@ def _plan_names(env: dict[str, str], cwd: Path, *extra: str) -> str:
 
 
 def test_plugin_stage_is_one_module_via_the_variable(tmp_path: Path) -> None:
-    import os
 
     (tmp_path / "rowcount_plugin.py").write_text(textwrap.dedent(PLUGIN))
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "HARNESS_STAGE_PLUGINS": "rowcount_plugin"}
@@ -218,7 +191,6 @@ def test_a_plugin_reading_a_misspelled_spec_path_fails_at_plan(tmp_path: Path) -
     """``harness plan`` exits 2 naming the stage, the path and the nearest valid path; the
     file the plugin's key would have fingerprinted (``eval.data``, an input file) is derived
     from the schema for the well-spelled plugin."""
-    import os
 
     typo = textwrap.dedent(PLUGIN).replace('read("eval.data")', 'read("eval.dta")')
     (tmp_path / "typo_plugin.py").write_text(typo)
@@ -241,7 +213,6 @@ def test_a_plugin_reading_a_misspelled_spec_path_fails_at_plan(tmp_path: Path) -
 def test_a_plugin_whose_slice_type_the_spec_does_not_match_fails_at_plan(tmp_path: Path) -> None:
     """A slice field typed ``int`` over a spec path holding a string: ``harness plan`` exits 2
     naming the spec file, the stage and the field, before anything runs."""
-    import os
 
     wrong = textwrap.dedent(PLUGIN).replace("data: str = read(", "data: int = read(")
     (tmp_path / "wrong_plugin.py").write_text(wrong)
@@ -264,7 +235,6 @@ def test_a_plugin_whose_slice_type_the_spec_does_not_match_fails_at_plan(tmp_pat
 def test_plugin_stage_is_one_module_via_an_entry_point(tmp_path: Path) -> None:
     """An installed distribution (a dist-info on the path) naming the module in the
     ``harness.stages`` group adds the stage; nothing in the harness is edited."""
-    import os
 
     (tmp_path / "rowcount_plugin.py").write_text(textwrap.dedent(PLUGIN))
     dist = tmp_path / "rowcount_plugin-0.1.dist-info"
