@@ -358,6 +358,119 @@ def test_two_inference_replicas_serve_rows_from_both_nodes(cluster: Cluster, run
     assert all(p["host"] == socket.gethostname() for p in placement)
 
 
+ENGINE_HOST = "harness.inference.engine_host"
+NER_TOKENS = "decoding.named_entity_recognition.max_tokens"
+# The tiny pipeline's model and infer stages, fast: a tokenizer trained on one small file, the
+# transformers engine (engine sharing does not depend on the engine), six rows of one task type.
+SERVED = [
+    "stages=[model,infer]",
+    "tracking.mode=disabled",
+    "model.tiny.vocab_size=512",
+    f"model.tiny.corpus=[{REPO / 'tests' / 'data' / 'infer' / 'corpus.txt'}]",
+    "infer.engine=transformers",
+    "infer.limit=6",
+    "infer.dtype=float32",
+    "infer.tensor_parallel_size=1",
+    "infer.distributed_executor_backend=null",
+]
+
+
+def write_served_sweep(tmp_path: Path, name: str, address: str, tokens: list[int]) -> Path:
+    """A sweep of the model and infer stages over the NER answer length, on the cluster."""
+    cfg = {
+        "name": name,
+        "spec": str(TINY),
+        "method": "grid",
+        "metric": {"name": "output_tokens", "goal": "maximize"},
+        "overrides": [*SERVED, f"cluster.address={address}"],
+        "parameters": {NER_TOKENS: {"values": tokens}},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)), encoding="utf-8")
+    return path
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(v.decode(errors="replace").split("=", 1) for v in raw.split(b"\0") if b"=" in v)
+
+
+def _engine_hosts(marker: str) -> dict[int, int]:
+    """Running engine hosts started under this test's runs root: host pid -> owner pid."""
+    found = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or ENGINE_HOST not in _cmdline(int(p.name)):
+            continue
+        env = _environ(int(p.name))
+        if env.get("HARNESS_RUNS_ROOT") == marker:
+            found[int(p.name)] = int(env.get("HARNESS_ENGINE_POOL_OWNER", "0"))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _engine_watch(cluster: Cluster, runs: Path, stop: threading.Event, seen: dict) -> None:
+    """Note every engine host (and the node of its owner) and every node an ``infer`` stage
+    process runs on, until ``stop``."""
+    while not stop.is_set():
+        for host, owner in _engine_hosts(str(runs)).items():
+            if host not in seen["hosts"]:
+                seen["hosts"][host] = (owner, cluster.node_of(owner))
+        for node in (cluster.head, *cluster.workers):
+            for pid in node.pids() if node is not None and node.alive else ():
+                cmd = _cmdline(pid)
+                if "harness.core.stage_main" in cmd and any("/infer/" in a for a in cmd):
+                    seen["infer_nodes"].add(node.name)
+        time.sleep(0.1)
+
+
+def test_trials_of_one_model_run_where_its_engine_runs(
+    cluster: Cluster, runs: Path, tmp_path: Path
+) -> None:
+    cluster.ensure_worker()
+    tokens = [2, 4, 6]
+    sweep = load_sweep(write_served_sweep(tmp_path, "placed", cluster.address, tokens))
+    seen: dict[str, Any] = {"hosts": {}, "infer_nodes": set()}
+    stop = threading.Event()
+    watch = threading.Thread(target=_engine_watch, args=(cluster, runs, stop, seen))
+    watch.start()
+    try:
+        # Two at a time: unplaced, they would spread over both nodes (one CPU each).
+        run = run_sweep(sweep, executor="ray", concurrency=2, project_root=REPO)
+    finally:
+        stop.set()
+        watch.join()
+    assert all(r.ok for r in run.records), [r.error for r in run.records]
+    assert all((r.metric or 0) > 0 for r in run.records), [r.metric for r in run.records]
+    # Every trial ran on one node, the node of the one engine, whose owner (the node's
+    # keeper actor) runs there too; the engine served every trial.
+    assert len({r.node for r in run.records}) == 1 and None not in {r.node for r in run.records}
+    assert run.engines_started == 1
+    ((host, (owner, owner_node)),) = seen["hosts"].items()
+    assert seen["infer_nodes"] == {owner_node}, (seen, owner_node)
+    summaries = [
+        json.loads((runs / "stages" / "infer" / r.stage_keys["infer"] / MANIFEST).read_text())[
+            "result"
+        ]["summary"]
+        for r in run.records
+    ]
+    assert {s["shared_engine"]["pid"] for s in summaries} == {host}
+    assert sum(s["shared_engine"]["started_here"] for s in summaries) == 1
+    # The engine and its keeper end with the sweep.
+    deadline = time.time() + 30
+    while time.time() < deadline and (_alive(host) or _alive(owner)):
+        time.sleep(0.2)
+    assert not _alive(host) and not _alive(owner), "the engine outlived its sweep"
+
+
 def _lost_trial_watch(cluster: Cluster, worker: Node, found: dict[str, Any]) -> None:
     """Kill ``worker`` as soon as a trial's ``cluster_probe`` runs on it; note which run."""
     deadline = time.time() + 180

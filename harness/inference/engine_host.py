@@ -147,7 +147,9 @@ def _serve_client(host: _Host, conn: Connection) -> None:
                 finally:
                     host.replied()
             elif kind == "status":  # the asking connection is not counted
-                conn.send(("ok", {"clients": host.clients - 1, "served": host.served}))
+                with host.lock:
+                    state = {"clients": host.clients - 1, "busy": host.busy}
+                conn.send(("ok", {**state, "served": host.served}))
             elif kind == "shutdown":
                 conn.send(("ok", None))
                 _end(0)

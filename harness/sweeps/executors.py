@@ -6,6 +6,10 @@ tasks on a local Ray (``cluster.num_cpus``, object store capped by
 at most ``concurrency`` at once. Online, a real W&B sweep is created (or continued: its id is
 kept in the sweep dir) and ``concurrency`` agents, each a Ray task, run its trials.
 
+Trials serving the same model share one engine: on one machine through one local engine pool
+(:mod:`harness.inference.engine_pool`), on a cluster one per node, trials placed where the
+engine for their model runs (:mod:`harness.sweeps.placement`).
+
 A trial task is never retried by Ray: a trial whose worker crashes, is killed for memory or
 whose node dies is recorded as failed (with the node Ray names) and the sweep goes on with
 the others; running the sweep again retries it.
@@ -27,11 +31,14 @@ from typing import Any
 from rich.console import Console
 
 from harness.atomic import write_json
+from harness.core.plan import Plan
 from harness.errors import HarnessError
-from harness.inference.engine_pool import open_pool
+from harness.inference.engine_host import OWNER_ENV
+from harness.inference.engine_pool import POOL_ENV, open_pool, sharing_enabled
 from harness.secrets import _SECRET_NAME, SECRET_ENV
 from harness.spec.schema import ClusterConfig
 from harness.sweeps.config import Sweep, SweepError
+from harness.sweeps.placement import EnginePlacement, run_placed_trial
 from harness.sweeps.space import TrialSource, planned_trials
 from harness.sweeps.trial import (
     TrialJob,
@@ -121,11 +128,15 @@ def choose_executor(sweep: Sweep, executor: str) -> str:
 
 
 def _forwarded_env() -> dict[str, str]:
-    """Non-secret settings a remote cluster's workers need (secrets stay on the nodes)."""
+    """Non-secret settings a remote cluster's workers need (secrets stay on the nodes; this
+    machine's engine pool is no node's)."""
     return {
         k: v
         for k, v in os.environ.items()
-        if k.startswith(FORWARDED_ENV) and k not in SECRET_ENV and not _SECRET_NAME.search(k)
+        if k.startswith(FORWARDED_ENV)
+        and k not in SECRET_ENV
+        and k not in (POOL_ENV, OWNER_ENV)
+        and not _SECRET_NAME.search(k)
     }
 
 
@@ -206,7 +217,7 @@ def _drive(
     source: TrialSource,
     job: TrialJob,
     concurrency: int,
-    submit: Callable[[dict[str, Any]], Any],
+    submit: Callable[[dict[str, Any], Plan], Any],
     wait_one: Callable[[list[Any]], tuple[Any, TrialRecord | BaseException]],
     report: Report,
     prior: list[TrialRecord] = (),  # type: ignore[assignment]
@@ -237,7 +248,8 @@ def _drive(
                 break
             i, index = index, index + 1
             try:
-                done = finished_record(job, params, prepare(job, params))
+                plan = prepare(job, params)
+                done = finished_record(job, params, plan)
             except Exception as e:  # an invalid trial spec fails that trial only
                 rec = failed_record(job, params, e)
                 write_record(job.sweep_dir, rec)
@@ -246,7 +258,7 @@ def _drive(
             if done is not None:
                 finish(done, i, params)
                 continue
-            pending[submit(params)] = (i, params)
+            pending[submit(params, plan)] = (i, params)
         if not pending:
             break
         handle, result = wait_one(list(pending))
@@ -281,7 +293,7 @@ def run_local(sweep: Sweep, job: TrialJob, report: Report) -> list[TrialRecord]:
     source, prior = _source(sweep, Path(job.sweep_dir))
     done: dict[int, TrialRecord] = {}
 
-    def submit(params: dict[str, Any]) -> int:
+    def submit(params: dict[str, Any], plan: Plan) -> int:
         done[len(done)] = run_trial(job, params)
         return len(done) - 1
 
@@ -291,17 +303,38 @@ def run_local(sweep: Sweep, job: TrialJob, report: Report) -> list[TrialRecord]:
     return _drive(source, job, 1, submit, wait_one, report, prior)
 
 
-def run_ray(sweep: Sweep, job: TrialJob, concurrency: int, report: Report) -> list[TrialRecord]:
-    """Run the trials as Ray tasks, at most ``concurrency`` at once."""
+def run_ray(
+    sweep: Sweep, job: TrialJob, concurrency: int, report: Report, *, place: bool = False
+) -> tuple[list[TrialRecord], list[int] | None]:
+    """Run the trials as Ray tasks, at most ``concurrency`` at once.
+
+    Args:
+        sweep: The sweep.
+        job: What its trials share.
+        concurrency: Trials at once.
+        report: Called with each trial's record.
+        place: Place trials by the engine they need, one engine pool per node
+            (:mod:`harness.sweeps.placement`; a sweep on a cluster).
+
+    Returns:
+        The records, and with ``place`` the pids of the engine hosts the trials started.
+    """
     import ray
 
     source, prior = _source(sweep, Path(job.sweep_dir))
     started = ray_init(sweep.base.spec.cluster, concurrency)
+    placement: EnginePlacement | None = None
     try:
-        task = ray.remote(num_cpus=_cpus_per_trial(concurrency), max_retries=0)(run_trial)
+        cpus = _cpus_per_trial(concurrency)
+        task = ray.remote(num_cpus=cpus, max_retries=0)(run_trial)
+        placed = ray.remote(num_cpus=cpus, max_retries=0)(run_placed_trial)
+        placement = EnginePlacement(cpus) if place else None
 
-        def submit(params: dict[str, Any]) -> Any:
-            return task.remote(job, params)
+        def submit(params: dict[str, Any], plan: Plan) -> Any:
+            if placement is None:
+                return task.remote(job, params)
+            options, pool = placement.place(plan)
+            return placed.options(**options).remote(job, params, pool)
 
         def wait_one(handles: list[Any]) -> tuple[Any, TrialRecord | BaseException]:
             ready, _ = ray.wait(handles, num_returns=1)
@@ -310,8 +343,11 @@ def run_ray(sweep: Sweep, job: TrialJob, concurrency: int, report: Report) -> li
             except Exception as e:  # worker crash, OOM kill, node death
                 return ready[0], TrialLost(e)
 
-        return _drive(source, job, concurrency, submit, wait_one, report, prior)
+        records = _drive(source, job, concurrency, submit, wait_one, report, prior)
+        return records, placement.close() if placement is not None else None
     finally:
+        if placement is not None:
+            placement.close()
         if started:
             ray.shutdown()
 
@@ -440,19 +476,26 @@ def run_sweep(
         f"sweep [bold]{sweep.name}[/]: {sweep.method} over {', '.join(sweep.keys)} "
         f"({kind}, concurrency {concurrency if kind != 'local' else 1}) -> {d}"
     )
-    # Trials serving the same model share one engine (one machine: the engine hosts are local).
-    share = sweep.base.spec.cluster.address is None
-    with open_pool() if share else nullcontext() as pool:
+    # Trials serving the same model share one engine: one machine shares one local pool; on a
+    # cluster the Ray executor places trials onto the node running their engine (W&B agents
+    # on a cluster start their own).
+    on_cluster = sweep.base.spec.cluster.address is not None
+    placed: list[int] | None = None
+    with nullcontext(None) if on_cluster else open_pool() as pool:
         if kind == "wandb":
             records = run_wandb(sweep, job, concurrency, console)
         elif kind == "ray":
-            records = run_ray(sweep, job, concurrency, report)
+            place = on_cluster and sharing_enabled()
+            records, placed = run_ray(sweep, job, concurrency, report, place=place)
         else:
             records = run_local(sweep, job, report)
         run = SweepRun(sweep=sweep, dir=d, executor=kind, records=records)
         # Inside the pool: a baseline trial the intervals need shares the trials' engine.
         write_results(run, job)
-        run.engines_started = len(pool.started()) if pool is not None else None
+        if pool is not None:
+            run.engines_started = len(pool.started())
+        elif placed is not None:
+            run.engines_started = len(placed)
     if run.engines_started is not None:
         console.print(f"engines started: {run.engines_started} (shared by the trials)")
     return run
