@@ -7,8 +7,10 @@ and without secrets, so what the workers see of them is what the harness forward
 root is a temp dir every node sees (one machine), as a shared filesystem is on a real cluster.
 
 Through ``cluster.address``: sweep trials spread over both nodes and share the stage cache;
-two inference replicas serve rows from both nodes; a node killed mid-sweep fails only the
-trial it ran, the sweep finishes the others, and running the sweep again retries that trial.
+two inference replicas serve rows from both nodes; the trials of one model run on the node
+where its one engine runs, which ends with the sweep, also a killed one; a node killed
+mid-sweep fails only the trial it ran, the sweep finishes the others, and running the sweep
+again retries that trial.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from harness.spec import load_spec
 from harness.sweeps.cli import load_sweep
 from harness.sweeps.executors import SweepRun, run_sweep
 from harness.sweeps.trial import read_ledger
+from tests.support.served_sweep import alive, engine_hosts, infer_summaries, write_served_sweep
 from tests.support.vllm_server import free_port
 
 pytestmark = pytest.mark.slow
@@ -358,70 +361,11 @@ def test_two_inference_replicas_serve_rows_from_both_nodes(cluster: Cluster, run
     assert all(p["host"] == socket.gethostname() for p in placement)
 
 
-ENGINE_HOST = "harness.inference.engine_host"
-NER_TOKENS = "decoding.named_entity_recognition.max_tokens"
-# The tiny pipeline's model and infer stages, fast: a tokenizer trained on one small file, the
-# transformers engine (engine sharing does not depend on the engine), six rows of one task type.
-SERVED = [
-    "stages=[model,infer]",
-    "tracking.mode=disabled",
-    "model.tiny.vocab_size=512",
-    f"model.tiny.corpus=[{REPO / 'tests' / 'data' / 'infer' / 'corpus.txt'}]",
-    "infer.engine=transformers",
-    "infer.limit=6",
-    "infer.dtype=float32",
-    "infer.tensor_parallel_size=1",
-    "infer.distributed_executor_backend=null",
-]
-
-
-def write_served_sweep(tmp_path: Path, name: str, address: str, tokens: list[int]) -> Path:
-    """A sweep of the model and infer stages over the NER answer length, on the cluster."""
-    cfg = {
-        "name": name,
-        "spec": str(TINY),
-        "method": "grid",
-        "metric": {"name": "output_tokens", "goal": "maximize"},
-        "overrides": [*SERVED, f"cluster.address={address}"],
-        "parameters": {NER_TOKENS: {"values": tokens}},
-    }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)), encoding="utf-8")
-    return path
-
-
-def _environ(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    return dict(v.decode(errors="replace").split("=", 1) for v in raw.split(b"\0") if b"=" in v)
-
-
-def _engine_hosts(marker: str) -> dict[int, int]:
-    """Running engine hosts started under this test's runs root: host pid -> owner pid."""
-    found = {}
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit() or ENGINE_HOST not in _cmdline(int(p.name)):
-            continue
-        env = _environ(int(p.name))
-        if env.get("HARNESS_RUNS_ROOT") == marker:
-            found[int(p.name)] = int(env.get("HARNESS_ENGINE_POOL_OWNER", "0"))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]) != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _engine_watch(cluster: Cluster, runs: Path, stop: threading.Event, seen: dict) -> None:
     """Note every engine host (and the node of its owner) and every node an ``infer`` stage
     process runs on, until ``stop``."""
     while not stop.is_set():
-        for host, owner in _engine_hosts(str(runs)).items():
+        for host, owner in engine_hosts(runs).items():
             if host not in seen["hosts"]:
                 seen["hosts"][host] = (owner, cluster.node_of(owner))
         for node in (cluster.head, *cluster.workers):
@@ -436,15 +380,14 @@ def test_trials_of_one_model_run_where_its_engine_runs(
     cluster: Cluster, runs: Path, tmp_path: Path
 ) -> None:
     cluster.ensure_worker()
-    tokens = [2, 4, 6]
-    sweep = load_sweep(write_served_sweep(tmp_path, "placed", cluster.address, tokens))
+    path = write_served_sweep(tmp_path, "placed", [2, 4, 6], f"cluster.address={cluster.address}")
     seen: dict[str, Any] = {"hosts": {}, "infer_nodes": set()}
     stop = threading.Event()
     watch = threading.Thread(target=_engine_watch, args=(cluster, runs, stop, seen))
     watch.start()
     try:
         # Two at a time: unplaced, they would spread over both nodes (one CPU each).
-        run = run_sweep(sweep, executor="ray", concurrency=2, project_root=REPO)
+        run = run_sweep(load_sweep(path), executor="ray", concurrency=2, project_root=REPO)
     finally:
         stop.set()
         watch.join()
@@ -456,19 +399,50 @@ def test_trials_of_one_model_run_where_its_engine_runs(
     assert run.engines_started == 1
     ((host, (owner, owner_node)),) = seen["hosts"].items()
     assert seen["infer_nodes"] == {owner_node}, (seen, owner_node)
-    summaries = [
-        json.loads((runs / "stages" / "infer" / r.stage_keys["infer"] / MANIFEST).read_text())[
-            "result"
-        ]["summary"]
-        for r in run.records
-    ]
-    assert {s["shared_engine"]["pid"] for s in summaries} == {host}
-    assert sum(s["shared_engine"]["started_here"] for s in summaries) == 1
+    shared = [s["shared_engine"] for s in infer_summaries(runs, run.records)]
+    assert {s["pid"] for s in shared} == {host}
+    assert sum(s["started_here"] for s in shared) == 1
     # The engine and its keeper end with the sweep.
-    deadline = time.time() + 30
-    while time.time() < deadline and (_alive(host) or _alive(owner)):
+    assert _gone([host, owner]), "the engine outlived its sweep"
+
+
+def _gone(pids: list[int], within_s: float = 60) -> bool:
+    deadline = time.time() + within_s
+    while time.time() < deadline and any(alive(p) for p in pids):
         time.sleep(0.2)
-    assert not _alive(host) and not _alive(owner), "the engine outlived its sweep"
+    return not any(alive(p) for p in pids)
+
+
+def test_a_killed_cluster_sweep_leaves_no_engine(
+    cluster: Cluster, runs: Path, tmp_path: Path
+) -> None:
+    cluster.ensure_worker()
+    path = write_served_sweep(
+        tmp_path, "killed", [2, 4, 6, 8], f"cluster.address={cluster.address}"
+    )
+    cmd = [sys.executable, "-m", "harness.cli", "sweep", str(path), "--executor", "ray"]
+    driver = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not engine_hosts(runs):
+            assert driver.poll() is None, "the sweep ended before its engine was seen"
+            time.sleep(0.1)
+        hosts = engine_hosts(runs)
+        assert hosts, "no engine started"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    # Ray ends the dead driver's actors: the keeper, then the engine watching it.
+    owners = [o for o in hosts.values() if o]
+    assert owners and all(cluster.node_of(o) for o in owners), "the keepers are Ray workers"
+    assert _gone([*hosts, *owners]), f"engines {hosts} outlived their killed sweep"
+    assert not engine_hosts(runs)
 
 
 def _lost_trial_watch(cluster: Cluster, worker: Node, found: dict[str, Any]) -> None:

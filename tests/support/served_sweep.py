@@ -1,0 +1,96 @@
+"""Sweeps whose trials serve the tiny model, and the engine processes they start.
+
+:data:`SERVED` turns tiny_cpu.yaml into its model and infer stages, fast: a tokenizer trained
+on one small file (the model stage takes a second), the transformers engine (an engine
+starts in seconds; sharing does not depend on the engine) and the first six eval rows (one
+task type, named entity recognition).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from tests.support.paths import REPO
+
+TINY = REPO / "experiments" / "tiny_cpu.yaml"
+ENGINE_HOST = "harness.inference.engine_host"
+NER_TOKENS = "decoding.named_entity_recognition.max_tokens"
+SERVED = (
+    "stages=[model,infer]",
+    "tracking.mode=disabled",
+    "model.tiny.vocab_size=512",
+    f"model.tiny.corpus=[{REPO / 'tests' / 'data' / 'infer' / 'corpus.txt'}]",
+    "infer.engine=transformers",
+    "infer.limit=6",
+    "infer.dtype=float32",
+    "infer.tensor_parallel_size=1",
+    "infer.distributed_executor_backend=null",
+)
+
+
+def write_served_sweep(directory: Path, name: str, tokens: list[int], *overrides: str) -> Path:
+    """A grid sweep of :data:`SERVED` over the NER answer length (metric: the infer stage's
+    ``output_tokens``), with more overrides after :data:`SERVED`."""
+    cfg = {
+        "name": name,
+        "spec": str(TINY),
+        "method": "grid",
+        "metric": {"name": "output_tokens", "goal": "maximize"},
+        "overrides": [*SERVED, *overrides],
+        "parameters": {NER_TOKENS: {"values": tokens}},
+    }
+    path = directory / f"{name}.yaml"
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)), encoding="utf-8")
+    return path
+
+
+def cmdline(pid: int) -> list[str]:
+    """A process's arguments ([] when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def environ(pid: int) -> dict[str, str]:
+    """A process's environment ({} when it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (v.decode(errors="replace").split("=", 1) for v in raw.split(b"\0") if b"=" in v)
+    return dict(pairs)  # type: ignore[arg-type]
+
+
+def alive(pid: int) -> bool:
+    """True while the process runs (a zombie counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def engine_hosts(runs: Path) -> dict[int, int]:
+    """Running engine hosts started under the runs root ``runs``: host pid -> the pid of the
+    pool's owner it watches."""
+    found = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or ENGINE_HOST not in cmdline(int(p.name)):
+            continue
+        env = environ(int(p.name))
+        if env.get("HARNESS_RUNS_ROOT") == str(runs) and alive(int(p.name)):
+            found[int(p.name)] = int(env.get("HARNESS_ENGINE_POOL_OWNER", "0") or 0)
+    return found
+
+
+def infer_summaries(runs: Path, records: list[Any]) -> list[dict[str, Any]]:
+    """The ``infer`` summary of each trial record (from its stage dir's manifest)."""
+    out = []
+    for r in records:
+        manifest = runs / "stages" / "infer" / r.stage_keys["infer"] / "manifest.json"
+        out.append(json.loads(manifest.read_text())["result"]["summary"])
+    return out
