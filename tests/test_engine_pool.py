@@ -135,6 +135,7 @@ def test_a_killed_engine_fails_the_stage_it_serves_and_is_replaced(tiny_model: P
         assert again.pid != engine.pid and again.shared["started_here"] and waited > 0
         assert len(again.generate(requests)) == len(requests)
         again.close()
+        assert sorted(pool.started()) == sorted([engine.pid, again.pid]), "both are counted"
 
 
 OWNER = textwrap.dedent(

@@ -10,7 +10,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from multiprocessing.connection import Client
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from omegaconf import OmegaConf
 from harness import cli
 from harness.core import stage as base
 from harness.core.plan import MANIFEST, build_plan
+from harness.inference.engine_pool import HOST_INFO, POOL_ENV
 from harness.spec import load_spec
 from harness.sweeps.cli import load_sweep
 from harness.sweeps.config import SweepError
@@ -28,6 +31,7 @@ from harness.sweeps.space import TrialSource, planned_trials
 from harness.sweeps.trial import TrialJob, read_ledger, run_trial, trial_id
 from tests.plugins.sweep_probe import PROBE, UNLUCKY_TOP_K, sweep_probe
 from tests.support.runs import run_spec
+from tests.support.served_sweep import alive, engine_hosts, infer_summaries, write_served_sweep
 from tests.support.wandb_log import read_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -538,6 +542,89 @@ def test_killed_ray_sweep_resumes_skipping_finished_trials(
     assert sorted(p["temperature"] for p in probes) == temps
     # Stage processes of trials in Ray workers keep the launcher's thread settings.
     assert {p["omp"] for p in probes} == {os.environ.get("OMP_NUM_THREADS")}
+
+
+# --------------------------------------------------------------------------- shared engines
+
+
+def _kill_a_generating_engine(stop: threading.Event, killed: dict[str, int]) -> None:
+    """SIGKILL the first engine host of this process's pool seen generating (its address file
+    in the pool directory; its ``status``: a request group in flight)."""
+    while not stop.is_set():
+        root = os.environ.get(POOL_ENV)
+        for info_file in sorted(Path(root).glob(f"*{HOST_INFO}")) if root else ():
+            try:
+                info = json.loads(info_file.read_text())
+                conn = Client(
+                    info["address"], family="AF_UNIX", authkey=bytes.fromhex(info["authkey"])
+                )
+                conn.send(("status", None))
+                _, state = conn.recv()
+                conn.close()
+            except (OSError, EOFError, ValueError):
+                continue
+            if state["busy"]:
+                os.killpg(int(info["pid"]), signal.SIGKILL)
+                killed["pid"] = int(info["pid"])
+                return
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_a_killed_engine_fails_only_the_trial_it_served(runs: Path, tmp_path: Path) -> None:
+    # Long answers: time to see the engine generating.
+    sweep = load_sweep(write_served_sweep(tmp_path, "enginekill", [48, 56, 64]))
+    killed: dict[str, int] = {}
+    stop = threading.Event()
+    watch = threading.Thread(target=_kill_a_generating_engine, args=(stop, killed))
+    watch.start()
+    try:
+        run = run_sweep(sweep, executor="local", project_root=REPO)
+    finally:
+        stop.set()
+        watch.join()
+    assert "pid" in killed, "no engine was seen generating"
+    (lost,) = [r for r in run.records if not r.ok]
+    assert f"shared engine (pid {killed['pid']}) went away" in (lost.error or ""), lost.error
+    assert lost.index == 0, "the first trial's engine was killed"
+    # The sweep went on: the later trials started a new engine and shared it.
+    ok = [r for r in run.records if r.ok]
+    assert len(ok) == 2 and all((r.metric or 0) > 0 for r in ok), [r.error for r in ok]
+    shared = [s["shared_engine"] for s in infer_summaries(runs, ok)]
+    assert len({s["pid"] for s in shared}) == 1 and shared[0]["pid"] != killed["pid"]
+    assert [s["started_here"] for s in shared] == [True, False]
+    assert run.engines_started == 2
+    assert not alive(killed["pid"]) and not alive(shared[0]["pid"])
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_leaves_no_engine(runs: Path, tmp_path: Path) -> None:
+    path = write_served_sweep(tmp_path, "sweepkill", [2, 4, 6, 8])
+    cmd = [sys.executable, "-m", "harness.cli", "sweep", str(path), "--executor", "ray"]
+    proc = subprocess.Popen(
+        [*cmd, "--concurrency", "1"],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not engine_hosts(runs):
+            assert proc.poll() is None, "the sweep ended before its engine was seen"
+            time.sleep(0.1)
+        hosts = engine_hosts(runs)
+        assert hosts, "no engine started"
+        assert set(hosts.values()) == {proc.pid}, "the engines watch the sweep's process"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # The engines run in sessions of their own (the kill did not reach them): they end
+    # because their owner did.
+    deadline = time.time() + 30
+    while time.time() < deadline and any(alive(pid) for pid in hosts):
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in hosts), f"engines {hosts} outlived their killed sweep"
 
 
 # --------------------------------------------------------------------------- the real pipeline

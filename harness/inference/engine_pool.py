@@ -229,7 +229,9 @@ class EnginePool:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        (self.root / f"{fp}.pid").write_text(str(proc.pid))
+        # One file per host started (a replaced host keeps its own): what close ends and
+        # started counts.
+        (self.root / f"{fp}.{proc.pid}.pid").write_text(str(proc.pid))
         deadline = time.monotonic() + START_TIMEOUT_S
         while not info_file.is_file():
             if proc.poll() is not None or time.monotonic() > deadline:
