@@ -32,14 +32,16 @@ SERVED = (
 )
 
 
-def write_served_sweep(directory: Path, name: str, tokens: list[int], *overrides: str) -> Path:
-    """A grid sweep of :data:`SERVED` over the NER answer length (metric: the infer stage's
-    ``output_tokens``), with more overrides after :data:`SERVED`."""
+def write_served_sweep(
+    directory: Path, name: str, tokens: list[int], *overrides: str, metric: str = "output_tokens"
+) -> Path:
+    """A grid sweep of :data:`SERVED` over the NER answer length, with more overrides after
+    :data:`SERVED` (``metric``: by default the infer stage's ``output_tokens``)."""
     cfg = {
         "name": name,
         "spec": str(TINY),
         "method": "grid",
-        "metric": {"name": "output_tokens", "goal": "maximize"},
+        "metric": {"name": metric, "goal": "maximize"},
         "overrides": [*SERVED, *overrides],
         "parameters": {NER_TOKENS: {"values": tokens}},
     }
