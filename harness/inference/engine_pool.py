@@ -14,8 +14,9 @@ The pool is a private directory (``HARNESS_ENGINE_POOL``) holding one
 ``<fingerprint>.host.json`` per running host (its abstract socket address, authentication key
 and pid) behind a file lock per fingerprint, so concurrent stages wait for one start instead
 of starting two, and the tokenizer classes its stages resolved. Hosts watch
-the pool's owner process (``HARNESS_ENGINE_POOL_OWNER``) and end with it, also when it is
-killed; :meth:`EnginePool.close` ends them at once. A host that has died is replaced on the
+the pool's owner process (``HARNESS_ENGINE_POOL_OWNER``: the process that opened the pool, or
+on a Ray cluster the node's keeper actor, :mod:`harness.sweeps.placement`) and end with it,
+also when it is killed; :meth:`EnginePool.close` ends them at once. A host that has died is replaced on the
 next request; the stage it was serving fails with an error saying so.
 """
 
