@@ -435,12 +435,12 @@ def test_a_killed_cluster_sweep_leaves_no_engine(
             time.sleep(0.1)
         hosts = engine_hosts(runs)
         assert hosts, "no engine started"
+        owners = [o for o in hosts.values() if o]
+        assert owners and all(cluster.node_of(o) for o in owners), "the keepers are Ray workers"
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     # Ray ends the dead driver's actors: the keeper, then the engine watching it.
-    owners = [o for o in hosts.values() if o]
-    assert owners and all(cluster.node_of(o) for o in owners), "the keepers are Ray workers"
     assert _gone([*hosts, *owners]), f"engines {hosts} outlived their killed sweep"
     assert not engine_hosts(runs)
 
