@@ -63,7 +63,8 @@ def _facts(path: str, size: int, mtime_ns: int) -> tuple[str, frozenset[str]]:
 
 def _stat_facts(path: Path) -> tuple[str, frozenset[str]]:
     st = path.stat()
-    return _facts(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    where = path if path.is_absolute() else path.resolve()  # project files come absolute
+    return _facts(str(where), st.st_size, st.st_mtime_ns)
 
 
 def file_digest(path: Path) -> str:
@@ -94,10 +95,10 @@ def module_files(name: str) -> list[Path]:
 
 def display_path(path: Path) -> str:
     """A file's path relative to the project root (absolute outside it)."""
-    try:
-        return path.resolve().relative_to(REPO).as_posix()
-    except ValueError:
-        return str(path)
+    for candidate in (path, path.resolve()):
+        if candidate.is_relative_to(REPO):
+            return candidate.relative_to(REPO).as_posix()
+    return str(path)
 
 
 def code_digests(modules: tuple[str, ...] | list[str]) -> dict[str, str]:
