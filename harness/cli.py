@@ -220,7 +220,7 @@ def plan_rows(plan: Any) -> list[dict[str, Any]]:
     blocked_by: dict[str, str] = {}
     for st in plan.stages:
         status = "cached" if plan.is_cached(st) else "will run"
-        cause = next((blocked_by[s] for s in st.inputs.values() if s in blocked_by), None)
+        cause = next((blocked_by[s] for s in st.upstream_names if s in blocked_by), None)
         if st.missing:
             status = "missing input"
             blocked_by[st.name] = st.name
@@ -236,6 +236,7 @@ def plan_rows(plan: Any) -> list[dict[str, Any]]:
                 "stage": st.name,
                 "envs": list(st.envs),
                 "inputs": dict(st.inputs),
+                **({"baselines": st.baselines} if st.baselines else {}),
                 "key": st.key,
                 "dir": str(plan.stage_dir(st)),
                 "status": status,
@@ -290,7 +291,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     colour = {"cached": "green", "will run": "yellow"}
     width = max(14, *(len(r["status"]) for r in rows)) if rows else 14
     for r in rows:
-        inputs = ", ".join(f"{role}<-{s}" for role, s in r["inputs"].items() if role != s)
+        wired = [f"{role}<-{s}" for role, s in r["inputs"].items() if role != s]
+        wired += [f"{b}<-{'+'.join(st.values())}" for b, st in r.get("baselines", {}).items()]
+        inputs = ", ".join(wired)
         line = f"{r['status']:<{width}} {r['stage']} {r['key']} ({'+'.join(r['envs'])})"
         text = Text(wrap_words(line + (f" inputs: {inputs}" if inputs else ""), hang=8))
         text.stylize(colour.get(r["status"], "red"), 0, len(r["status"]))
@@ -345,7 +348,7 @@ def check_forced(force: tuple[str, ...], planned: list[str], spec: str) -> None:
     for name in force:
         if name in planned:
             continue
-        if name.split("/")[-1] not in known:
+        if name not in known:
             raise HarnessError(
                 f"--force {name}: no such stage" + did_you_mean(name, [*planned, *known])
             )

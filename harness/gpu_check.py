@@ -13,10 +13,12 @@ Steps, each with a timeout inside one overall budget (default 8 minutes), logged
 5. the summary, ``<out dir>/summary.json``, rewritten after every step: per step its status
    (``ok``, ``failed``, ``timeout``, ``skipped`` on request or when there is nothing to do,
    ``not run`` when the budget was spent), wall time and log tail; per stage its wall
-   time (from its manifest; a cached stage's is that of the run that made it); and the
-   stages' own metrics read from their manifests: training loss first/last, AWQ size ratio
-   and reconstruction error, the log-prob gap of the AWQ model against the fp16 one on the
-   same sequences (the quantize stage's serving check), inference tokens/s and the scores.
+   time (from its manifest; a cached stage's is that of the run that made it); and per stage
+   the metrics and summary facts its result model declares (:func:`declared_results`: the
+   training loss first/last and the backend, the AWQ size ratio and reconstruction error,
+   the log-prob gap of the AWQ model against the fp16 one on the same sequences (the quantize
+   stage's serving check), inference tokens/s and the engine, the scores), read from its
+   manifest through the typed accessor (:func:`harness.core.results.stage_result`).
    ``unfinished`` lists every step and stage that did not finish.
 
 ``--dry-run`` runs on any machine without a GPU: it validates and plans the spec, checks the
@@ -56,53 +58,6 @@ RESERVE_S = 10.0
 """Seconds of the budget kept back for writing the summary."""
 STEP_TIMEOUTS = {"wheels": 90.0, "env-check": 60.0, "gpu-tests": 150.0, "pipeline": 0.0}
 """Per-step timeouts in seconds; 0: whatever the budget has left."""
-STAGE_METRICS: dict[str, tuple[str, ...]] = {
-    "model": ("parameters",),
-    "finetune": (
-        "loss_first",
-        "loss_last",
-        "loss_last10_mean",
-        "eval_loss",
-        "tokens_per_s",
-        "train_runtime_s",
-        "trainable_params",
-    ),
-    "pad": ("intermediate_size_before", "intermediate_size_after"),
-    "quantize": (
-        "size_ratio",
-        "size_ratio_vs_16bit",
-        "source_bytes",
-        "output_bytes",
-        "recon_error_mean",
-        "recon_error_median",
-        "recon_error_max",
-        "logprob_gap_mean",
-        "logprob_gap_p95",
-        "logprob_gap_max",
-        "logprob_positions",
-        "agreement_sequence",
-        "agreement_prefix",
-        "quantize_s",
-        "vllm_check_s",
-    ),
-    "infer": (
-        "output_tokens_per_s",
-        "prompts_per_s",
-        "output_tokens",
-        "n_prompts",
-        "wall_s",
-        "engine_start_s",
-        "latency_p50_s",
-    ),
-    "score": ("overall", "official/overall", "robust/overall"),
-}
-"""The metrics of each stage the summary carries (those a stage reported)."""
-STAGE_FACTS: dict[str, tuple[str, ...]] = {
-    "finetune": ("backend",),
-    "quantize": ("vllm",),
-    "infer": ("engine", "engine_requested", "engine_weights"),
-}
-"""The summary facts of each stage the summary carries."""
 FINISHED = ("ok", "skipped")
 """Step statuses that count as finished (``skipped``: on request, or nothing to do)."""
 TEST_ENV = {
@@ -287,8 +242,20 @@ def latest_run_dir(runs_root: Path, spec_name: str) -> Path | None:
     return dirs[-1] if dirs else None
 
 
+def declared_results(model: Any) -> list[str]:
+    """What the summary carries of a stage: the metrics its result model declares, then the
+    summary facts it declares (a fact named like a metric gives way to it).
+
+    Args:
+        model: The stage's result model (a :class:`~harness.core.contract.StageResult`
+            subclass).
+    """
+    metrics = list(model.metrics_model().declared_names())
+    return metrics + [n for n in model.summary_model().declared_names() if n not in metrics]
+
+
 def pipeline_results(run_dir: Path | None, planned: list[str]) -> tuple[dict[str, Any], dict]:
-    """Per-stage wall times and metrics of a run, from its ``run.json`` and the finished
+    """Per-stage wall times and results of a run, from its ``run.json`` and the finished
     stages' manifests.
 
     Args:
@@ -298,9 +265,13 @@ def pipeline_results(run_dir: Path | None, planned: list[str]) -> tuple[dict[str
     Returns:
         ``(pipeline, metrics)``: ``pipeline`` holds ``run_dir``, ``status``, per stage
         ``wall_s`` (its manifest's), ``cached`` and ``key``, and ``unfinished_stages``;
-        ``metrics`` holds per stage the metrics of :data:`STAGE_METRICS` and facts of
-        :data:`STAGE_FACTS` it reported.
+        ``metrics`` holds per stage the declared metrics and summary facts it reported
+        (:func:`declared_results`).
     """
+    from harness.core import artifacts
+    from harness.core.results import stage_result
+    from harness.errors import HarnessError
+
     if run_dir is None:
         never = {"run_dir": None, "status": "not started", "stages": {}}
         return {**never, "unfinished_stages": list(planned)}, {}
@@ -308,24 +279,25 @@ def pipeline_results(run_dir: Path | None, planned: list[str]) -> tuple[dict[str
     stages: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     for name, rec in run.get("stages", {}).items():
-        manifest_file = Path(rec["dir"]) / "manifest.json"
+        stage_dir = Path(rec["dir"])
         try:
-            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+            manifest = artifacts.manifest(stage_dir)
         except (OSError, json.JSONDecodeError):
             manifest = {}
-        result = manifest.get("result", {})
         stages[name] = {
             "wall_s": manifest.get("wall_s", rec.get("wall_s")),
             "cached": rec.get("cached"),
             "key": rec.get("key"),
             "env_mode": manifest.get("env_mode"),
         }
-        kind = name.split("/")[-1]
-        reported, facts = result.get("metrics", {}), result.get("summary", {})
-        got = {m: reported[m] for m in STAGE_METRICS.get(kind, ()) if m in reported}
-        got.update({f: facts[f] for f in STAGE_FACTS.get(kind, ()) if f in facts})
+        try:
+            result = stage_result(stage_dir)
+        except (OSError, json.JSONDecodeError, HarnessError):
+            continue
+        got = {**result.summary.declared(), **result.metrics.declared()}
+        names = declared_results(type(result))
         if got:
-            metrics[name] = got
+            metrics[name] = {n: got[n] for n in names if n in got}
     pipeline = {
         "run_dir": str(run_dir),
         "status": run.get("status", "running (killed)"),
@@ -354,7 +326,15 @@ def _plan(spec: str, overrides: list[str]) -> dict[str, Any]:
         "spec_name": plan.loaded.spec.name,
         "platform": plan.platform,
         "env_mode": plan.env_mode,
-        "stages": [{"stage": st.name, "key": st.key, "envs": list(st.envs)} for st in plan.stages],
+        "stages": [
+            {
+                "stage": st.name,
+                "key": st.key,
+                "envs": list(st.envs),
+                "result_fields": declared_results(st.definition.result_model),
+            }
+            for st in plan.stages
+        ],
         "missing_inputs": [m for st in plan.stages for m in st.missing],
     }
 
@@ -523,7 +503,9 @@ def main(argv: list[str] | None = None) -> int:
             "unfinished_stages": [s["stage"] for s in plan["stages"]],
         }
         summary["metrics"] = {
-            k: dict.fromkeys((*v, *STAGE_FACTS.get(k, ()))) for k, v in STAGE_METRICS.items()
+            st["stage"]: dict.fromkeys(st["result_fields"])
+            for st in plan["stages"]
+            if st["result_fields"]
         }
         for name, steps in commands.items():
             print(f"{name:<10} {' '.join(steps)}")

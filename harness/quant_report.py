@@ -2,12 +2,13 @@
 
 A run whose ``report.baselines`` quantise the same padded model another way (e.g.
 ``quantize.backend=autoawq`` beside this run's ``llmcompressor``) has several quantize stage
-dirs: this run's ``quantize`` and each baseline's (the report's ``baseline_quantize:<name>``
-inputs; a baseline sharing this run's stage is not repeated). Everything here is read from
-their finished dirs (their manifests name the upstream model, by key): the stage metrics
-(the mean absolute token log-prob difference from the unquantised model on the check
-sequences, greedy agreement, size, quantisation time) and ``reconstruction.jsonl`` (the
-per-layer relative error). Scores of the runs are in the report's baseline section. No heavy
+dirs: this run's ``quantize`` and each baseline's (``ctx.baselines[<name>]["quantize"]`` of
+the report; a baseline sharing this run's stage is not repeated). Everything here is read
+from their finished dirs (their manifests name the upstream model, by key): the typed stage
+result (:class:`~harness.stages.quantize.QuantizeResult`: backend, format and the mean
+absolute token log-prob difference from the unquantised model on the check sequences, greedy
+agreement, size, quantisation time) and ``reconstruction.jsonl`` (the per-layer relative
+error). Scores of the runs are in the report's baseline section. No heavy
 imports.
 """
 
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.core import artifacts
+from harness.core.results import stage_result
+from harness.stages.quantize import QuantizeResult
 
 COLUMNS = (
     ("recon_error_mean", "recon. error mean"),
@@ -29,7 +32,8 @@ COLUMNS = (
     ("size_ratio", "size ratio"),
     ("quantize_s", "quantise s"),
 )
-"""Stage metrics compared, with their column titles."""
+"""Stage metrics compared (fields of :class:`~harness.stages.quantize.QuantizeMetrics`, read as
+attributes: a renamed one fails, it does not drop out), with their column titles."""
 
 
 def quantize_dirs(mine: Path | None, baselines: dict[str, Path]) -> dict[str, Path]:
@@ -57,14 +61,13 @@ def compare(dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
     """Run name -> backend, format, the :data:`COLUMNS` metrics and per-kind errors."""
     out: dict[str, dict[str, Any]] = {}
     for name, d in dirs.items():
-        manifest = artifacts.manifest(d)
-        summary, metrics = manifest["result"]["summary"], manifest["result"]["metrics"]
+        result = stage_result(d, QuantizeResult)
         out[name] = {
-            "backend": summary.get("backend", "autoawq"),
-            "format": summary.get("format", "awq"),
+            "backend": result.summary.backend,
+            "format": result.summary.format,
             "stage_key": d.name,
-            "model": manifest.get("upstream_keys", {}).get("model"),
-            **{k: metrics.get(k) for k, _ in COLUMNS},
+            "model": artifacts.manifest(d).get("upstream_keys", {}).get("model"),
+            **{k: getattr(result.metrics, k) for k, _ in COLUMNS},
             "per_kind_error": per_kind_errors(d),
         }
     return out

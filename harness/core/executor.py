@@ -3,7 +3,10 @@
 A stage dir ``<root>/stages/<stage>/<key>/`` exists only complete: the stage writes into
 ``.tmp-<key>-<pid>-<rand>``, the executor writes ``manifest.json`` there, fsyncs and renames.
 A stage killed mid-way leaves only a temp dir, which is never reused and is removed by the
-next run once its owner is dead.
+next run once its owner is dead. Nor is a stage dir published when the stage's result does not
+match the result model it declares (a declared metric or summary field missing or mistyped:
+:func:`~harness.core.contract.check_result`) or an artifact it declares is incomplete: the
+stage fails, and its temp dir is kept for inspection, never reused.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from harness.atomic import write_json
 from harness.config import overrides_in_effect
 from harness.core import artifacts, envs
 from harness.core.artifacts import MANIFEST
-from harness.core.contract import StageContext, StageResult
+from harness.core.contract import ResultError, StageContext, StageResult, check_result
 from harness.core.plan import Plan, PlannedStage, file_sha256, save_history
 from harness.core.stage_main import package_versions
 from harness.errors import StageError
@@ -130,7 +133,9 @@ def _outputs(d: Path) -> dict[str, dict[str, Any]]:
 
 def _run_stage_process(
     plan: Plan, st: PlannedStage, tmp: Path, run_dir: Path, console: Console
-) -> tuple[StageResult, dict[str, Any]]:
+) -> dict[str, Any]:
+    """Run a stage in its environment's interpreter; the payload it wrote (its result JSON,
+    the packages and the interpreter)."""
     log_dir = run_dir / "stages" / st.name
     log_dir.mkdir(parents=True, exist_ok=True)
     used = set(st.inputs.values())
@@ -146,6 +151,10 @@ def _run_stage_process(
         run_dir=run_dir,
         pythons=pythons,
         platform=plan.platform,
+        baselines={
+            variant: {s: plan.stage_dir(plan.by_name(name)) for s, name in stages.items()}
+            for variant, stages in st.baselines.items()
+        },
     )
     ctx_file, result_file, log_file = (
         log_dir / "context.json",
@@ -187,8 +196,8 @@ def _run_stage_process(
         raise StageError(
             f"stage `{st.name}` failed (exit {rc}); log: {log_file}\n--- last lines ---\n{tail}"
         )
-    payload = json.loads(result_file.read_text(encoding="utf-8"))
-    return StageResult.from_json(payload["result"]), payload
+    payload: dict[str, Any] = json.loads(result_file.read_text(encoding="utf-8"))
+    return payload
 
 
 def execute(
@@ -291,16 +300,21 @@ def _execute_stage(
             shutil.rmtree(final)
         if (final / MANIFEST).is_file():
             m = artifacts.manifest(final)
+            cached = check_result(st.name, st.definition.result_model, m["result"])
             console.print(f"[green]✓[/] {st.name:<10} cached  {st.key}")
-            return StageOutcome(
-                st.name, st.key, final, True, 0.0, StageResult.from_json(m["result"])
-            )
+            return StageOutcome(st.name, st.key, final, True, 0.0, cached)
         _clean_stale(stage_root, st.key)
         tmp = stage_root / f".tmp-{st.key}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         tmp.mkdir(parents=True)
         t0 = time.perf_counter()
-        result, payload = _run_stage_process(plan, st, tmp, run_dir, console)
+        payload = _run_stage_process(plan, st, tmp, run_dir, console)
         wall = time.perf_counter() - t0
+        try:
+            result = check_result(st.name, st.definition.result_model, payload["result"])
+        except ResultError as e:
+            raise ResultError(
+                f"{e}; its temporary dir {tmp} is kept for inspection and never reused"
+            ) from None
         incomplete = {a.name: missing for a in st.definition.outputs if (missing := a.missing(tmp))}
         if incomplete:
             raise StageError(
@@ -314,6 +328,7 @@ def _execute_stage(
             "slice": redact(st.slice),
             "env": st.definition.env,
             "inputs": st.inputs,
+            **({"baselines": st.baselines} if st.baselines else {}),
             "outputs_declared": [a.name for a in st.definition.outputs],
             "packages": payload["packages"],
             "python": payload["python"],

@@ -25,7 +25,6 @@ from harness.atomic import write_json
 from harness.core import envs
 from harness.core.artifacts import MANIFEST
 from harness.core.codehash import code_digests
-from harness.core.contract import BASELINE_INPUTS
 from harness.core.stage import StageDef, stage_defs
 from harness.errors import HarnessError
 from harness.public_data import DatasetNotCachedError, is_ref, resolve_path
@@ -51,6 +50,7 @@ def stage_key(
     upstream: dict[str, str],
     code: dict[str, str] | None = None,
     environments: dict[str, Any] | None = None,
+    baselines: dict[str, dict[str, str]] | None = None,
 ) -> str:
     """The content-addressed key of a stage.
 
@@ -62,6 +62,8 @@ def stage_key(
         upstream: Input role -> upstream stage key.
         code: Project file -> digest of its normalised source.
         environments: Role -> pin file, pins digest and platform.
+        baselines: Baseline variant -> stage name -> that stage's key (the report's; absent
+            from the key material when there is none, so other keys do not depend on it).
 
     Returns:
         A hex digest prefix of ``KEY_CHARS`` characters.
@@ -76,6 +78,8 @@ def stage_key(
         "code": code or {},
         "envs": environments or {},
     }
+    if baselines:
+        material["baselines"] = baselines
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()[:KEY_CHARS]
 
 
@@ -134,6 +138,18 @@ class PlannedStage:
     missing: tuple[str, ...] = ()
     code: dict[str, str] = field(default_factory=dict)
     envs: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Baseline variant -> stage name (the definition's) -> planned stage name of the variant's
+    stage (for a stage declaring ``baselines``)."""
+    baseline_keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Baseline variant -> stage name -> that stage's key (part of this stage's key)."""
+
+    @property
+    def upstream_names(self) -> list[str]:
+        """The planned stages this one reads: its inputs, then its baselines' stages."""
+        names = [*self.inputs.values()]
+        names += [s for stages in self.baselines.values() for s in stages.values()]
+        return list(dict.fromkeys(names))
 
     def record(self) -> dict[str, Any]:
         """What the history and the manifest keep of the key material."""
@@ -146,6 +162,7 @@ class PlannedStage:
             "code": self.code,
             "envs": self.envs,
             "upstream_keys": self.upstream_keys,
+            **({"baseline_keys": self.baseline_keys} if self.baseline_keys else {}),
         }
 
 
@@ -320,7 +337,7 @@ def build_plan(
     platform = envs.detect_platform(spec.run.platform)
     where = _Where(platform, envs.env_mode(spec.run.env_mode))
     stages = _plan_stages(loaded, project_root, strict, where, with_report=True)
-    if "report" in stages and spec.report.baselines:
+    if spec.report.baselines and any(st.definition.baselines for st in stages.values()):
         stages = _add_baselines(loaded, project_root, strict, where, stages)
     needed_by: dict[str, list[str]] = {}  # each missing input once, with the stages needing it
     for st in stages.values():
@@ -418,14 +435,16 @@ def _add_baselines(
     where: _Where,
     main: dict[str, PlannedStage],
 ) -> dict[str, PlannedStage]:
-    """Add each ``report.baselines`` variant's stages (deduplicated by key) before the
-    report, and wire the variant's score into the report as input ``baseline:<name>``."""
+    """Add each ``report.baselines`` variant's stages (deduplicated by key: a stage the run
+    already has is not repeated) before the stages that read baselines, and hand those their
+    declared stages of each variant (``PlannedStage.baselines``, their keys in the reader's
+    key). A variant's own stages are named ``<variant>/<stage>`` in the plan."""
     from harness.spec.load import load_spec
 
-    report = main.pop("report")
-    out = dict(main)
-    by_key = {st.key: name for name, st in main.items()}
-    extra_inputs: dict[str, str] = {}
+    readers = {n: st for n, st in main.items() if st.definition.baselines}
+    out = {n: st for n, st in main.items() if n not in readers}
+    by_key = {st.key: name for name, st in out.items()}
+    wired: dict[str, dict[str, str]] = {}
     for bname, overrides in loaded.spec.report.baselines.items():
         if overrides is None:  # dropped
             continue
@@ -435,8 +454,7 @@ def _add_baselines(
             other = loaded.path.parent / overrides.spec
             variant = load_spec(other, [*loaded.overrides, *overrides.overrides])
         sub = _plan_stages(variant, project_root, strict, where, with_report=False)
-        scored = {role: s for role, s in BASELINE_INPUTS.items() if s in sub}
-        if not {"score", "mmlu_score"} & set(scored.values()):
+        if not {"score", "mmlu_score"} & set(sub):
             raise HarnessError(
                 f"`report.baselines.{bname}`: the variant has no `score` or `mmlu_score` stage"
             )
@@ -449,15 +467,18 @@ def _add_baselines(
             rename[name] = by_key[st.key] = new
             inputs = {role: rename[s] for role, s in st.inputs.items()}
             out[new] = replace(st, name=new, inputs=inputs)
-        for role, s in scored.items():
-            extra_inputs[f"{role}:{bname}"] = rename[s]
-    inputs = {**report.inputs, **extra_inputs}
-    upstream_keys = {role: out[s].key for role, s in inputs.items()}
-    d = report.definition
-    key = stage_key(
-        "report", d.version, report.slice, report.files, upstream_keys, report.code, report.envs
-    )
-    out["report"] = replace(report, inputs=inputs, upstream_keys=upstream_keys, key=key)
+        wired[bname] = {s: rename[s] for s in sub}
+    for name, st in readers.items():
+        baselines = {
+            b: {s: planned for s, planned in stages.items() if s in st.definition.baselines}
+            for b, stages in wired.items()
+        }
+        keys = {b: {s: out[p].key for s, p in stages.items()} for b, stages in baselines.items()}
+        d = st.definition
+        key = stage_key(
+            name, d.version, st.slice, st.files, st.upstream_keys, st.code, st.envs, keys
+        )
+        out[name] = replace(st, baselines=baselines, baseline_keys=keys, key=key)
     return out
 
 
@@ -540,15 +561,21 @@ def _why(
             r("stage version changed", f"{previous.get('version')} -> {st.definition.version}")
         )
     ups = previous.get("upstream_keys", {})
-    for role, key in st.upstream_keys.items():
-        if ups.get(role) != key:
-            name = st.inputs[role]
-            cause = "; ".join(
-                f"{x['kind']}: {x['detail']}" if x["detail"] else x["kind"]
-                for x in earlier.get(name, [])
-                if x["kind"] != "upstream changed"
-            )
-            why.append(r("upstream changed", f"{name} ({cause})" if cause else name))
+    changed_up = [st.inputs[role] for role, key in st.upstream_keys.items() if ups.get(role) != key]
+    before = previous.get("baseline_keys", {})
+    changed_up += [
+        st.baselines[b][s]
+        for b, keys in st.baseline_keys.items()
+        for s, key in keys.items()
+        if before.get(b, {}).get(s) != key
+    ]
+    for name in dict.fromkeys(changed_up):
+        cause = "; ".join(
+            f"{x['kind']}: {x['detail']}" if x["detail"] else x["kind"]
+            for x in earlier.get(name, [])
+            if x["kind"] != "upstream changed"
+        )
+        why.append(r("upstream changed", f"{name} ({cause})" if cause else name))
     return why or [r("not in the store", str(plan.stage_dir(st)))]
 
 

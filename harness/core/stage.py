@@ -12,13 +12,23 @@ carries everything the rest of the harness derives from:
   paths are its ``reads`` (everything it may look at), checked against the spec schema when
   the stage is declared (an unknown path is an error naming the stage, the path and the
   nearest valid one). The function receives the slice validated as that model;
+* its **result model**, the function's return annotation: a :class:`StageResult` subclass
+  whose ``metrics`` and ``summary`` are the stage's :class:`StageMetrics` and
+  :class:`StageSummary` models, declaring (typed) every metric and summary fact that readers
+  of the stage's result use (default: the plain :class:`StageResult`). The executor validates
+  what the stage returns against it before publishing: a missing or mistyped declared field
+  fails the stage. Readers of another stage's result get it typed
+  (:func:`harness.core.results.stage_result`);
 * ``files`` (derived): the input-file fields of the schema at or below its reads
   (:mod:`harness.spec.paths`), and ``derived_files``: label -> function of the slice giving a
   project path it reads that the spec names indirectly; the *content* of both enters the
   cache key;
 * ``inputs`` / ``optional_inputs``: role -> candidate upstream stages, the first one in the
   plan wins (``infer`` takes its model from quantize, else pad, else finetune, else model);
-  ``upstream_all``: the stage sees every stage before it (the report);
+  ``upstream_all``: the stage sees every stage before it (the report); ``baselines``: the
+  stages of each ``report.baselines`` variant it reads (the planner adds the variants' stages
+  to the plan and hands the stage their dirs by variant and stage name,
+  ``ctx.baselines[variant][stage]``; their keys enter its key);
 * ``outputs``: the artifacts it writes (:mod:`harness.core.artifacts`), checked by the executor
   before the stage dir is published;
 * ``envs``: the environment roles it uses, the first being the one it runs in (``core``,
@@ -64,7 +74,15 @@ from typing import Any, get_type_hints
 from harness import config
 from harness.core.artifacts import Artifact
 from harness.core.codehash import code_closure
-from harness.core.contract import SpecSlice, StageContext, StageFn, StageResult, read
+from harness.core.contract import (
+    SpecSlice,
+    StageContext,
+    StageFn,
+    StageMetrics,
+    StageResult,
+    StageSummary,
+    read,
+)
 from harness.errors import HarnessError
 from harness.registry import Registry
 from harness.spec.paths import check_path, file_paths_under
@@ -75,7 +93,9 @@ __all__ = [
     "SpecSlice",
     "StageContext",
     "StageDef",
+    "StageMetrics",
     "StageResult",
+    "StageSummary",
     "read",
     "stage",
     "stage_defs",
@@ -112,6 +132,8 @@ class StageDef:
     version: str
     serves: bool = False
     slice_envs: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
+    result_model: type[StageResult] = StageResult
+    baselines: tuple[str, ...] = ()
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -178,6 +200,7 @@ def stage(
     version: str = "1",
     serves: bool = False,
     slice_envs: Callable[[dict[str, Any]], tuple[str, ...]] | None = None,
+    baselines: tuple[str, ...] = (),
 ) -> Callable[[StageFn], StageFn]:
     """Declare a stage (decorator). See the module docstring for the fields."""
     bad = [e for e in envs if e not in ENVS]
@@ -187,6 +210,7 @@ def stage(
 
     def deco(fn: StageFn) -> StageFn:
         slice_model = _slice_model(name, fn)
+        result_model = _result_model(name, fn)
         reads = slice_model.paths()
         read_heads = {r.split(".")[0] for r in reads}
         for sec in sections:
@@ -210,6 +234,8 @@ def stage(
             version=version,
             serves=serves,
             slice_envs=slice_envs,
+            result_model=result_model,
+            baselines=baselines,
         )
         STAGES.add(name, definition)
         return fn
@@ -235,6 +261,27 @@ def _slice_model(name: str, fn: StageFn) -> type[SpecSlice]:
                 '(declare it with `read("section.key")`)'
             )
         check_path(info.validation_alias, where=f"stage `{name}` ({fn.__module__})")
+    return model
+
+
+def _result_model(name: str, fn: StageFn) -> type[StageResult]:
+    """The stage function's result model: its return annotation (default
+    :class:`StageResult`)."""
+    model = get_type_hints(fn).get("return", StageResult)
+    if not (isinstance(model, type) and issubclass(model, StageResult)):
+        raise HarnessError(
+            f"stage `{name}` ({fn.__module__}.{fn.__name__}): its return annotation must be "
+            f"its result model (a StageResult subclass), not {model!r}"
+        )
+    for part, base in (
+        (model.metrics_model(), StageMetrics),
+        (model.summary_model(), StageSummary),
+    ):
+        if not (isinstance(part, type) and issubclass(part, base)):
+            raise HarnessError(
+                f"stage `{name}`: `{model.__name__}` must declare its metrics and summary as "
+                f"{StageMetrics.__name__} and {StageSummary.__name__} subclasses, not {part!r}"
+            )
     return model
 
 

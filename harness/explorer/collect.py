@@ -14,8 +14,10 @@ from typing import Any
 from harness.atomic import read_json
 from harness.core import artifacts
 from harness.core.artifacts import SCORES
+from harness.core.results import stage_result
 from harness.explorer.rows import MODES, ExplorerRow, load_rows
 from harness.explorer.run_page import build_run_page
+from harness.stages.infer import InferResult
 
 
 def header(run_json: dict[str, Any] | None, upstream: dict[str, Path]) -> dict[str, Any]:
@@ -54,7 +56,7 @@ def header(run_json: dict[str, Any] | None, upstream: dict[str, Path]) -> dict[s
             }
         )
         if name == "infer":
-            out["engine"] = (m.get("result") or {}).get("summary", {}).get("engine")
+            out["engine"] = stage_result(d, InferResult).summary.engine
         slice_ = m.get("slice") or {}
         for label, digest in (m.get("files") or {}).items():
             if not isinstance(digest, str) or (label, digest) in seen:

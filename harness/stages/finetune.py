@@ -17,7 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.core.artifacts import MIX, MODEL
-from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
+from harness.core.stage import (
+    SpecSlice,
+    StageContext,
+    StageMetrics,
+    StageResult,
+    StageSummary,
+    read,
+    stage,
+)
 from harness.spec.schema import FinetuneConfig
 
 
@@ -34,6 +42,35 @@ class FinetuneSlice(SpecSlice):
     trust_remote_code: bool = read("model.trust_remote_code")
 
 
+class FinetuneMetrics(StageMetrics):
+    """The training loss (first, last, mean of the last ten logged), throughput, run time,
+    steps and trainable parameters; ``eval_loss`` with held-out rows; a weight-space merge
+    adds its own (``merge_*``, ``wise_ft_theta``, per seed ``<metric>_seed<N>``)."""
+
+    loss_first: float
+    loss_last: float
+    loss_last10_mean: float
+    tokens_per_s: float
+    train_runtime_s: float
+    steps: float
+    trainable_params: float
+    records: float
+    eval_loss: float | None = None
+
+
+class FinetuneSummary(StageSummary):
+    """The training backend that ran (``trl`` or ``unsloth``); the rest is free-form."""
+
+    backend: str
+
+
+class FinetuneResult(StageResult):
+    """What ``finetune`` reports."""
+
+    metrics: FinetuneMetrics
+    summary: FinetuneSummary
+
+
 @stage(
     name="finetune",
     section="finetune",
@@ -41,7 +78,7 @@ class FinetuneSlice(SpecSlice):
     outputs=(MODEL,),
     envs=("train",),
 )
-def run(ctx: StageContext, spec: FinetuneSlice, callbacks: tuple = ()) -> StageResult:
+def run(ctx: StageContext, spec: FinetuneSlice, callbacks: tuple = ()) -> FinetuneResult:
     """Fine-tune the upstream model on the upstream mix."""
     from harness.training.pipeline import finetune
 
@@ -57,10 +94,10 @@ def run(ctx: StageContext, spec: FinetuneSlice, callbacks: tuple = ()) -> StageR
         trust_remote_code=spec.trust_remote_code,
         callbacks=callbacks,
     )
-    return StageResult(
-        metrics=outcome.metrics,
+    return FinetuneResult(
+        metrics=FinetuneMetrics.model_validate(outcome.metrics),
         series=outcome.series,
         images=outcome.images,
         tables=outcome.tables,
-        summary=outcome.summary,
+        summary=FinetuneSummary.model_validate(outcome.summary),
     )

@@ -24,7 +24,16 @@ from typing import Any
 
 from harness.atomic import write_jsonl
 from harness.core.artifacts import MODEL, PREDICTIONS
-from harness.core.stage import VLLM_PLUGINS, SpecSlice, StageContext, StageResult, read, stage
+from harness.core.stage import (
+    VLLM_PLUGINS,
+    SpecSlice,
+    StageContext,
+    StageMetrics,
+    StageResult,
+    StageSummary,
+    read,
+    stage,
+)
 from harness.spec.schema import (
     ClusterConfig,
     DecodingConfig,
@@ -52,6 +61,47 @@ class InferSlice(SpecSlice):
     trust_remote_code: bool = read("model.trust_remote_code")
 
 
+class InferMetrics(StageMetrics):
+    """Throughput, latency and engine facts of an ``infer`` run (seconds, counts as floats)."""
+
+    n_prompts: float
+    wall_s: float
+    """Generation wall time, the engine's start excluded."""
+    prompts_per_s: float
+    output_tokens_per_s: float
+    prompt_tokens: float
+    output_tokens: float
+    latency_mean_s: float
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_max_s: float
+    sentence_cut_rows: float
+    engine_start_s: float
+    """The engine's start (with a shared engine: this stage's wait for it)."""
+    engine_shared: float
+    """1.0 when the engine was a run's or a sweep's shared one."""
+    constrained: float
+    routed_rows: float
+
+
+class InferSummary(StageSummary):
+    """The engine that ran (``engine``; ``engine_requested`` is ``infer.engine``) and the
+    weights it served; the rest (budget, token edits, replicas) is free-form."""
+
+    engine: str
+    engine_requested: str
+    engine_weights: str | None = None
+    model_dir: str
+    rows: int
+
+
+class InferResult(StageResult):
+    """What ``infer`` reports."""
+
+    metrics: InferMetrics
+    summary: InferSummary
+
+
 @stage(
     name="infer",
     section="eval",
@@ -62,7 +112,7 @@ class InferSlice(SpecSlice):
     code=VLLM_PLUGINS,
     serves=True,
 )
-def run(ctx: StageContext, spec: InferSlice) -> StageResult:
+def run(ctx: StageContext, spec: InferSlice) -> InferResult:
     """Generate raw predictions for the evaluation data."""
     from harness.inference.decoding import eos_token_ids, load_tokenizer, resolve_token_edits
     from harness.inference.engine_pool import current_pool
@@ -182,8 +232,8 @@ def run(ctx: StageContext, spec: InferSlice) -> StageResult:
         # started it; engine_start_s is then this stage's wait for it.
         "shared_engine": shared,
     }
-    return StageResult(
-        metrics=metrics,
+    return InferResult(
+        metrics=InferMetrics.model_validate(metrics),
         tables={"predictions": "predictions.jsonl"},
-        summary=summary,
+        summary=InferSummary.model_validate(summary),
     )

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from harness.atomic import write_json, write_jsonl
 from harness.core.artifacts import EXAMPLES, MIX
-from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
+from harness.core.stage import (
+    SpecSlice,
+    StageContext,
+    StageMetrics,
+    StageResult,
+    StageSummary,
+    read,
+    stage,
+)
 from harness.spec.schema import MixConfig, SynthesisConfig
 
 
@@ -36,6 +44,32 @@ class MixSlice(SpecSlice):
     catalogue: str | None = read("data.synthesis.catalogue")
 
 
+class MixMetrics(StageMetrics):
+    """Rows in the mix and held out, contaminated rows dropped, tasks; per task the extra
+    metric ``train/<task>``."""
+
+    train: float
+    heldout: float
+    heldout_shopbench: float
+    contaminated: float
+    tasks: float
+    mc_answer_position_max_share: float | None = None
+
+
+class MixSummary(StageSummary):
+    """Row counts and the sources mixed."""
+
+    train: int
+    heldout: int
+
+
+class MixResult(StageResult):
+    """What ``mix`` reports."""
+
+    metrics: MixMetrics
+    summary: MixSummary
+
+
 @stage(
     name="mix",
     section="data.mix",
@@ -44,7 +78,7 @@ class MixSlice(SpecSlice):
     optional_inputs={"synthetic": ("synthesize",)},
     outputs=(MIX,),
 )
-def run(ctx: StageContext, spec: MixSlice) -> StageResult:
+def run(ctx: StageContext, spec: MixSlice) -> MixResult:
     """Build and write the mix."""
     from harness.data.catalogue import load_catalogue
     from harness.data.mix import build_mix, ec_row, load_source
@@ -110,13 +144,15 @@ def run(ctx: StageContext, spec: MixSlice) -> StageResult:
     if shares:
         metrics["mc_answer_position_max_share"] = max(shares)
     metrics.update({f"train/{t}": float(st["train"]) for t, st in tasks.items()})
-    return StageResult(
-        metrics=metrics,
+    return MixResult(
+        metrics=MixMetrics.model_validate(metrics),
         tables={"task_stats": "task_stats.jsonl"},
-        summary={
-            "train": len(result.train),
-            "heldout": len(result.heldout),
-            "sources": result.stats["sources"],
-            "contamination_checked": result.stats["contamination_checked"],
-        },
+        summary=MixSummary.model_validate(
+            {
+                "train": len(result.train),
+                "heldout": len(result.heldout),
+                "sources": result.stats["sources"],
+                "contamination_checked": result.stats["contamination_checked"],
+            }
+        ),
     )

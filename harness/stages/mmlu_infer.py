@@ -20,7 +20,16 @@ from typing import Any, Literal
 
 from harness.atomic import write_jsonl
 from harness.core.artifacts import MMLU_PREDICTIONS, MODEL
-from harness.core.stage import VLLM_PLUGINS, SpecSlice, StageContext, StageResult, read, stage
+from harness.core.stage import (
+    VLLM_PLUGINS,
+    SpecSlice,
+    StageContext,
+    StageMetrics,
+    StageResult,
+    StageSummary,
+    read,
+    stage,
+)
 from harness.errors import HarnessError
 from harness.spec.schema import ClusterConfig, InferConfig
 
@@ -50,6 +59,34 @@ class MMLUInferSlice(SpecSlice):
     trust_remote_code: bool = read("model.trust_remote_code")
 
 
+class MMLUInferMetrics(StageMetrics):
+    """Throughput and latency of the Shopping MMLU generation (seconds, counts as floats)."""
+
+    n_prompts: float
+    wall_s: float
+    """Generation wall time, the engine's start excluded."""
+    prompts_per_s: float
+    output_tokens_per_s: float
+    output_tokens: float
+    engine_start_s: float
+
+
+class MMLUInferSummary(StageSummary):
+    """The engine that ran, the evaluation mode and the questions asked."""
+
+    engine: str
+    engine_requested: str
+    mode: str
+    rows: int
+
+
+class MMLUInferResult(StageResult):
+    """What ``mmlu_infer`` reports."""
+
+    metrics: MMLUInferMetrics
+    summary: MMLUInferSummary
+
+
 @stage(
     name="mmlu_infer",
     section="shopping_mmlu",
@@ -59,7 +96,7 @@ class MMLUInferSlice(SpecSlice):
     code=VLLM_PLUGINS,
     serves=True,
 )
-def run(ctx: StageContext, cfg: MMLUInferSlice) -> StageResult:
+def run(ctx: StageContext, cfg: MMLUInferSlice) -> MMLUInferResult:
     """Answer every question of the evaluated Shopping MMLU files."""
     from harness.inference.decoding import load_tokenizer
     from harness.inference.engines.base import EngineSpec, GenRequest, resolve_engine
@@ -145,16 +182,18 @@ def run(ctx: StageContext, cfg: MMLUInferSlice) -> StageResult:
     )
     metrics = stats.metrics()
     metrics["engine_start_s"] = start_s
-    return StageResult(
-        metrics=metrics,
+    return MMLUInferResult(
+        metrics=MMLUInferMetrics.model_validate(metrics),
         tables={"mmlu_predictions": "mmlu_predictions.jsonl"},
-        summary={
-            "engine": infer.engine,
-            "engine_requested": requested.engine,
-            "model_dir": str(mdir),
-            "mode": cfg.mode,
-            "files": {f.name: len(f.rows) for f in files},
-            "rows": len(requests),
-            "budget": budget(stats, start_s),
-        },
+        summary=MMLUInferSummary.model_validate(
+            {
+                "engine": infer.engine,
+                "engine_requested": requested.engine,
+                "model_dir": str(mdir),
+                "mode": cfg.mode,
+                "files": {f.name: len(f.rows) for f in files},
+                "rows": len(requests),
+                "budget": budget(stats, start_s),
+            }
+        ),
     )

@@ -19,11 +19,74 @@ import math
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import write_json
+from pydantic import BaseModel, ConfigDict
+
+from harness.atomic import read_json, write_json
 from harness.core.artifacts import MMLU_PREDICTIONS, MMLU_SCORES
-from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
+from harness.core.stage import (
+    SpecSlice,
+    StageContext,
+    StageMetrics,
+    StageResult,
+    StageSummary,
+    read,
+    stage,
+)
 from harness.errors import HarnessError
 from harness.spec.schema import ShoppingMMLUConfig
+
+
+class MMLUScoreMetrics(StageMetrics):
+    """The primary profile's overall score; per profile, the extra metrics
+    ``<profile>/overall`` and ``<profile>/skill/<column>``."""
+
+    overall: float
+
+
+class MMLUScoreSummary(StageSummary):
+    """The evaluation mode, the primary profile, each profile's leaderboard columns
+    (the skills, then ``Overall``) and how many warnings the profiles gave."""
+
+    mode: str
+    primary: str
+    leaderboard: dict[str, dict[str, float]]
+    warnings: int
+
+
+class MMLUScoreResult(StageResult):
+    """What ``mmlu_score`` reports."""
+
+    metrics: MMLUScoreMetrics
+    summary: MMLUScoreSummary
+
+
+class MMLUProfileScores(BaseModel):
+    """One profile's scores in ``mmlu_scores.json``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    leaderboard: dict[str, float]
+    skills: dict[str, float | None]
+    tasks: dict[str, float | None]
+    warnings: list[str]
+    intervals: dict[str, Any] | None = None
+    """Bootstrap intervals (``tasks``, ``skills``, ``overall``: ``{"score", "ci",
+    "stderr"}``); only for the official profiles, which keep rows."""
+
+
+class MMLUScores(BaseModel):
+    """``mmlu_scores.json``: every profile's scores, ``primary`` naming the spec's."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    mode: str
+    primary: str
+    profiles: dict[str, MMLUProfileScores]
+
+    @classmethod
+    def read(cls, stage_dir: Path) -> MMLUScores:
+        """The scores of a finished ``mmlu_score`` stage dir."""
+        return cls.model_validate(read_json(MMLU_SCORES.file(stage_dir)))
 
 
 def _predictions(path: Path, release: Any) -> dict[str, list[str]]:
@@ -119,7 +182,7 @@ class MMLUScoreSlice(SpecSlice):
     inputs={"predictions": ("mmlu_infer",)},
     outputs=(MMLU_SCORES,),
 )
-def run(ctx: StageContext, spec: MMLUScoreSlice) -> StageResult:
+def run(ctx: StageContext, spec: MMLUScoreSlice) -> MMLUScoreResult:
     """Score the Shopping MMLU answers with every profile."""
     from harness.shopbench.mmlu import evaluated_files
     from harness.shopbench.mmlu.profiles import score_profiles
@@ -153,13 +216,13 @@ def run(ctx: StageContext, spec: MMLUScoreSlice) -> StageResult:
     metrics["overall"] = metrics[f"{cfg.profile}/overall"]
     write_json(MMLU_SCORES.file(ctx.out), summary, sort_keys=False)
     _plot(summary["profiles"], ctx.out / "mmlu_skills.png")
-    return StageResult(
-        metrics=metrics,
+    return MMLUScoreResult(
+        metrics=MMLUScoreMetrics.model_validate(metrics),
         images={"mmlu_skills": "mmlu_skills.png"},
-        summary={
-            "mode": cfg.mode,
-            "primary": cfg.profile,
-            "leaderboard": {p: r["leaderboard"] for p, r in summary["profiles"].items()},
-            "warnings": sum(len(r["warnings"]) for r in summary["profiles"].values()),
-        },
+        summary=MMLUScoreSummary(
+            mode=cfg.mode,
+            primary=cfg.profile,
+            leaderboard={p: r["leaderboard"] for p, r in summary["profiles"].items()},
+            warnings=sum(len(r["warnings"]) for r in summary["profiles"].values()),
+        ),
     )

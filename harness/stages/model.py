@@ -17,7 +17,14 @@ from pathlib import Path
 
 from harness.atomic import write_json
 from harness.core.artifacts import MODEL
-from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
+from harness.core.stage import (
+    SpecSlice,
+    StageContext,
+    StageMetrics,
+    StageResult,
+    read,
+    stage,
+)
 from harness.errors import HarnessError
 from harness.model_files import link_model_dir, read_config, update_config
 from harness.spec.schema import ModelConfig
@@ -51,13 +58,26 @@ class ModelSlice(SpecSlice):
     model: ModelConfig = read("model")
 
 
+class ModelMetrics(StageMetrics):
+    """The parameter count of a model the harness builds (``source: tiny``); none for a
+    model used as it is."""
+
+    parameters: float | None = None
+
+
+class ModelResult(StageResult):
+    """What ``model`` reports (its summary: where the model is, the config keys it set)."""
+
+    metrics: ModelMetrics = ModelMetrics()
+
+
 @stage(
     name="model",
     section="model",
     outputs=(MODEL,),
     envs=("train",),
 )
-def run(ctx: StageContext, spec: ModelSlice) -> StageResult:
+def run(ctx: StageContext, spec: ModelSlice) -> ModelResult:
     """Build or locate the base model."""
     cfg = spec.model
     if cfg.source == "tiny":
@@ -69,7 +89,7 @@ def run(ctx: StageContext, spec: ModelSlice) -> StageResult:
             facts["max_position_embeddings"] = _positions(
                 cfg, update_config(MODEL.dir(ctx.out), _overrides(cfg))
             )
-        return StageResult(
+        return ModelResult(
             metrics={"parameters": float(facts["parameters"])},  # type: ignore[arg-type]
             summary=facts,
         )
@@ -80,14 +100,14 @@ def run(ctx: StageContext, spec: ModelSlice) -> StageResult:
     overrides = _overrides(cfg)
     if overrides and any(read_config(path).get(k) != v for k, v in overrides.items()):
         before = link_model_dir(path, MODEL.dir(ctx.out), overrides)
-        return StageResult(
+        return ModelResult(
             summary={"path": str(path), "max_position_embeddings": _positions(cfg, before)}
         )
     write_json(MODEL.ref_file(ctx.out), {"path": str(path)})
     summary: dict[str, object] = {"path": str(path)}
     if overrides:
         summary["max_position_embeddings"] = _positions(cfg, overrides)
-    return StageResult(summary=summary)
+    return ModelResult(summary=summary)
 
 
 def _overrides(cfg: ModelConfig) -> dict[str, int]:

@@ -13,7 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from harness.core.artifacts import MODEL
-from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
+from harness.core.stage import (
+    SpecSlice,
+    StageContext,
+    StageMetrics,
+    StageResult,
+    read,
+    stage,
+)
 from harness.errors import HarnessError
 from harness.spec.schema import PadConfig
 
@@ -50,6 +57,23 @@ class PadSlice(SpecSlice):
     q_group_size: int | None = read("quantize.q_group_size")
 
 
+class PadMetrics(StageMetrics):
+    """The MLP width before and after, what was padded and how long it took."""
+
+    intermediate_size_before: float
+    intermediate_size_after: float
+    padded_channels: float
+    tensors_padded: float
+    seconds: float
+
+
+class PadResult(StageResult):
+    """What ``pad`` reports (its summary: sizes, placement, tensor parallel sizes, the output
+    files' sha256)."""
+
+    metrics: PadMetrics
+
+
 @stage(
     name="pad",
     section="pad",
@@ -57,7 +81,7 @@ class PadSlice(SpecSlice):
     inputs={"model": ("finetune", "model")},
     outputs=(MODEL,),
 )
-def run(ctx: StageContext, spec: PadSlice) -> StageResult:
+def run(ctx: StageContext, spec: PadSlice) -> PadResult:
     """Pad the upstream model; the summary carries the sizes, placement and output sha256s."""
     from shopbench_kernels.pad_checkpoint import pad_checkpoint, read_config
     from shopbench_kernels.tp_math import awq_shape_problems
@@ -84,13 +108,13 @@ def run(ctx: StageContext, spec: PadSlice) -> StageResult:
         result["awq_shape_problems"] = awq_shape_problems(padded, group_size)
     result["output"] = "model"
     result.pop("source", None)
-    return StageResult(
-        metrics={
-            "intermediate_size_before": float(before),
-            "intermediate_size_after": float(after),
-            "padded_channels": float(after - before),
-            "tensors_padded": float(result["tensors_padded"]),
-            "seconds": float(result["seconds"]),
-        },
+    return PadResult(
+        metrics=PadMetrics(
+            intermediate_size_before=float(before),
+            intermediate_size_after=float(after),
+            padded_channels=float(after - before),
+            tensors_padded=float(result["tensors_padded"]),
+            seconds=float(result["seconds"]),
+        ),
         summary=result,
     )

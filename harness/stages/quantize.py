@@ -42,7 +42,16 @@ from typing import Any
 
 from harness.atomic import write_jsonl
 from harness.core.artifacts import MIX, MODEL
-from harness.core.stage import VLLM_PLUGINS, SpecSlice, StageContext, StageResult, read, stage
+from harness.core.stage import (
+    VLLM_PLUGINS,
+    SpecSlice,
+    StageContext,
+    StageMetrics,
+    StageResult,
+    StageSummary,
+    read,
+    stage,
+)
 from harness.spec.schema import QuantizeConfig
 
 MAX_NEW_TOKENS = 16
@@ -81,6 +90,50 @@ class QuantizeSlice(SpecSlice):
     system: str | None = read("prompts.system")
 
 
+class QuantizeMetrics(StageMetrics):
+    """The checkpoint's checks: linears quantised, sizes, per-linear reconstruction error,
+    calibration, times; with ``quantize.check_prompts``, the log-prob gap and greedy agreement
+    with the unquantised model on the check sequences."""
+
+    quantized_linears: float
+    expected_linears: float
+    source_bytes: float
+    output_bytes: float
+    size_ratio: float
+    size_ratio_vs_16bit: float
+    recon_error_mean: float
+    recon_error_median: float
+    recon_error_max: float
+    calibration_texts: float
+    calibration_tokens: float
+    calibration_blocks: float
+    quantize_s: float
+    vllm_start_s: float
+    vllm_check_s: float
+    logprob_gap_mean: float | None = None
+    logprob_gap_p95: float | None = None
+    logprob_gap_max: float | None = None
+    logprob_positions: float | None = None
+    agreement_sequence: float | None = None
+    agreement_prefix: float | None = None
+
+
+class QuantizeSummary(StageSummary):
+    """The backend and checkpoint format, and the engine that ran the serving check
+    (``vllm``: ``engine``, ``version``, ``awq_kernel``, ``dtype``)."""
+
+    backend: str
+    format: str
+    vllm: dict[str, Any]
+
+
+class QuantizeResult(StageResult):
+    """What ``quantize`` reports."""
+
+    metrics: QuantizeMetrics
+    summary: QuantizeSummary
+
+
 @stage(
     name="quantize",
     section="quantize",
@@ -91,7 +144,7 @@ class QuantizeSlice(SpecSlice):
     slice_envs=_backend_envs,
     code=VLLM_PLUGINS,
 )
-def run(ctx: StageContext, spec: QuantizeSlice) -> StageResult:
+def run(ctx: StageContext, spec: QuantizeSlice) -> QuantizeResult:
     """Quantise the upstream model and verify the result: pre-check, calibration text,
     AutoAWQ or llm-compressor, weight post-conditions, the vLLM serving check."""
     job = _precheck(ctx, spec)
@@ -124,7 +177,11 @@ def run(ctx: StageContext, spec: QuantizeSlice) -> StageResult:
         "vllm": check.vllm,
     }
     tables = {"reconstruction": "reconstruction.jsonl", **check.tables}
-    return StageResult(metrics=metrics, tables=tables, summary=summary)
+    return QuantizeResult(
+        metrics=QuantizeMetrics.model_validate(metrics),
+        tables=tables,
+        summary=QuantizeSummary.model_validate(summary),
+    )
 
 
 def _precheck(ctx: StageContext, spec: QuantizeSlice) -> _Job:

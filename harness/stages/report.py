@@ -26,17 +26,23 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import read_json, write_bytes, write_json
-from harness.core import artifacts
-from harness.core.artifacts import MMLU_SCORES, REPORT, SCORES
-from harness.core.contract import BASELINE_INPUTS
-from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
+from harness.core.artifacts import REPORT, SCORES
+from harness.core.results import stage_result
+from harness.core.stage import (
+    SpecSlice,
+    StageContext,
+    StageMetrics,
+    StageResult,
+    StageSummary,
+    read,
+    stage,
+)
 from harness.quant_report import section as quantize_section
 from harness.spec.schema import ReportConfig
+from harness.stages.infer import InferResult
+from harness.stages.mmlu_score import MMLUScores
+from harness.stages.score import ScoreResult
 
-_PREFIX = {stage: f"{role}:" for role, stage in BASELINE_INPUTS.items()}
-BASELINE, MMLU_BASELINE, INFER_BASELINE = _PREFIX["score"], _PREFIX["mmlu_score"], _PREFIX["infer"]
-QUANTIZE_BASELINE = _PREFIX["quantize"]
-_manifest_result = artifacts.result
 HTML = "report.html"
 
 
@@ -157,8 +163,7 @@ def _scores_section(score_dir: Path) -> tuple[list[str], dict[str, Any]]:
 
 
 def _parse_rates(score_dir: Path) -> dict[str, float]:
-    metrics = _manifest_result(score_dir)["metrics"]
-    return {k: v for k, v in metrics.items() if "parse_rate" in k}
+    return stage_result(score_dir, ScoreResult).metrics.per("parse_rate")
 
 
 def _type_scores(scores: dict[str, Any]) -> dict[str, float]:
@@ -173,12 +178,11 @@ def _infer_facts(infer_dir: Path | None) -> dict[str, float]:
     """Tokens per answer and inference time of an infer stage dir."""
     if infer_dir is None:
         return {}
-    m = _manifest_result(infer_dir)["metrics"]
-    n = max(m.get("n_prompts", 0.0), 1.0)
+    m = stage_result(infer_dir, InferResult).metrics
     return {
-        "tokens per answer": m.get("output_tokens", 0.0) / n,
-        "inference wall s": m.get("wall_s", 0.0),
-        "prompts per s": m.get("prompts_per_s", 0.0),
+        "tokens per answer": m.output_tokens / max(m.n_prompts, 1.0),
+        "inference wall s": m.wall_s,
+        "prompts per s": m.prompts_per_s,
     }
 
 
@@ -299,20 +303,17 @@ def _paired_section(
 def _mmlu_section(mmlu_dir: Path, baselines: dict[str, Path], facts: dict[str, Any]) -> list[str]:
     """The leaderboard table of this run (and its baselines) under the primary profile, then
     this run's answers under every profile side by side."""
-    summary = read_json(MMLU_SCORES.file(mmlu_dir))
-    primary = summary["primary"]
-    columns = list(summary["profiles"][primary]["leaderboard"])  # the four skills, Overall
+    summary = MMLUScores.read(mmlu_dir)
+    primary = summary.primary
+    columns = list(summary.profiles[primary].leaderboard)  # the four skills, Overall
     lines = ["## Shopping MMLU", "", f"Leaderboard columns, profile `{primary}` (x100):", ""]
     lines += ["| run | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
-    runs = {
-        "this run": summary,
-        **{n: read_json(MMLU_SCORES.file(d)) for n, d in baselines.items()},
-    }
+    runs = {"this run": summary, **{n: MMLUScores.read(d) for n, d in baselines.items()}}
     boards: dict[str, Any] = {}
     shown_ci = False
     for name, scores in runs.items():
-        boards[name] = scores["profiles"][primary]["leaderboard"]
-        ci = scores["profiles"][primary].get("intervals")
+        boards[name] = scores.profiles[primary].leaderboard
+        ci = scores.profiles[primary].intervals
         cells = []
         for c in columns:
             entry = None
@@ -323,26 +324,26 @@ def _mmlu_section(mmlu_dir: Path, baselines: dict[str, Path], facts: dict[str, A
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if shown_ci:
         lines += ["", "In brackets: 95% bootstrap intervals (rows resampled within tasks)."]
-    profiles = summary["profiles"]
+    profiles = summary.profiles
     lines += ["", "The same answers under every scoring profile (x100):", ""]
     lines += ["| profile | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for profile, r in profiles.items():
-        cells = [_pct(r["leaderboard"][c]) for c in columns]
+        cells = [_pct(r.leaderboard[c]) for c in columns]
         lines.append(f"| `{profile}` | " + " | ".join(cells) + " |")
     lines += ["", "| skill | " + " | ".join(f"`{p}`" for p in profiles) + " |"]
     lines.append("|---|" + "---:|" * len(profiles))
-    for skill in next(iter(profiles.values()))["skills"]:
-        cells = [_pct(r["skills"].get(skill, float("nan"))) for r in profiles.values()]
+    for skill in next(iter(profiles.values())).skills:
+        cells = [_pct(r.skills.get(skill, float("nan"))) for r in profiles.values()]
         lines.append(f"| {skill} | " + " | ".join(cells) + " |")
-    warns = profiles[primary]["warnings"]
+    warns = profiles[primary].warnings
     if warns:
         lines += ["", f"{len(warns)} warning(s) under `{primary}`:", ""]
         lines += [f"- {w}" for w in warns[:20]]
     facts["shopping_mmlu"] = {
         "primary": primary,
         "leaderboard": boards,
-        "intervals": {n: s["profiles"][primary].get("intervals") for n, s in runs.items()},
-        "profiles": {p: r["leaderboard"] for p, r in profiles.items()},
+        "intervals": {n: s.profiles[primary].intervals for n, s in runs.items()},
+        "profiles": {p: r.leaderboard for p, r in profiles.items()},
     }
     return [*lines, ""]
 
@@ -364,9 +365,9 @@ def _write_page(ctx: StageContext, facts: dict[str, Any], parser: str | None) ->
     run_json = ctx.run_dir / "run.json"
     score_dir = ctx.inputs.get("score")
     baselines = {
-        r[len(BASELINE) :]: (d, ctx.inputs.get(f"{INFER_BASELINE}{r[len(BASELINE) :]}"))
-        for r, d in ctx.inputs.items()
-        if r.startswith(BASELINE)
+        name: (dirs["score"], dirs.get("infer"))
+        for name, dirs in ctx.baselines.items()
+        if "score" in dirs
     }
     html = run_page(
         root=ctx.root,
@@ -388,6 +389,32 @@ def _page_assets(slice_: dict[str, Any]) -> str:
     return str(ASSETS)
 
 
+def _baselines(ctx: StageContext, stage: str) -> dict[str, Path]:
+    """Baseline name -> its ``stage`` dir, for the baselines that have that stage."""
+    return {name: dirs[stage] for name, dirs in ctx.baselines.items() if stage in dirs}
+
+
+class ReportMetrics(StageMetrics):
+    """The run's overall score: ShopBench under the primary parser, else the Shopping MMLU
+    leaderboard's ``Overall`` (none without either)."""
+
+    overall: float | None = None
+
+
+class ReportSummary(StageSummary):
+    """The report's files."""
+
+    report: str
+    page: str
+
+
+class ReportResult(StageResult):
+    """What ``report`` reports."""
+
+    metrics: ReportMetrics = ReportMetrics()
+    summary: ReportSummary
+
+
 class ReportSlice(SpecSlice):
     """What ``report`` reads: the primary parser and profile, and its own section (the
     baselines it compares)."""
@@ -404,8 +431,9 @@ class ReportSlice(SpecSlice):
     upstream_all=True,
     derived_files={"page assets": _page_assets},
     outputs=(REPORT,),
+    baselines=("score", "mmlu_score", "infer", "quantize"),
 )
-def run(ctx: StageContext, spec: ReportSlice) -> StageResult:
+def run(ctx: StageContext, spec: ReportSlice) -> ReportResult:
     """Write report.md, report.json and report.html from the upstream stages."""
     lines = ["# Report", ""]
     facts: dict[str, Any] = {"stages": {}}
@@ -415,39 +443,30 @@ def run(ctx: StageContext, spec: ReportSlice) -> StageResult:
         score_lines, score_facts = _scores_section(ctx.inputs["score"])
         lines += score_lines
         facts["scores"] = score_facts
-        baselines = {r[len(BASELINE) :]: d for r, d in ctx.inputs.items() if r.startswith(BASELINE)}
+        baselines = _baselines(ctx, "score")
         if baselines:
             infer_dirs = {
                 "this run": ctx.upstream.get("infer"),
-                **{n: ctx.inputs.get(f"{INFER_BASELINE}{n}") for n in baselines},
+                **{n: ctx.baselines[n].get("infer") for n in baselines},
             }
             lines += _baseline_section(
                 ctx.inputs["score"], baselines, infer_dirs, facts, spec.parser
             )
     if "mmlu" in ctx.inputs:
-        mmlu_baselines = {
-            r[len(MMLU_BASELINE) :]: d for r, d in ctx.inputs.items() if r.startswith(MMLU_BASELINE)
-        }
-        lines += _mmlu_section(ctx.inputs["mmlu"], mmlu_baselines, facts)
-    quantize_baselines = {
-        r[len(QUANTIZE_BASELINE) :]: d
-        for r, d in ctx.inputs.items()
-        if r.startswith(QUANTIZE_BASELINE)
-    }
+        lines += _mmlu_section(ctx.inputs["mmlu"], _baselines(ctx, "mmlu_score"), facts)
+    quantize_baselines = _baselines(ctx, "quantize")
     lines += quantize_section(ctx.upstream.get("quantize"), quantize_baselines, facts)
     stage_rows: list[str] = []
     image_lines: list[str] = []
-    for name, d in ctx.upstream.items():
-        if "/" in name:  # a baseline's own stages: compared above
-            continue
-        result = _manifest_result(d)
+    for name, d in ctx.upstream.items():  # this run's stages (the baselines' are above)
+        result = stage_result(d)
         facts["stages"][name] = {
             "key": d.name,
-            "metrics": result["metrics"],
-            "summary": result["summary"],
+            "metrics": result.metrics.to_dict(),
+            "summary": result.summary.to_dict(),
         }
-        stage_rows.append(f"| {name} | `{d.name}` | {len(result['metrics'])} |")
-        for img_name, rel in result["images"].items():
+        stage_rows.append(f"| {name} | `{d.name}` | {len(result.metrics)} |")
+        for img_name, rel in result.images.items():
             src = d / rel
             if src.is_file():
                 dst = f"{name}_{img_name}.png"
@@ -462,13 +481,15 @@ def run(ctx: StageContext, spec: ReportSlice) -> StageResult:
     REPORT.file(ctx.out).write_text("\n".join(lines), encoding="utf-8")
     write_json(REPORT.file(ctx.out, "report.json"), facts)
     _write_page(ctx, facts, spec.parser)
-    metrics = {}
+    metrics = ReportMetrics()
     primary = score_facts.get(spec.parser)
     if primary:
-        metrics["overall"] = float(primary["overall"])
+        metrics = ReportMetrics(overall=float(primary["overall"]))
     elif "shopping_mmlu" in facts:
         board = facts["shopping_mmlu"]["leaderboard"]["this run"]
-        metrics["overall"] = float(board["Overall"])
-    return StageResult(
-        metrics=metrics, images=images, summary={"report": "report.md", "page": HTML}
+        metrics = ReportMetrics(overall=float(board["Overall"]))
+    return ReportResult(
+        metrics=metrics,
+        images=images,
+        summary=ReportSummary(report=REPORT.file(ctx.out).name, page=HTML),
     )

@@ -14,11 +14,62 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from harness.atomic import write_json, write_jsonl
 from harness.core.artifacts import PREDICTIONS, SCORES
-from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
+from harness.core.stage import (
+    SpecSlice,
+    StageContext,
+    StageMetrics,
+    StageResult,
+    StageSummary,
+    read,
+    stage,
+)
 from harness.errors import HarnessError
 from harness.spec.schema import EvalConfig
+
+MODES = ("official", "robust")
+"""The parser modes every score stage scores with."""
+
+
+class ScoreMetrics(StageMetrics):
+    """The overall scores; per parser mode, the extra metrics ``<mode>/track/<track>``,
+    ``<mode>/task/<task>`` and ``<mode>/parse_rate/<task type>`` (named by :meth:`name`, read
+    by :meth:`per`)."""
+
+    overall: float
+    """The primary parser mode's overall score."""
+    official_overall: float = Field(alias="official/overall")
+    robust_overall: float = Field(alias="robust/overall")
+
+    @staticmethod
+    def name(mode: str, kind: str, key: str) -> str:
+        """The metric of one track, task or task type (``kind``: ``track``, ``task`` or
+        ``parse_rate``) under a parser mode."""
+        return f"{mode}/{kind}/{key}"
+
+    def per(self, kind: str) -> dict[str, float]:
+        """Every metric of a kind, both modes, by metric name."""
+        heads = tuple(self.name(m, kind, "") for m in MODES)
+        return {k: v for k, v in self.items() if k.startswith(heads)}
+
+
+class ScoreSummary(StageSummary):
+    """The primary parser mode, the rows scored, and overall and per-track scores per mode."""
+
+    parser: str
+    rows: int
+    overall: dict[str, float]
+    tracks: dict[str, dict[str, float]]
+
+
+class ScoreResult(StageResult):
+    """What ``score`` reports."""
+
+    metrics: ScoreMetrics
+    summary: ScoreSummary
 
 
 def _pair(ctx: StageContext, cfg: EvalConfig, limit: int | None) -> tuple[list[Any], list[str]]:
@@ -72,40 +123,37 @@ class ScoreSlice(SpecSlice):
     inputs={"predictions": ("infer",)},
     outputs=(SCORES,),
 )
-def run(ctx: StageContext, spec: ScoreSlice) -> StageResult:
+def run(ctx: StageContext, spec: ScoreSlice) -> ScoreResult:
     """Score the predictions with the official and the robust parser."""
     from harness.shopbench.evaluate import evaluate, plot_scores
 
     cfg = spec.eval
     records, predictions = _pair(ctx, cfg, spec.limit)
-    results = {
-        mode: evaluate(records, predictions, mode, cfg.sentence_models)
-        for mode in ("official", "robust")
-    }
+    results = {mode: evaluate(records, predictions, mode, cfg.sentence_models) for mode in MODES}
     metrics: dict[str, float] = {}
     for mode, result in results.items():
         write_json(SCORES.file(ctx.out, mode), result.scores, sort_keys=False)
         write_jsonl(SCORES.rows(ctx.out, mode), (r.to_json() for r in result.rows))
         metrics[f"{mode}/overall"] = result.scores["overall"]
         for track, score in result.scores["tracks"].items():
-            metrics[f"{mode}/track/{track}"] = score
+            metrics[ScoreMetrics.name(mode, "track", track)] = score
         for task, t in result.scores["tasks"].items():
-            metrics[f"{mode}/task/{task}"] = t["score"]
+            metrics[ScoreMetrics.name(mode, "task", task)] = t["score"]
         for task_type, rate in result.parse_rates.items():
-            metrics[f"{mode}/parse_rate/{task_type}"] = rate
+            metrics[ScoreMetrics.name(mode, "parse_rate", task_type)] = rate
     primary = results[cfg.parser]
     write_json(SCORES.file(ctx.out), primary.scores, sort_keys=False)
     write_jsonl(SCORES.rows(ctx.out), (r.to_json() for r in primary.rows))
     plot_scores(results["official"], results["robust"], ctx.out / "scores.png")
     metrics["overall"] = primary.scores["overall"]
-    return StageResult(
-        metrics=metrics,
+    return ScoreResult(
+        metrics=ScoreMetrics.model_validate(metrics),
         tables={f"rows_{mode}": f"rows_{mode}.jsonl" for mode in results},
         images={"scores": "scores.png"},
-        summary={
-            "parser": cfg.parser,
-            "rows": len(records),
-            "overall": {mode: r.scores["overall"] for mode, r in results.items()},
-            "tracks": {mode: r.scores["tracks"] for mode, r in results.items()},
-        },
+        summary=ScoreSummary(
+            parser=cfg.parser,
+            rows=len(records),
+            overall={mode: r.scores["overall"] for mode, r in results.items()},
+            tracks={mode: r.scores["tracks"] for mode, r in results.items()},
+        ),
     )

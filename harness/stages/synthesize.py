@@ -17,7 +17,15 @@ from pathlib import Path
 
 from harness.atomic import write_json, write_jsonl
 from harness.core.artifacts import EXAMPLES
-from harness.core.stage import SpecSlice, StageContext, StageResult, read, stage
+from harness.core.stage import (
+    SpecSlice,
+    StageContext,
+    StageMetrics,
+    StageResult,
+    StageSummary,
+    read,
+    stage,
+)
 from harness.spec.schema import SourcesConfig, SynthesisConfig
 
 
@@ -28,12 +36,33 @@ class SynthesizeSlice(SpecSlice):
     synthesis: SynthesisConfig = read("data.synthesis")
 
 
+class SynthesizeMetrics(StageMetrics):
+    """Examples written; the extra metrics ``examples/<task>``, ``rejected/<reason>`` and,
+    for the ``openai`` generator, its usage and cost."""
+
+    examples: float
+
+
+class SynthesizeSummary(StageSummary):
+    """Examples written and rejected."""
+
+    examples: int
+    rejected: int
+
+
+class SynthesizeResult(StageResult):
+    """What ``synthesize`` reports."""
+
+    metrics: SynthesizeMetrics
+    summary: SynthesizeSummary
+
+
 @stage(
     name="synthesize",
     section="data.synthesis",
     outputs=(EXAMPLES,),
 )
-def run(ctx: StageContext, spec: SynthesizeSlice) -> StageResult:
+def run(ctx: StageContext, spec: SynthesizeSlice) -> SynthesizeResult:
     """Generate, clean and write the synthetic examples."""
     from harness.data.catalogue import load_catalogue
     from harness.data.errors import SourceError
@@ -67,12 +96,14 @@ def run(ctx: StageContext, spec: SynthesizeSlice) -> StageResult:
     ]
     write_jsonl(ctx.out / "task_stats.jsonl", task_rows)
     write_json(ctx.out / "stats.json", result.stats)
-    return StageResult(
-        metrics=result.metrics,
+    return SynthesizeResult(
+        metrics=SynthesizeMetrics.model_validate(result.metrics),
         tables={"task_stats": "task_stats.jsonl", "rejected": "rejected.jsonl"},
-        summary={
-            k: result.stats[k]
-            for k in ("generator", "examples", "rejected", "rejected_per_reason")
-            if k in result.stats
-        },
+        summary=SynthesizeSummary.model_validate(
+            {
+                k: result.stats[k]
+                for k in ("generator", "examples", "rejected", "rejected_per_reason")
+                if k in result.stats
+            }
+        ),
     )

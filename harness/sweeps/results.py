@@ -44,13 +44,21 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-GENERATION_COLUMNS = {
-    "generation_s": "infer/wall_s",
-    "engine_start_s": "infer/engine_start_s",
-    "engine_shared": "infer/engine_shared",
-}
-"""Trial-table columns from the ``infer`` stage's metrics (None where the trial's infer was
-cached or absent)."""
+def generation_columns(rec: TrialRecord) -> dict[str, float | None]:
+    """Trial-table columns from the trial's ``infer`` metrics, typed
+    (:class:`~harness.stages.infer.InferMetrics`): generation apart from the engine's start (a
+    shared engine's start is paid by one trial); None without an ``infer`` stage."""
+    from harness.core.results import metrics_of
+    from harness.stages.infer import InferMetrics
+
+    infer = metrics_of(rec.metrics, "infer", InferMetrics)
+    if infer is None:
+        return dict.fromkeys(("generation_s", "engine_start_s", "engine_shared"))
+    return {
+        "generation_s": round(infer.wall_s, 3),
+        "engine_start_s": round(infer.engine_start_s, 3),
+        "engine_shared": round(infer.engine_shared, 3),
+    }
 
 
 def result_row(
@@ -67,10 +75,7 @@ def result_row(
     row["ran"] = ",".join(rec.ran)
     row["skipped"] = rec.skipped
     row["wall_s"] = round(rec.wall_s, 3)
-    # Generation apart from engine start (a shared engine's start is paid by one trial).
-    for column, metric in GENERATION_COLUMNS.items():
-        value = rec.metrics.get(metric)
-        row[column] = round(value, 3) if isinstance(value, int | float) else None
+    row.update(generation_columns(rec))
     row["node"] = rec.node
     row["error"] = rec.error
     return row
