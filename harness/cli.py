@@ -292,7 +292,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     width = max(14, *(len(r["status"]) for r in rows)) if rows else 14
     for r in rows:
         wired = [f"{role}<-{s}" for role, s in r["inputs"].items() if role != s]
-        wired += [f"{b}<-{'+'.join(st.values())}" for b, st in r.get("baselines", {}).items()]
+        wired += [
+            f"baseline {b}<-{'+'.join(st.values())}" for b, st in r.get("baselines", {}).items()
+        ]
         inputs = ", ".join(wired)
         line = f"{r['status']:<{width}} {r['stage']} {r['key']} ({'+'.join(r['envs'])})"
         text = Text(wrap_words(line + (f" inputs: {inputs}" if inputs else ""), hang=8))
