@@ -119,6 +119,8 @@ def test_a_run_reads_stage_wall_times_from_the_manifests(tmp_path: Path) -> None
         assert rec["wall_s"] == manifest["wall_s"] > 0
         assert rec["env_mode"] == "current" and rec["cached"] is False
     assert Path(p["run_dir"]).is_relative_to(tmp_path / "out" / "runs")
+    # Each stage's metrics are those its result model declares (the toy stages': one each).
+    assert s["metrics"] == {"toy_a": {"seed": 0.0}, "toy_b": {"score": 0.5}}
     assert s["wall_s"] < 240
 
 

@@ -47,15 +47,15 @@ class SweepIntervals:
 
 def run_units(run_dir: str | Path | None) -> Units | None:
     """Units of a harness run's ``score`` stage under its primary parser, or None."""
-    from harness.core.results import score_units, stage_result
-    from harness.stages.score import ScoreResult
+    from harness.core.results import score_units
 
     if run_dir is None:
         return None
     try:
         run = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
-        score_dir = Path(run["stages"]["score"]["dir"])
-        return score_units(score_dir, stage_result(score_dir, ScoreResult).summary.parser)
+        stage = run["stages"]["score"]
+        mode = run["spec"]["eval"]["parser"]
+        return score_units(Path(stage["dir"]), mode)
     except (OSError, ValueError, KeyError, TypeError, HarnessError):
         return None
 
