@@ -3,7 +3,8 @@
 A stage's key is the sha256 of (stage contract version, stage name, its version marker, the
 canonical JSON of its slice, fingerprints of the input files the slice names, the digests of
 its code dependencies (normalised source: see :mod:`harness.core.codehash`), the pins of every
-environment it uses with the platform, and its upstream keys). Nothing outside that enters
+environment it uses with the platform, its upstream keys, and for a stage that reads
+``report.baselines`` the keys of the baselines' stages it reads). Nothing outside that enters
 the key; everything inside it does. In the current-interpreter mode (``run.env_mode:
 current``) an environment enters the key as the mode and the installed versions of its pinned
 packages instead of the pin file's digest (:func:`harness.core.envs.environment`). Planning imports

@@ -1,7 +1,9 @@
 """The ``report`` stage: one Markdown + JSON summary of a pipeline's outcome, and its page.
 
-It sees every stage before it in the plan and reads only their finished dirs (their
-manifests' results and files): scores per task and track (official and robust parsing),
+It sees every stage before it in the plan, and the score, Shopping MMLU score, infer and
+quantize stages of each ``report.baselines`` variant (``ctx.baselines[name][stage]``), and
+reads only their finished dirs: their results, typed as each stage declares them
+(:func:`~harness.core.results.stage_result`), and their files. Scores per task and track (official and robust parsing),
 parse rates, each with its bootstrap confidence interval (rows resampled within tasks); this
 run against each baseline as paired differences (delta, interval, p-value; differences whose
 interval excludes 0 in bold) with the smallest overall difference the eval set resolves; then
