@@ -373,8 +373,10 @@ def cmd_stages(args: argparse.Namespace) -> int:
             f"outputs: {', '.join(a.name for a in d.outputs) or '-'}"
             + (f"  inputs: {inputs}" if inputs else "")
             + ("  (sees every stage before it)" if d.upstream_all else "")
+            + (f"  baselines' stages: {', '.join(d.baselines)}" if d.baselines else "")
             + f"  reads: {', '.join(d.reads)}"
-            + (f"  files: {', '.join(d.files)}" if d.files else ""),
+            + (f"  files: {', '.join(d.files)}" if d.files else "")
+            + f"  metrics: {', '.join(d.result_model.metrics_model().declared_names()) or '-'}",
             hang=12,
         )
     return 0
