@@ -19,10 +19,10 @@ from harness.core.plan import MANIFEST, build_plan, reasons
 from harness.core.results import metrics_of, stage_result
 from harness.core.stage import stage
 from harness.errors import HarnessError
-from harness.quant_report import COLUMNS
+from harness.quant_report import COLUMNS, section
 from harness.spec import load_spec
 from harness.stages.infer import InferMetrics, InferResult
-from harness.stages.quantize import QuantizeMetrics
+from harness.stages.quantize import QuantizeMetrics, QuantizeResult
 from harness.stages.report import ReportResult
 from harness.stages.score import ScoreResult
 from tests.plugins.toy_stages import SeedSlice, ToyBResult
@@ -170,6 +170,35 @@ def test_readers_name_only_declared_fields() -> None:
     assert plain.metrics["x"] == 1.0 and plain.summary.to_dict() == {"note": [1]}
     with pytest.raises(ValueError, match="valid number"):
         StageResult.from_json({"metrics": {"x": "one"}})
+
+
+def _quantize_dir(root: Path, key: str, backend: str, gap: float) -> Path:
+    """A finished quantize stage dir as the store holds it (its manifest's result)."""
+    metrics = dict.fromkeys(QuantizeMetrics.declared_names(), 1.0) | {"logprob_gap_mean": gap}
+    result = QuantizeResult.model_validate(
+        {"metrics": metrics, "summary": {"backend": backend, "format": "f", "vllm": {}}}
+    )
+    d = root / "stages" / "quantize" / key
+    d.mkdir(parents=True)
+    manifest = {"upstream_keys": {"model": "m1"}, "result": result.to_json()}
+    (d / MANIFEST).write_text(json.dumps(manifest))
+    return d
+
+
+def test_the_quantisation_section_reads_quantize_results_typed(tmp_path: Path) -> None:
+    mine = _quantize_dir(tmp_path, "k1", "llmcompressor", 0.02)
+    other = _quantize_dir(tmp_path, "k2", "autoawq", 0.03)
+    facts: dict = {}
+    lines = section(mine, {"awq": other, "same": mine}, facts)
+    table = facts["quantize_backends"]
+    assert list(table) == ["this run", "awq"]  # a baseline sharing this run's stage: once
+    assert table["awq"]["backend"] == "autoawq" and table["awq"]["logprob_gap_mean"] == 0.03
+    assert table["this run"]["model"] == "m1" and "## Quantisation backends" in lines
+    broken = json.loads((other / MANIFEST).read_text())
+    del broken["result"]["summary"]["backend"]
+    (other / MANIFEST).write_text(json.dumps(broken))
+    with pytest.raises(ResultError, match=r"`summary.backend` is missing"):
+        section(mine, {"awq": other}, {})
 
 
 def _variant_spec(tmp_path: Path, limit: int) -> Path:

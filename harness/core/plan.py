@@ -477,7 +477,7 @@ def _add_baselines(
         keys = {b: {s: out[p].key for s, p in stages.items()} for b, stages in baselines.items()}
         d = st.definition
         key = stage_key(
-            name, d.version, st.slice, st.files, st.upstream_keys, st.code, st.envs, keys
+            d.name, d.version, st.slice, st.files, st.upstream_keys, st.code, st.envs, keys
         )
         out[name] = replace(st, baselines=baselines, baseline_keys=keys, key=key)
     return out
