@@ -54,6 +54,9 @@ def test_the_closure_follows_lazy_imports_string_targets_and_packages() -> None:
     # Only what a stage reaches: the scorer does not carry the serving code, nor the reverse.
     assert not [m for m in defs["score"].code_modules if m.startswith("harness.inference")]
     assert "harness.shopbench.parsers" not in infer
+    # A reader of another stage's result model carries that module, not the stage's work.
+    report = defs["report"].code_modules
+    assert "harness.stages.infer" in report and "harness.inference.runner" not in report
 
 
 def test_vllm_plugins_are_the_entry_points_pyproject_declares() -> None:

@@ -12,6 +12,7 @@ import ast
 import hashlib
 import importlib.util
 import re
+from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -29,6 +30,8 @@ a result (the spec's values enter keys as the stage's slice, named datasets as i
 content, settings from the environment as declared variables), so they are not part of any
 stage's code digest, and the closure does not follow them."""
 
+STAGE_PACKAGE = "harness.stages"
+"""The built-in stages' package: their modules import nothing heavy at module level."""
 _TARGET = re.compile(r"^(?:" + "|".join(PROJECT_PACKAGES) + r")(?:\.\w+)+(?::\w+)?$")
 """A string constant naming a project module (``-m`` children, lazy ``module:attr`` targets)."""
 
@@ -53,15 +56,27 @@ def normalized_source(source: str, filename: str = "<source>") -> str:
 
 
 @cache
-def _facts(path: str, size: int, mtime_ns: int) -> tuple[str, frozenset[str]]:
-    """One parse of a file: its digest and the project modules it depends on."""
+def _facts(path: str, size: int, mtime_ns: int) -> tuple[str, frozenset[str], frozenset[str]]:
+    """One parse of a file: its digest, the project modules it depends on, and those its
+    module level alone depends on (what importing it runs, function bodies aside)."""
     tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
-    deps = frozenset(_dependencies(tree, Path(path)))
+    deps = frozenset(_dependencies(ast.walk(tree), Path(path)))
+    top = frozenset(_dependencies(_module_level(tree), Path(path)))
     digest = hashlib.sha256(ast.unparse(_strip_docstrings(tree)).encode()).hexdigest()[:16]
-    return digest, deps
+    return digest, deps, top
 
 
-def _stat_facts(path: Path) -> tuple[str, frozenset[str]]:
+def _module_level(tree: ast.AST) -> Iterator[ast.AST]:
+    """The nodes that run when the module is imported: all but function bodies."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            todo.extend(ast.iter_child_nodes(node))
+
+
+def _stat_facts(path: Path) -> tuple[str, frozenset[str], frozenset[str]]:
     st = path.stat()
     where = path if path.is_absolute() else path.resolve()  # project files come absolute
     return _facts(str(where), st.st_size, st.st_mtime_ns)
@@ -110,18 +125,19 @@ def code_digests(modules: tuple[str, ...] | list[str]) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def imported_modules(path: Path) -> set[str]:
+def imported_modules(path: Path, *, module_level: bool = False) -> set[str]:
     """Project modules a source file imports anywhere (top level or inside functions),
     resolved to the deepest existing module (``from a.b import c`` -> ``a.b.c`` when that is
     a module, else ``a.b``), and those it names as whole string constants (the module of a
-    ``python -m`` child or of a lazily registered ``module:attr`` target)."""
-    return set(_stat_facts(path)[1])
+    ``python -m`` child or of a lazily registered ``module:attr`` target). With
+    ``module_level``, only those of the code that runs on import (not function bodies)."""
+    return set(_stat_facts(path)[2 if module_level else 1])
 
 
-def _dependencies(tree: ast.AST, path: Path) -> set[str]:
+def _dependencies(nodes: Iterable[ast.AST], path: Path) -> set[str]:
     package = _package_of(path)
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -166,8 +182,10 @@ def code_closure(roots: tuple[str, ...]) -> tuple[str, ...]:
     root means every module in it), then every project module reachable from them by imports
     and by module names written as strings, and the packages that hold them (importing a
     module runs its package's ``__init__``), leaving out the contract's side and empty
-    package ``__init__`` files. Sorted; computed once per process (file digests are still
-    taken afresh)."""
+    package ``__init__`` files. Another stage's module reached this way (a reader importing
+    its result model) adds only what its module level imports: the work of a stage is in its
+    function, whose imports run when the stage runs, not when its module is imported. Sorted;
+    computed once per process (file digests are still taken afresh)."""
     start = [m for r in roots for m in _expand(r)]
     todo, seen = list(start), set()
     while todo:
@@ -178,8 +196,9 @@ def code_closure(roots: tuple[str, ...]) -> tuple[str, ...]:
         f = source_file(mod)
         # A plugin stage's module may live outside the project: read it where Python finds it.
         files = [f] if f is not None else module_files(mod) if mod in start else []
+        imported_only = mod not in start and mod.startswith(STAGE_PACKAGE + ".")
         for file in files:
-            todo.extend(imported_modules(file))
+            todo.extend(imported_modules(file, module_level=imported_only))
         parent = mod.rpartition(".")[0]
         if parent:  # importing a module runs its packages' __init__ first
             todo.append(parent)
