@@ -108,7 +108,9 @@ def _compare(
         assert task["score"] == pytest.approx(ref[name], abs=TOL), name
         compared += 1
     for r, row, value in zip(records, ours.rows, ref_rows, strict=True):
-        if r.metric != "micro f1" and r.metric not in unavailable:
+        if r.metric == "micro f1":
+            assert row.counts is not None and list(row.counts) == value, (r.source, row)
+        elif r.metric not in unavailable:
             assert row.score == pytest.approx(float(value), abs=TOL), (r.source, row)
     assert set(ref) == set(ours.scores["tasks"])
     return compared, worst

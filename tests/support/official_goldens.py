@@ -118,6 +118,7 @@ def kit_goldens(kit: Path, dev_set: Path | None) -> None:
             {
                 "source": source,
                 "corpus": file_entry(corpus.PARSER_INPUTS),
+                "substitutions": {"sacrebleu": "imported, not called: " + SACREBLEU_NOTE},
                 "what": (
                     "local_evaluation.get_task_parsers()[task_type].parse(raw): per corpus "
                     "case, in the corpus's order, its task types' parsed values"

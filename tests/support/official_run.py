@@ -173,6 +173,7 @@ def quiet() -> Iterator[None]:
     from loguru import logger
 
     logger.disable("")
+    tqdm_disable = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"
     sink = io.StringIO()
     try:
@@ -186,7 +187,10 @@ def quiet() -> Iterator[None]:
             yield
     finally:
         logger.enable("")
-        os.environ.pop("TQDM_DISABLE", None)
+        if tqdm_disable is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm_disable
 
 
 # --------------------------------------------------------------------------- sacrebleu
