@@ -189,7 +189,8 @@ def _official_goldens(session: nox.Session) -> None:
             f"golden/official not regenerated for {', '.join(missing)}: set "
             "SHOPBENCH_KIT_DIR to a checkout of the Amazon KDD Cup 2024 starter kit and "
             "SHOPPING_MMLU_DIR to one of Shopping MMLU, each at the commit "
-            "tests/support/official_goldens.py pins (see its docstring)"
+            "tests/support/official_goldens.py pins (its docstring and the README's "
+            "'Official goldens' section say where to get them)"
         )
     if given:
         cmd = [py, "-m", "tests.support.official_goldens"]
