@@ -174,9 +174,36 @@ def validate(session: nox.Session) -> None:
     )
 
 
+OFFICIAL_CHECKOUTS = {"SHOPBENCH_KIT_DIR": "--kit", "SHOPPING_MMLU_DIR": "--mmlu"}
+
+
+def _official_goldens(session: nox.Session) -> None:
+    """Rewrite the prediction corpora and, for each official checkout named in the
+    environment, ``golden/official`` (``tests/support/official_goldens.py``)."""
+    py = str(_venv(session) / "python")
+    session.run(py, "-m", "tests.support.official_corpus", env=_env(), external=True)
+    given = [(env, opt) for env, opt in OFFICIAL_CHECKOUTS.items() if os.environ.get(env)]
+    missing = [env for env in OFFICIAL_CHECKOUTS if not os.environ.get(env)]
+    if missing:
+        session.warn(
+            f"golden/official not regenerated for {', '.join(missing)}: set "
+            "SHOPBENCH_KIT_DIR to a checkout of the Amazon KDD Cup 2024 starter kit and "
+            "SHOPPING_MMLU_DIR to one of Shopping MMLU, each at the commit "
+            "tests/support/official_goldens.py pins (its docstring and the README's "
+            "'Official goldens' section say where to get them)"
+        )
+    if given:
+        cmd = [py, "-m", "tests.support.official_goldens"]
+        for env, opt in given:
+            cmd += [opt, os.environ[env]]
+        session.run(*cmd, env=_env(), external=True)
+
+
 @nox.session(python=False)
 def golden(session: nox.Session) -> None:
-    """Compare golden files; ``-- --update "reason"`` rewrites them and logs the reason."""
+    """Compare golden files; ``-- --update "reason"`` rewrites them and logs the reason. With
+    ``SHOPBENCH_KIT_DIR`` / ``SHOPPING_MMLU_DIR`` (official checkouts), ``--update`` also
+    recomputes ``golden/official`` by running the official evaluators."""
     args = list(session.posargs)
     extra = []
     if args and args[0] == "--update":
@@ -185,6 +212,7 @@ def golden(session: nox.Session) -> None:
         extra = ["--update-golden"]
         with (ROOT / "golden" / "CHANGES.md").open("a", encoding="utf-8") as f:
             f.write(f"- {datetime.now(UTC).date().isoformat()}: {args[1].strip()}\n")
+        _official_goldens(session)
     _pytest(session, "tests", "-m", "not bench and not gpu and not engine and not slow", *extra)
     if extra:
         out = subprocess.run(["git", "status", "--short", "golden"], capture_output=True, text=True)

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import reference_shopping_mmlu as ref
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +32,7 @@ from harness.shopbench.mmlu.units import mmlu_units
 from harness.shopbench.types import Record
 from harness.shopbench.uncertainty import compare, intervals, mcnemar_p
 from harness.shopbench.units import MEAN, MICRO_F1, TaskUnits, Units, aggregate
+from tests.support import fake_embedder
 
 HERE = Path(__file__).resolve().parent
 VARIED = HERE / "data" / "predictions_corpus" / "fixture_varied.jsonl"
@@ -149,10 +149,7 @@ _spec = importlib.util.spec_from_file_location(
 assert _spec is not None and _spec.loader is not None
 _fixture = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fixture)
-EMBED = {
-    "sent-transformer": ref.FakeSentenceModel("en").encode,
-    "multilingual-sent-transformer": ref.FakeSentenceModel("multi", dim=40).encode,
-}
+EMBED = fake_embedder.EMBED
 
 
 @pytest.mark.parametrize("profile", [SKILL_PROFILE, TASK_PROFILE])

@@ -1,10 +1,13 @@
 """Shopping MMLU: loading the official layout, prompts, and both official scoring profiles.
 
-Parity is checked against ``tests/reference_shopping_mmlu.py``, an independent plain
-transcription of the official evaluators that reads the data with pandas as they do, over a
-corpus of varied outputs (``tests/data/shopping_mmlu/build_fixture.py``) and random text:
-scores agree to 1e-6, NaN where the reference returns NaN or raises. The embedding metrics
-use a deterministic hashed bag-of-words model, so no model is loaded.
+Parity is checked against golden facts (``golden/official/mmlu_task_wise.json``,
+``mmlu_skill_wise.json``): the official task-wise and skill-wise scripts themselves, run by
+``tests/support/official_goldens.py`` on the miniature release over a committed corpus of
+varied outputs (``tests/data/shopping_mmlu/build_fixture.py``'s styles, perfect answers and
+generated random text): prompts equal, scores and per-row values agree to 1e-6, NaN where the
+official script returns NaN or raises. The embedding metrics use a deterministic hashed
+bag-of-words model (:mod:`tests.support.fake_embedder`, also given to the official scripts),
+so no model is loaded.
 """
 
 from __future__ import annotations
@@ -14,14 +17,13 @@ import json
 import math
 import subprocess
 import sys
-import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import reference_shopping_mmlu as ref
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -48,6 +50,9 @@ from harness.shopbench.mmlu import (
     skill_column,
 )
 from harness.shopbench.mmlu import data as mmlu_data
+from tests.support import official_corpus
+from tests.support.fake_embedder import EMBED, EN
+from tests.support.goldens import check_file, official_golden, sha256_text
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location(
@@ -59,10 +64,6 @@ _spec.loader.exec_module(fixture)
 
 TOL = 1e-6
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-EN = ref.FakeSentenceModel("en")
-MULTI = ref.FakeSentenceModel("multi", dim=40)
-MODELS = {"sent-transformer": EN, "multilingual-sent-transformer": MULTI}
-EMBED = {"sent-transformer": EN.encode, "multilingual-sent-transformer": MULTI.encode}
 PROFILES = (SKILL_PROFILE, TASK_PROFILE)
 EXT = {"multiple_choice": "csv"}
 
@@ -94,14 +95,36 @@ def _same(a: Any, b: Any) -> bool:
     return abs(a - b) <= TOL
 
 
-def _attempt(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, BaseException | None]:
-    """fn(...) -> (value, None), or (None, the exception); NumPy warnings silenced."""
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        try:
-            return fn(*args, **kwargs), None
-        except Exception as e:
-            return None, e
+def _golden(name: str) -> dict[str, Any]:
+    """An official golden, checked to be computed from this release and the committed
+    outputs corpus."""
+    golden = official_golden(name)
+    check_file(name, golden["corpus"], official_corpus.MMLU_OUTPUTS)
+    release = {rel: sha256_text(text) for rel, text in fixture.files().items()}
+    assert golden["release"]["files_sha256"] == release, f"{name}: the release changed"
+    return golden
+
+
+@pytest.fixture(scope="module")
+def task_golden() -> dict[str, Any]:
+    """``golden/official/mmlu_task_wise.json``: per task file, keyed ``FOLDER/NAME``."""
+    return _golden("mmlu_task_wise")["tasks"]
+
+
+@pytest.fixture(scope="module")
+def skill_golden() -> dict[str, Any]:
+    """``golden/official/mmlu_skill_wise.json``: per skill file, keyed ``skills/NAME``."""
+    return _golden("mmlu_skill_wise")["skills"]
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict[str, dict[str, list[str]]]:
+    """The committed outputs corpus: ``FOLDER/NAME`` -> output set -> outputs."""
+    return json.loads(official_corpus.MMLU_OUTPUTS.read_text("utf-8"))
+
+
+def _key(t: TaskData) -> str:
+    return official_corpus.mmlu_key(t)
 
 
 # --------------------------------------------------------------------------- loading
@@ -308,18 +331,31 @@ def test_digest_check(release: tuple[Path, Path]) -> None:
 
 @pytest.mark.parametrize(("specific", "letters"), [(False, False), (True, False), (False, True)])
 def test_prompts_match_the_task_wise_scripts(
-    bench: Benchmark, release: tuple[Path, Path], specific: bool, letters: bool
+    bench: Benchmark, task_golden: dict[str, Any], specific: bool, letters: bool
 ) -> None:
     for t in bench.tasks:
+        prompts = task_golden[_key(t)]["prompts"]
+        # Only the multiple-choice script has a letter option; the others ignore it.
+        mc = t.folder == "multiple_choice"
+        variant = "task_specific" if specific else "letters" if letters and mc else "plain"
+        want = prompts[variant]
+        assert len(want) == len(t.rows), t.name
         for i in range(len(t.rows)):
-            want = ref.tw_prompt(_path(release[1], t), t.folder, t.name, i, specific, letters)
             got = build_prompt(t, i, task_specific_prompt=specific, letter_choices=letters)
-            assert got == want, (t.name, i)
+            assert got == want[i], (t.name, i)
 
 
-def test_skill_prompts_and_decoding_caps(bench: Benchmark) -> None:
+def test_skill_prompts_and_decoding_caps(
+    bench: Benchmark, task_golden: dict[str, Any], skill_golden: dict[str, Any]
+) -> None:
+    for skill in bench.skills:
+        g = skill_golden[_key(skill)]
+        n = len(skill.rows)
+        assert [build_prompt(skill, i) for i in range(n)] == g["prompts"], skill.name
+        assert [max_new_tokens(skill, i) for i in range(n)] == g["max_new_tokens"]["1"]
+        four = [max_new_tokens(skill, i, multi_choice_tokens=4) for i in range(n)]
+        assert four == g["max_new_tokens"]["4"], skill.name
     s = bench.skill("skill1_concept")
-    assert build_prompt(s, 0) == ref.SYSTEM + s.rows[0].input
     assert max_new_tokens(s, 0) == 1 and max_new_tokens(s, 0, multi_choice_tokens=4) == 4
     assert max_new_tokens(s, len(s.rows) - 1) == 100
     caps = {t.folder: max_new_tokens(t) for t in bench.tasks}
@@ -330,6 +366,8 @@ def test_skill_prompts_and_decoding_caps(bench: Benchmark) -> None:
         "named_entity_recognition": 20,
         "generation": 128,
     }
+    for t in bench.tasks:
+        assert task_golden[_key(t)]["max_new_tokens"] == [max_new_tokens(t)], t.name
     pt = TaskData("pt_name_explain", "generation", "mem", (TaskRow(0, 1, "Explain.", "x"),))
     assert build_prompt(pt, 0, task_specific_prompt=True).startswith(
         "You are required to perform the task of  product type name explain. "
@@ -339,138 +377,111 @@ def test_skill_prompts_and_decoding_caps(bench: Benchmark) -> None:
 # --------------------------------------------------------------------------- parity
 
 
-def _ref_task(root: Path, t: TaskData, outputs: list[str], letters: bool = False) -> Any:
-    path = _path(root, t)
-    if t.folder == "multiple_choice":
-        score, rows, ill = ref.tw_multiple_choice(path, t.name, outputs, letters)
-        return score, rows, ill
-    if t.folder == "retrieval":
-        score, rows = ref.tw_retrieval(path, outputs)
-        return score, rows, 0
-    if t.folder == "ranking":
-        return ref.tw_ranking(path, outputs)
-    if t.folder == "named_entity_recognition":
-        score, rows = ref.tw_ner(path, outputs)
-        return score, rows, None
-    score, rows = ref.tw_generation(path, t.name, outputs, MODELS)
-    return score, rows, None
-
-
 def _row_values(out: dict[str, Any]) -> list[Any]:
-    return [(r["tp"], r["fp"], r["fn"]) if "tp" in r else r["score"] for r in out["rows"]]
+    return [[r["tp"], r["fp"], r["fn"]] if "tp" in r else r["score"] for r in out["rows"]]
 
 
-def _check_task_parity(root: Path, t: TaskData, outputs: list[str], letters: bool = False) -> None:
+def _check_task_parity(
+    t: TaskData, want: dict[str, Any], outputs: list[str], letters: bool = False
+) -> None:
     ours = score_task(t, outputs, TASK_PROFILE, embed=EMBED, letter_choices=letters)
-    want, err = _attempt(_ref_task, root, t, outputs, letters)
-    if err is not None:
-        assert math.isnan(ours["score"]), (t.name, outputs, err)
+    if "raises" in want:
+        assert math.isnan(ours["score"]), (t.name, outputs, want["raises"])
         assert ours["warnings"], t.name
         return
-    score, rows, ill = want
-    assert _same(ours["score"], score), (t.name, outputs, ours["score"], score)
-    for got, exp in zip(_row_values(ours), rows, strict=True):
-        assert got == exp if isinstance(exp, tuple) else _same(got, exp), (t.name, outputs)
-    if ill is not None and t.folder in ("multiple_choice", "ranking"):
-        assert ours["ill_format"] == ill, (t.name, outputs)
+    assert _same(ours["score"], want["score"]), (t.name, outputs, ours["score"], want)
+    for got, exp in zip(_row_values(ours), want["rows"], strict=True):
+        assert got == exp if isinstance(exp, list) else _same(got, exp), (t.name, outputs)
+    if t.folder in ("multiple_choice", "ranking"):
+        assert ours["ill_format"] == want["ill_format"], (t.name, outputs)
     if math.isnan(ours["score"]):
         assert ours["warnings"], t.name
 
 
-def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text("utf-8").split("\n") if x.strip()]
-
-
-def _check_skill_parity(root: Path, s: TaskData, outputs: list[str], tmp: Path) -> None:
+def _check_skill_parity(s: TaskData, want: dict[str, Any], outputs: list[str]) -> None:
     ours = score_skill(s, outputs, SKILL_PROFILE, embed=EMBED)
-    path = _path(root, s)
-    whole, err = _attempt(ref.skill_evaluation, path, outputs, MODELS)
-    if err is not None:
-        assert math.isnan(ours["score"]), (s.name, err)
+    whole = want["whole"]
+    if "raises" in whole:
+        assert math.isnan(ours["score"]), (s.name, whole["raises"])
     else:
         assert _same(ours["score"], whole["track_wise"]), (s.name, outputs)
         values = [
-            (r["tp"], r["fp"], r["fn"]) if "tp" in r else r["score"]
+            [r["tp"], r["fp"], r["fn"]] if "tp" in r else r["score"]
             for t in ours["tasks"].values()
             for r in t["rows"]
         ]
         order = [r["index"] for t in ours["tasks"].values() for r in t["rows"]]
+        assert sorted(order) == list(range(len(outputs)))
         for i, got in zip(order, values, strict=True):
             exp = whole["rows"][i]
-            if exp is None or isinstance(exp, tuple):
+            if exp is None or isinstance(exp, list):
                 assert got == exp, (s.name, i)
             else:
                 assert _same(got, exp), (s.name, i, got, exp)
     # Task by task: the official evaluator run on the task's rows alone.
-    records = _jsonl_rows(path)
+    assert set(ours["tasks"]) == set(want["tasks"]), s.name
     for name, task in ours["tasks"].items():
-        picked = [i for i, r in enumerate(records) if r["task_name"] == name]
-        sub = tmp / f"{s.name}--{name}.json"
-        sub.write_text("".join(json.dumps(records[i]) + "\n" for i in picked), "utf-8")
-        part, err = _attempt(ref.skill_evaluation, sub, [outputs[i] for i in picked], MODELS)
-        if err is not None:
-            assert math.isnan(task["score"]), (s.name, name, err)
+        part = want["tasks"][name]
+        if "indices" in part:
+            assert [r["index"] for r in task["rows"]] == part["indices"], (s.name, name)
+        if "raises" in part:
+            assert math.isnan(task["score"]), (s.name, name, part["raises"])
             assert task["warnings"], (s.name, name)
         else:
-            assert _same(task["score"], part["tasks"][name]), (s.name, name)
+            assert _same(task["score"], part["score"]), (s.name, name)
         if math.isnan(task["score"]):
             assert task["warnings"], (s.name, name)
 
 
+def _task_sets(
+    bench: Benchmark, golden: dict[str, Any], outputs: dict[str, Any], keys: list[str]
+) -> Iterator[tuple[TaskData, dict[str, Any], list[str], bool]]:
+    """(task, official result, outputs, letters) for every task file and output set ``keys``,
+    the multiple-choice files also with letter choices."""
+    for t in bench.tasks:
+        runs = golden[_key(t)]["runs"]
+        for variant in ("plain", "letters") if t.folder == "multiple_choice" else ("plain",):
+            for k in keys:
+                yield t, runs[variant][k], outputs[_key(t)][k], variant == "letters"
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_task_profile_matches_the_task_wise_scripts(
-    bench: Benchmark, release: tuple[Path, Path], seed: int
+    bench: Benchmark, task_golden: dict[str, Any], outputs: dict[str, Any], seed: int
 ) -> None:
-    for t in bench.tasks:
-        _check_task_parity(release[1], t, fixture.styled_predictions(t, seed))
-        _check_task_parity(release[1], t, fixture.perfect_predictions(t))
-    mc = bench.task("product_category_selection")
-    _check_task_parity(release[1], mc, fixture.styled_predictions(mc, seed), letters=True)
+    for t, want, outs, letters in _task_sets(
+        bench, task_golden, outputs, [f"styled/{seed}", "perfect"]
+    ):
+        _check_task_parity(t, want, outs, letters)
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_skill_profile_matches_the_skill_wise_evaluator(
-    bench: Benchmark, release: tuple[Path, Path], tmp_path: Path, seed: int
+    bench: Benchmark, skill_golden: dict[str, Any], outputs: dict[str, Any], seed: int
 ) -> None:
     for s in bench.skills:
-        _check_skill_parity(release[1], s, fixture.styled_predictions(s, seed), tmp_path)
-    for s in bench.skills:
-        _check_skill_parity(release[1], s, fixture.perfect_predictions(s), tmp_path)
+        for k in (f"styled/{seed}", "perfect"):
+            _check_skill_parity(s, skill_golden[_key(s)]["runs"][k], outputs[_key(s)][k])
 
 
-_ALPHABET = "0123456789١½,,, \n\n\t-_[]abcXYZ.é水"
-_JUNK = st.text(alphabet=_ALPHABET, max_size=24)
-
-
-@st.composite
-def _outputs(draw: st.DrawFn, perfect: list[str]) -> list[str]:
-    out = []
-    for p in perfect:
-        out.append(
-            draw(
-                st.one_of(
-                    _JUNK,
-                    st.just(p),
-                    st.builds(lambda a, b, p=p: a + p + b, _JUNK, _JUNK),
-                )
-            )
-        )
-    return out
-
-
-@SETTINGS
-@given(data=st.data())
-def test_random_outputs_keep_parity(
+def test_generated_random_outputs_keep_parity(
     bench: Benchmark,
-    release: tuple[Path, Path],
-    tmp_path_factory: pytest.TempPathFactory,
-    data: st.DataObject,
+    task_golden: dict[str, Any],
+    skill_golden: dict[str, Any],
+    outputs: dict[str, Any],
 ) -> None:
-    t = data.draw(st.sampled_from(bench.tasks))
-    _check_task_parity(release[1], t, data.draw(_outputs(fixture.perfect_predictions(t))))
-    s = data.draw(st.sampled_from(bench.skills))
-    tmp = tmp_path_factory.mktemp("sub")
-    _check_skill_parity(release[1], s, data.draw(_outputs(fixture.perfect_predictions(s))), tmp)
+    """Junk, right answers and right answers inside junk, per row (a fixed generated set)."""
+    keys = [f"random/{n}" for n in range(official_corpus.MMLU_RANDOM_DRAWS)]
+    for t, want, outs, letters in _task_sets(bench, task_golden, outputs, keys):
+        _check_task_parity(t, want, outs, letters)
+    for s in bench.skills:
+        for k in keys:
+            _check_skill_parity(s, skill_golden[_key(s)]["runs"][k], outputs[_key(s)][k])
+
+
+def test_the_outputs_corpus_is_what_its_builder_makes(outputs: dict[str, Any]) -> None:
+    assert outputs == official_corpus.mmlu_outputs()
+    assert official_corpus.MMLU_OUTPUTS.read_text("utf-8") == official_corpus.dump(outputs)
 
 
 # --------------------------------------------------------------------------- properties

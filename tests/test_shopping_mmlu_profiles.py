@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 
 import pytest
-import reference_shopping_mmlu as ref
 
 from harness.shopbench.mmlu import (
     LEADERBOARD_COLUMNS,
@@ -28,6 +27,7 @@ from harness.shopbench.mmlu.profiles import (
     score_profiles,
     skill_records,
 )
+from tests.support import fake_embedder
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "experiments" / "data" / "shopping_mmlu_mini"
@@ -38,9 +38,7 @@ assert _spec is not None and _spec.loader is not None
 fixture = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fixture)
 
-EN = ref.FakeSentenceModel("en")
-MULTI = ref.FakeSentenceModel("multi", dim=40)
-EMBED = {"sent-transformer": EN.encode, "multilingual-sent-transformer": MULTI.encode}
+EMBED = fake_embedder.EMBED
 # The ShopBench profiles load sentence models by name; the multilingual one is not shipped.
 NO_MULTI = ["multilingual-sent-transformer"]
 

@@ -16,8 +16,10 @@ Timed, each as its own process from the command line, one after the other:
 * ``warm``: ``harness score`` again (the cache holds every text; no model is loaded);
 * ``other_mode``: ``harness score --parser robust`` on the warm cache (only predictions the
   robust parser reads differently are new);
-* ``kit``: the official starter kit's evaluation (``tests/reference_evaluator.py``: one
-  ``encode`` call per text, a ROUGE scorer per row).
+* ``kit``: the official starter kit's evaluation (``tests/benchmarks/kit_score.py``: the kit's
+  own ``local_evaluation`` from the checkout ``$SHOPBENCH_KIT_DIR`` names, at the pinned
+  commit; one ``encode`` call per text, a ROUGE scorer per row). Without that checkout the
+  benchmark fails, saying so.
 
 Goals: ``kit / warm >= 10`` and ``cold / bare <= 1.3``. Every process runs torch with
 ``BENCH_TORCH_THREADS`` threads (default 1: on a shared 2-core machine two OpenMP threads
@@ -168,6 +170,16 @@ def _task_scores(path: Path) -> dict[str, float]:
 
 @pytest.mark.bench
 def test_bench_embedding_cache(dev_fixture: Path, tmp_path: Path) -> None:
+    from tests.support.official_run import KIT, CheckoutError, verify_checkout
+
+    if not os.environ.get(KIT.env):
+        pytest.fail(
+            f"the kit baseline needs the starter kit checkout: set {KIT.env} ({KIT.url} at {KIT.commit})"
+        )
+    try:
+        verify_checkout(KIT, os.environ[KIT.env])
+    except CheckoutError as e:
+        pytest.fail(str(e))
     try:
         model_dir = metrics.resolve_sentence_model(MODEL)
     except SentenceModelNotFoundError as e:
