@@ -50,34 +50,45 @@ def _variant_file(slice_: dict[str, Any]) -> str:
     return str(PROMPTS_DIR / f"{slice_['prompts']['variant']}.yaml")
 
 
-class InferSlice(SpecSlice):
-    """What ``infer`` reads."""
+class ServingSlice(SpecSlice):
+    """What a stage that serves a model reads besides its own section: the engine settings,
+    the cluster and whether the model's own code may run."""
 
     infer: InferConfig = read("infer")
-    prompts: PromptsConfig = read("prompts")
-    decoding: DecodingConfig = read("decoding")
-    eval: EvalConfig = read("eval")
     cluster: ClusterConfig = read("cluster")
     trust_remote_code: bool = read("model.trust_remote_code")
 
 
-class InferMetrics(StageMetrics):
-    """Throughput, latency and engine facts of an ``infer`` run (seconds, counts as floats)."""
+class InferSlice(ServingSlice):
+    """What ``infer`` reads."""
+
+    prompts: PromptsConfig = read("prompts")
+    decoding: DecodingConfig = read("decoding")
+    eval: EvalConfig = read("eval")
+
+
+class GenerationMetrics(StageMetrics):
+    """Throughput of a stage that generates (seconds, counts as floats)."""
 
     n_prompts: float
     wall_s: float
     """Generation wall time, the engine's start excluded."""
     prompts_per_s: float
     output_tokens_per_s: float
-    prompt_tokens: float
     output_tokens: float
+    engine_start_s: float
+    """The engine's start (with a shared engine: this stage's wait for it)."""
+
+
+class InferMetrics(GenerationMetrics):
+    """Throughput, latency and engine facts of an ``infer`` run."""
+
+    prompt_tokens: float
     latency_mean_s: float
     latency_p50_s: float
     latency_p95_s: float
     latency_max_s: float
     sentence_cut_rows: float
-    engine_start_s: float
-    """The engine's start (with a shared engine: this stage's wait for it)."""
     engine_shared: float
     """1.0 when the engine was a run's or a sweep's shared one."""
     constrained: float

@@ -22,16 +22,14 @@ from harness.atomic import write_jsonl
 from harness.core.artifacts import MMLU_PREDICTIONS, MODEL
 from harness.core.stage import (
     VLLM_PLUGINS,
-    SpecSlice,
     StageContext,
-    StageMetrics,
     StageResult,
     StageSummary,
     read,
     stage,
 )
 from harness.errors import HarnessError
-from harness.spec.schema import ClusterConfig, InferConfig
+from harness.stages.infer import GenerationMetrics, ServingSlice
 
 # Folder of a task file -> the harness's task type (requests are grouped by it).
 FOLDER_TASK_TYPE = {
@@ -43,7 +41,7 @@ FOLDER_TASK_TYPE = {
 }
 
 
-class MMLUInferSlice(SpecSlice):
+class MMLUInferSlice(ServingSlice):
     """What ``mmlu_infer`` reads: only the ``shopping_mmlu`` fields that shape the answers (a
     scoring option re-runs ``mmlu_score`` alone), the engine settings and the cluster."""
 
@@ -54,21 +52,10 @@ class MMLUInferSlice(SpecSlice):
     multi_choice_tokens: int = read("shopping_mmlu.multi_choice_tokens")
     files: list[str] | None = read("shopping_mmlu.files")
     limit_per_file: int | None = read("shopping_mmlu.limit_per_file")
-    infer: InferConfig = read("infer")
-    cluster: ClusterConfig = read("cluster")
-    trust_remote_code: bool = read("model.trust_remote_code")
 
 
-class MMLUInferMetrics(StageMetrics):
-    """Throughput and latency of the Shopping MMLU generation (seconds, counts as floats)."""
-
-    n_prompts: float
-    wall_s: float
-    """Generation wall time, the engine's start excluded."""
-    prompts_per_s: float
-    output_tokens_per_s: float
-    output_tokens: float
-    engine_start_s: float
+class MMLUInferMetrics(GenerationMetrics):
+    """Throughput of the Shopping MMLU generation."""
 
 
 class MMLUInferSummary(StageSummary):
