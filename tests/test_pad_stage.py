@@ -34,7 +34,7 @@ def _ctx(tmp_path: Path, upstream: Path, *overrides: str) -> StageContext:
     )
 
 
-# Without a quantize stage: unquantised serving, only plain TP rules apply.
+# The tiny_cpu spec without its quantize stage and section: unquantised serving.
 UNQUANTISED = ("stages=[model,pad]", "quantize=null")
 
 
