@@ -1,6 +1,7 @@
-"""Shared fixtures: the golden-file switch, the project's data fixtures and the real public
-datasets (skipping with the command that fetches them), the tiny-model runs root, the
-session's vLLM server and its headless Chromium. Helpers live in :mod:`tests.support`."""
+"""Shared fixtures: the test session's environment variables, the golden-file switch, the
+project's data fixtures and the real public datasets (skipping with the command that fetches
+them), the tiny-model runs root, the session's vLLM server and its headless Chromium. Helpers
+live in :mod:`tests.support`."""
 
 from __future__ import annotations
 
@@ -14,15 +15,50 @@ import pytest
 from tests.support import paths
 from tests.support.runs import run_spec
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("WANDB_SILENT", "true")
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-# Scores in tests never read vectors another run left in the user's embedding cache; the
-# cache's own tests point it at a temporary directory.
-os.environ["HARNESS_EMBEDDING_CACHE"] = "off"
-# Two light plugin stages (tests/plugins/toy_stages.py) for executor and planner tests.
-os.environ["HARNESS_STAGE_PLUGINS"] = "tests.plugins.toy_stages"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+"""Hugging Face offline (unless the caller set these): tests never download."""
+DEFAULTS = {"WANDB_SILENT": "true", "VLLM_CPU_KVCACHE_SPACE": "1"}
+"""Quiet W&B and a 1 GiB vllm-cpu KV cache, unless the caller set these."""
+FIXED = {
+    # Scores in tests never read vectors another run left in the user's embedding cache;
+    # the cache's own tests point it at a temporary directory.
+    "HARNESS_EMBEDDING_CACHE": "off",
+    # Two light plugin stages (tests/plugins/toy_stages.py) for executor and planner tests.
+    "HARNESS_STAGE_PLUGINS": "tests.plugins.toy_stages",
+}
+_OFFLINE_PATCH = pytest.StashKey[pytest.MonkeyPatch]()
+
+
+def _set(mp: pytest.MonkeyPatch, defaults: dict[str, str], fixed: dict[str, str]) -> None:
+    for name, value in defaults.items():
+        if name not in os.environ:
+            mp.setenv(name, value)
+    for name, value in fixed.items():
+        mp.setenv(name, value)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The offline switches are set before collection, not in a fixture: huggingface_hub
+    # reads them once, when first imported, and collecting the test modules imports it.
+    mp = pytest.MonkeyPatch()
+    _set(mp, OFFLINE, {})
+    config.stash[_OFFLINE_PATCH] = mp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    mp = config.stash.get(_OFFLINE_PATCH, None)
+    if mp is not None:
+        mp.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_environment() -> Iterator[None]:
+    """The test session's environment variables (:data:`DEFAULTS`, :data:`FIXED`), set before
+    any other fixture or test runs (so every subprocess a test starts inherits them) and
+    restored when the session ends. A test changes them with ``monkeypatch``."""
+    with pytest.MonkeyPatch.context() as mp:
+        _set(mp, DEFAULTS, FIXED)
+        yield
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -18,8 +18,8 @@ from harness.data.sources import load_sources
 from harness.data.synthesize import load_few_shot, plan_requests
 from harness.shopbench.types import METRIC_TASK_TYPE
 from harness.spec.schema import SynthesisConfig
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "experiments" / "data"
 CAT = REPO / "experiments" / "prompts" / "synth"
 PAPER_TASKS = {f"task{i}" for i in (1, 2, 3, 4, 5, 6, 7, 8, 11)}

@@ -24,11 +24,11 @@ from harness.data.sources import load_sources
 from harness.data.template import generate_template
 from harness.shopbench.data import load_shopbench
 from harness.spec.schema import MixConfig, MixSource
+from tests.support.paths import REPO
+from tests.support.paths import TINY_CPU as TINY
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "experiments" / "data"
 CAT = load_catalogue(REPO / "experiments" / "prompts" / "synth")
-TINY = REPO / "experiments" / "tiny_cpu.yaml"
 
 
 @pytest.fixture(scope="module")

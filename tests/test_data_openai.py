@@ -23,9 +23,9 @@ from harness.data.sources import Sources, load_sources
 from harness.data.synthesize import load_few_shot, plan_requests, synthesize
 from harness.spec.schema import OpenAIGenerator, SynthesisConfig
 from tests.support.openai_server import FakeOpenAIServer, body_hash
+from tests.support.paths import REPO
 from tests.support.synth_responder import TemplateResponder
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "experiments" / "data"
 CAT = load_catalogue(REPO / "experiments" / "prompts" / "synth")
 _ALL = load_sources(DATA / "products.jsonl", DATA / "categories.csv", DATA / "reviews.jsonl")

@@ -16,8 +16,8 @@ from harness.data.sources import (
     load_reviews,
     load_sources,
 )
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "experiments" / "data"
 
 

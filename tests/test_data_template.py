@@ -19,8 +19,8 @@ from harness.shopbench.data import load_shopbench
 from harness.shopbench.prompt_info import mc_option_texts, numbered_items
 from harness.shopbench.router import route
 from harness.shopbench.types import TASK_TYPES
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "experiments" / "data"
 CAT = load_catalogue(REPO / "experiments" / "prompts" / "synth")
 

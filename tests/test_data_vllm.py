@@ -14,9 +14,9 @@ from harness.data.openai_gen import RequestCache
 from harness.data.sources import load_sources
 from harness.data.synthesize import load_few_shot, synthesize
 from harness.spec.schema import SynthesisConfig
+from tests.support.paths import REPO
 from tests.support.vllm_server import SERVED_NAME, tail
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "experiments" / "data"
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -19,9 +19,9 @@ from harness.core import envs
 from harness.core.plan import build_plan, load_history, reasons, save_history
 from harness.errors import HarnessError
 from harness.spec import load_spec
+from tests.support.paths import REPO
+from tests.support.paths import TINY_CPU as TINY
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "experiments" / "tiny_cpu.yaml"
 GPU_SMALL = REPO / "experiments" / "gpu_small.yaml"
 TOY = ["stages=[toy_a,toy_b]", "tracking.mode=disabled"]
 ENTRY = re.compile(r"^[a-z0-9][a-z0-9-]*==\S+ \((have \S+|missing)\)$")

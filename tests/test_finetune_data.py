@@ -22,9 +22,10 @@ from harness.training.data import (
     parse_record,
     tokenize_record,
 )
+from tests.support import paths
 from tests.support.infer import SYSTEM
 
-DATA = Path(__file__).resolve().parent / "data" / "finetune"
+DATA = paths.DATA / "finetune"
 
 
 @pytest.fixture(scope="module")

@@ -15,27 +15,35 @@ from typing import Any
 
 import pytest
 
-from harness.core.stage import StageContext, StageResult, stage_defs
+from harness.core.contract import StageContext, StageResult
+from harness.core.stage import stage_defs
 from harness.errors import HarnessError
-from harness.spec.schema import FinetuneConfig, TinyModelConfig
+from harness.spec.schema import TinyModelConfig
 from harness.training.data import FinetuneDataError
 from tests.support.infer import SYSTEM
+from tests.support.paths import DATA as TEST_DATA
+from tests.support.paths import REPO, TINY_CPU
+from tests.support.stages import run_stage, stage_context
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "tests" / "data" / "finetune"
-# Small enough for a few seconds of CPU per run; lr high enough to move a tiny random model.
-BASE_CFG: dict[str, Any] = {
-    "backend": "trl",
-    "lora": {"rank": 8, "alpha": 16},
-    "learning_rate": 1e-2,
-    "warmup_steps": 2,
-    "max_steps": 24,
-    "batch_size": 4,
-    "max_seq_length": 256,
-    "save_steps": 8,
-    "seed": 0,
-    "merge": {"dtype": "float32", "max_shard_size": "200KB"},
-}
+DATA = TEST_DATA / "finetune"
+# tiny_cpu's fine-tuning made small enough for a few seconds of CPU per run (LoRA only, no
+# trained lm_head); lr high enough to move a tiny random model.
+BASE: tuple[str, ...] = (
+    "finetune.backend=trl",
+    "finetune.lora.rank=8",
+    "finetune.lora.alpha=16",
+    "finetune.lora.modules_to_save=[]",
+    "finetune.learning_rate=1e-2",
+    "finetune.warmup_steps=2",
+    "finetune.max_steps=24",
+    "finetune.batch_size=4",
+    "finetune.max_seq_length=256",
+    "finetune.save_steps=8",
+    "finetune.seed=0",
+    "finetune.merge.dtype=float32",
+    "finetune.merge.max_shard_size=200KB",
+    f"prompts.system={SYSTEM}",
+)
 KILL_AT_STEP = 12  # after checkpoint-8, before the end
 
 
@@ -69,28 +77,20 @@ def tiny_model_stage(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make_ctx(
     stage_root: Path,
-    key: str,
+    name: str,
     model_stage: Path,
+    *overrides: str,
     data_dir: Path = DATA / "mix",
-    **overrides: Any,
 ) -> StageContext:
-    """A finetune stage context writing into ``<stage_root>/.tmp-<key>``."""
-    cfg = FinetuneConfig.model_validate({**BASE_CFG, **overrides})
-    out = stage_root / f".tmp-{key}"
-    out.mkdir(parents=True, exist_ok=True)
-    return StageContext(
-        stage="finetune",
-        key=key,
-        config={
-            "finetune": cfg.model_dump(mode="json"),
-            "prompts.system": SYSTEM,
-            "model.trust_remote_code": False,
-        },
-        out=out,
+    """The finetune stage of tiny_cpu (:data:`BASE`, then ``overrides``) writing into
+    ``<stage_root>/.tmp-<name>``; its resume dir is ``<stage_root>/.resume-<key>``."""
+    return stage_context(
+        TINY_CPU,
+        "finetune",
+        *BASE,
+        *overrides,
+        out=stage_root / f".tmp-{name}",
         inputs={"model": model_stage, "data": data_dir},
-        upstream={"model": model_stage, "mix": data_dir},
-        root=REPO,
-        run_dir=stage_root,
     )
 
 
@@ -99,10 +99,8 @@ def trained(
     tmp_path_factory: pytest.TempPathFactory, tiny_model_stage: Path
 ) -> tuple[StageContext, StageResult]:
     """One uninterrupted run of the stage (24 steps): its context and result."""
-    from harness.stages.finetune import run
-
     ctx = make_ctx(tmp_path_factory.mktemp("stages"), "straight", tiny_model_stage)
-    return ctx, run(ctx)
+    return ctx, run_stage(ctx)
 
 
 def _tensors(model_dir: Path) -> dict[str, Any]:
@@ -222,7 +220,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 from harness.core.contract import StageContext
-from harness.stages.finetune import run as run_finetune
+from tests.support.stages import run_stage
 
 torch.set_num_threads(1)
 ctx = StageContext.from_json(json.loads(Path(sys.argv[1]).read_text()))
@@ -235,7 +233,7 @@ class Hold(TrainerCallback):
             while True:  # wait here for the SIGKILL
                 time.sleep(1)
 
-run_finetune(ctx, callbacks=[Hold()])
+run_stage(ctx, callbacks=[Hold()])
 raise SystemExit("training finished without being killed")
 """
 
@@ -246,8 +244,6 @@ def test_resume_after_sigkill_reaches_the_same_weights(
     tiny_model_stage: Path,
     tmp_path: Path,
 ) -> None:
-    from harness.stages.finetune import run
-
     straight_ctx, _ = trained
     ctx = make_ctx(tmp_path / "stages", "killed", tiny_model_stage)
     ctx_file, marker = tmp_path / "ctx.json", tmp_path / "reached"
@@ -278,14 +274,14 @@ def test_resume_after_sigkill_reaches_the_same_weights(
             proc.wait()
         log.close()
     assert proc.returncode == -signal.SIGKILL
-    resume_dir = ctx.out.parent / ".resume-killed"
+    resume_dir = ctx.out.parent / f".resume-{ctx.key}"
     assert sorted(p.name for p in resume_dir.glob("checkpoint-*")) == ["checkpoint-8"]
     assert not (ctx.out / "model").exists()
 
     # The stage's temp dir is discarded after a failure; the rerun gets a fresh one.
     fresh = dataclasses.replace(ctx, out=tmp_path / "stages" / ".tmp-killed-2")
     fresh.out.mkdir()
-    result = run(fresh)
+    result = run_stage(fresh)
     assert result.summary["resumed_from_step"] == 8
     assert not resume_dir.exists()
 
@@ -308,7 +304,6 @@ def test_packing_trains_without_mixing_examples(tiny_model_stage: Path, tmp_path
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from harness.stages.finetune import run
     from harness.training.data import build_examples, load_ecinstruct
 
     # Two examples packed into one row score exactly as they do apart: no attention across
@@ -330,8 +325,9 @@ def test_packing_trains_without_mixing_examples(tiny_model_stage: Path, tmp_path
             assert torch.allclose(logits[start : start + len(e.input_ids)], alone, atol=1e-5)
             start += len(e.input_ids)
 
-    ctx = make_ctx(tmp_path, "packed", tiny_model_stage, packing=True, max_steps=4, save_steps=50)
-    result = run(ctx)
+    packed_run = ("finetune.packing=true", "finetune.max_steps=4", "finetune.save_steps=50")
+    ctx = make_ctx(tmp_path, "packed", tiny_model_stage, *packed_run)
+    result = run_stage(ctx)
     rows_logged = [json.loads(x) for x in (ctx.out / "train_log.jsonl").read_text().splitlines()]
     assert len(rows_logged) == 4
     assert all(r["loss"] == r["loss"] and r["loss"] > 0 for r in rows_logged)
@@ -349,24 +345,20 @@ def test_packing_trains_without_mixing_examples(tiny_model_stage: Path, tmp_path
 def test_bad_input_fails_before_training(
     tiny_model_stage: Path, tmp_path: Path, bad: str, message: str
 ) -> None:
-    from harness.stages.finetune import run
-
     ctx = make_ctx(tmp_path, bad, tiny_model_stage, data_dir=DATA / "bad" / bad)
     with pytest.raises(FinetuneDataError, match=message):
-        run(ctx)
-    assert not (tmp_path / f".resume-{bad}").exists()
+        run_stage(ctx)
+    assert not (tmp_path / f".resume-{ctx.key}").exists()
 
 
 def test_four_bit_base_on_cpu_is_refused(tiny_model_stage: Path, tmp_path: Path) -> None:
     import torch
 
-    from harness.stages.finetune import run
-
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is visible")
-    ctx = make_ctx(tmp_path, "q4", tiny_model_stage, load_in_4bit=True)
+    ctx = make_ctx(tmp_path, "q4", tiny_model_stage, "finetune.load_in_4bit=true")
     with pytest.raises(HarnessError, match="load_in_4bit` needs a CUDA GPU"):
-        run(ctx)
+        run_stage(ctx)
 
 
 @pytest.mark.gpu
@@ -376,7 +368,6 @@ def test_unsloth_backend_trains_and_merges_on_gpu(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     pytest.importorskip("unsloth")
-    from harness.stages.finetune import run
     from harness.tiny_model import build_tiny_model
 
     # A small Qwen2 (head dim 64, as unsloth's kernels expect), 16-bit and 4-bit bases.
@@ -399,13 +390,14 @@ def test_unsloth_backend_trains_and_merges_on_gpu(tmp_path: Path) -> None:
             tmp_path / f"stages-{four_bit}",
             f"unsloth-{four_bit}",
             model_stage,
-            backend="auto",
-            load_in_4bit=four_bit,
-            max_steps=30,
-            batch_size=8,
-            merge={"dtype": "bfloat16", "max_shard_size": "1MB"},
+            "finetune.backend=auto",
+            f"finetune.load_in_4bit={str(four_bit).lower()}",
+            "finetune.max_steps=30",
+            "finetune.batch_size=8",
+            "finetune.merge.dtype=bfloat16",
+            "finetune.merge.max_shard_size=1MB",
         )
-        result = run(ctx)
+        result = run_stage(ctx)
         m = result.metrics
         print(
             f"unsloth 4bit={four_bit}: loss {m['loss_first']:.3f} -> {m['loss_last']:.3f} "

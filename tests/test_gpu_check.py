@@ -12,7 +12,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
 STAGES = ["model", "synthesize", "mix", "finetune", "pad", "quantize", "infer", "score", "report"]
 TOY = ["--spec", "experiments/tiny_cpu.yaml", "--set", "stages=[toy_a,toy_b]"]
 TOY += ["--set", "tracking.mode=disabled", "--skip", "gpu-tests"]

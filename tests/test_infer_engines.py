@@ -25,7 +25,7 @@ from harness.inference.constraints import constraint_for
 from harness.shopbench.data import load_shopbench
 from harness.shopbench.types import CONSTRAINED_TYPES
 from tests.support.infer import SUFFIX, SYSTEM, run_compare
-from tests.support.paths import EVAL_TEST_FORMAT
+from tests.support.paths import EVAL_TEST_FORMAT, REPO
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -179,7 +179,7 @@ def test_openai_engine_against_a_local_vllm_server(
     prompts = PromptsConfig.model_validate(PROMPTS)
     builder = PromptBuilder(
         prompts,
-        load_prompt_set("plain", Path(__file__).resolve().parents[1]),
+        load_prompt_set("plain", REPO),
         AutoTokenizer.from_pretrained(tiny_model),
     )
     infer = InferConfig.model_validate(

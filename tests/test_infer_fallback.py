@@ -14,7 +14,6 @@ import pytest
 import torch
 from safetensors.numpy import load_file, save_file
 
-from harness.core.contract import StageContext
 from harness.inference.agreement import logprob_gap
 from harness.inference.awq_dense import awq_state_dict, load_causal_lm
 from harness.inference.engines import base as engine_base
@@ -28,10 +27,11 @@ from harness.inference.engines.base import (
 from harness.quant import QuantizeError
 from harness.quant.arch import LINEARS
 from harness.quant.check import VllmJob, check_prompt_ids, run_vllm_jobs, vllm_importable
-from harness.spec.schema import DecodingParams, InferConfig, QuantizeConfig, TinyModelConfig
+from harness.spec.schema import DecodingParams, InferConfig, TinyModelConfig
 from shopbench_kernels.awq_dequant import pack_gemm
+from tests.support.paths import REPO, TINY_CPU
+from tests.support.stages import stage_context
 
-REPO = Path(__file__).resolve().parents[1]
 Models = tuple[Path, Path, dict[str, np.ndarray]]
 GROUP = 64
 TINY = TinyModelConfig(
@@ -195,31 +195,31 @@ def test_serving_check_with_transformers_scores_the_same_sequences(
         )
 
 
-def test_quantize_check_without_vllm_names_the_fallback_setting(tmp_path: Path) -> None:
-    from harness.stages.quantize import _Job, _serving_check
+def test_quantize_check_without_vllm_names_the_fallback_setting(
+    models: Models, tmp_path: Path
+) -> None:
+    from harness.stages.quantize import QuantizeSlice, _Job, _precheck, _serving_check
 
+    src, _, _ = models
     assert vllm_importable(sys.executable)
     missing = str(tmp_path / "no-python")
     assert not vllm_importable(missing)
 
-    def job(fallback: str | None, tp: int = 1) -> _Job:
-        ctx = StageContext(
-            stage="quantize",
-            key="k",
-            config={"infer.fallback_engine": fallback},
+    def job(*overrides: str) -> _Job:
+        ctx = stage_context(
+            TINY_CPU,
+            "quantize",
+            *overrides,
             out=tmp_path / "out",
-            inputs={},
-            upstream={},
-            root=tmp_path,
-            run_dir=tmp_path / "run",
-            pythons={"quant": sys.executable, "serve": missing},
+            inputs={"model": src.parent},
+            pythons={"serve": missing},
         )
-        return _Job(ctx, QuantizeConfig(), tmp_path, {}, tp, False, None)
+        return _precheck(ctx, QuantizeSlice.model_validate(ctx.config))
 
     with pytest.raises(QuantizeError, match=r"`infer\.fallback_engine: transformers`"):
-        _serving_check(job(None), tmp_path, None)
+        _serving_check(job("infer.tensor_parallel_size=1"), tmp_path, None)
     with pytest.raises(QuantizeError, match="checks on one device"):
-        _serving_check(job("transformers", tp=2), tmp_path, None)
+        _serving_check(job("infer.fallback_engine=transformers"), tmp_path, None)
 
 
 @pytest.mark.gpu

@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +23,9 @@ from shopbench_kernels.tp_math import (
     padding_table,
     valid_tp_sizes,
 )
+from tests.support import paths
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "padding"
+GOLDEN = paths.GOLDEN / "padding"
 
 # Published config.json values (the fields that decide sharding).
 QWEN2_72B = {

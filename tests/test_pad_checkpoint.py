@@ -26,6 +26,7 @@ from shopbench_kernels.pad_checkpoint import (
     read_header,
     stale_partials,
 )
+from tests.support.paths import REPO
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -38,8 +39,6 @@ from tests.support.tiny_models import (  # noqa: E402
     tiny_model,
     token_ids,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def build_llama_with_mlp_bias(path: Path, seed: int = 0) -> Any:

@@ -8,39 +8,34 @@ from typing import Any
 
 import pytest
 
+from harness.core.contract import StageContext
 from harness.core.plan import MANIFEST, build_plan
-from harness.core.stage import StageContext, stage_defs
-from harness.errors import HarnessError
+from harness.errors import HarnessError, SpecError
 from harness.spec import load_spec
+from harness.spec.schema import PadConfig
+from harness.stages.pad import resolve_pad
 from shopbench_kernels.errors import KernelError
+from tests.support.paths import REPO
+from tests.support.paths import TINY_CPU as TINY
+from tests.support.stages import run_stage, stage_context
 from tests.support.tiny_models import LOGIT_TOL, build_qwen2, logits, token_ids
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "experiments" / "tiny_cpu.yaml"
 
-
-def _ctx(tmp_path: Path, upstream: Path, config: dict[str, Any]) -> StageContext:
-    out = tmp_path / "out"
-    out.mkdir(parents=True)
-    return StageContext(
-        stage="pad",
-        key="test",
-        config=config,
-        out=out,
+def _ctx(tmp_path: Path, upstream: Path, *overrides: str) -> StageContext:
+    """The pad stage of the tiny_cpu spec (``auto`` target, infer TP 2, AWQ group 64), its
+    model as wide as the upstream one (the spec's TP checks read it)."""
+    return stage_context(
+        TINY,
+        "pad",
+        "model.tiny.hidden_size=256",
+        *overrides,
+        out=tmp_path / "out",
         inputs={"model": upstream},
-        upstream={"model": upstream},
-        root=REPO,
-        run_dir=tmp_path,
     )
 
 
-def _slice(pad: dict[str, Any], tp: int | None = 2, group: int | None = 64) -> dict[str, Any]:
-    base = {"target": "auto", "tensor_parallel_sizes": None, "placement": "interleave"}
-    return {
-        "pad": {**base, **pad},
-        "infer.tensor_parallel_size": tp,
-        "quantize.q_group_size": group,
-    }
+# The tiny_cpu spec without its quantize stage and section: unquantised serving.
+UNQUANTISED = ("stages=[model,pad]", "quantize=null")
 
 
 @pytest.fixture
@@ -52,8 +47,7 @@ def upstream(tmp_path: Path) -> tuple[Path, Any]:
 
 def test_auto_target_from_infer_tp_and_group(tmp_path: Path, upstream: tuple[Path, Any]) -> None:
     stage_dir, model = upstream
-    fn = stage_defs()["pad"].fn
-    result = fn(_ctx(tmp_path, stage_dir, _slice({})))
+    result = run_stage(_ctx(tmp_path, stage_dir))
     out = tmp_path / "out" / "model"
     assert json.loads((out / "config.json").read_text())["intermediate_size"] == 384
     assert result.metrics["intermediate_size_before"] == 320
@@ -67,17 +61,22 @@ def test_auto_target_from_infer_tp_and_group(tmp_path: Path, upstream: tuple[Pat
 
 def test_explicit_sizes_and_no_quantisation(tmp_path: Path, upstream: tuple[Path, Any]) -> None:
     stage_dir, _ = upstream
-    fn = stage_defs()["pad"].fn
     # Without a quantize section only plain TP rules apply; heads cannot be split over 3.
+    ctx = _ctx(tmp_path / "a", stage_dir, *UNQUANTISED, "pad.tensor_parallel_sizes=[3]")
+    assert ctx.config["quantize.q_group_size"] is None
     with pytest.raises(KernelError, match="num_attention_heads 4 is not divisible by tp 3"):
-        fn(_ctx(tmp_path / "a", stage_dir, _slice({"tensor_parallel_sizes": [3]}, group=None)))
+        run_stage(ctx)
     assert not (tmp_path / "a" / "out" / "model").exists()
+    # A spec always has `infer.tensor_parallel_size` (default 1); what `auto` does without
+    # any TP size is resolve_pad's to say.
     with pytest.raises(HarnessError, match=r"needs `pad\.tensor_parallel_sizes`"):
-        fn(_ctx(tmp_path / "b", stage_dir, _slice({}, tp=None)))
-    result = fn(_ctx(tmp_path / "c", stage_dir, _slice({"target": 512}, tp=4)))
+        resolve_pad(PadConfig(), None)
+    ctx = _ctx(tmp_path / "c", stage_dir, "pad.target=512", "infer.tensor_parallel_size=4")
+    result = run_stage(ctx)
     assert result.metrics["intermediate_size_after"] == 512
     assert result.summary["tp_sizes"] == [4]
-    result = fn(_ctx(tmp_path / "d", stage_dir, _slice({"tensor_parallel_sizes": [2, 4]}, tp=1)))
+    overrides = ("pad.tensor_parallel_sizes=[2,4]", "infer.tensor_parallel_size=1")
+    result = run_stage(_ctx(tmp_path / "d", stage_dir, *overrides))
     assert result.metrics["intermediate_size_after"] == 512  # lcm(2, 4) x 64
     assert result.summary["tp_sizes"] == [2, 4]
 
@@ -86,9 +85,11 @@ def test_explicit_target_that_fails_tp_is_refused(
     tmp_path: Path, upstream: tuple[Path, Any]
 ) -> None:
     stage_dir, _ = upstream
-    fn = stage_defs()["pad"].fn
+    # With an infer stage the spec itself is refused; without one the stage refuses.
+    with pytest.raises(SpecError, match=r"352/2 = 176 is not a multiple of group_size 64"):
+        load_spec(TINY, ["pad.target=352"])
     with pytest.raises(KernelError, match="does not serve"):
-        fn(_ctx(tmp_path, stage_dir, _slice({"target": 352})))
+        run_stage(_ctx(tmp_path, stage_dir, "stages=[model,pad]", "pad.target=352"))
     assert list((tmp_path / "out").iterdir()) == []
 
 

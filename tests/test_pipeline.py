@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.clone import plan_of_copy, project_copy
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 STAGES = ["model", "synthesize", "mix", "finetune", "pad", "quantize", "infer", "score", "report"]
 
 

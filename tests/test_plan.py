@@ -13,9 +13,8 @@ from hypothesis import strategies as st
 
 from harness.core.plan import build_plan, reasons, stage_key
 from harness.spec import load_spec
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "experiments" / "tiny_cpu.yaml"
+from tests.support.paths import REPO
+from tests.support.paths import TINY_CPU as TINY
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8))
 json_value = st.recursive(

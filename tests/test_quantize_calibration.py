@@ -16,9 +16,10 @@ from harness.quant.calibration import (
     split_to_blocks,
     token_blocks,
 )
+from tests.support import paths
 from tests.support.infer import SYSTEM
 
-DATA = Path(__file__).resolve().parent / "data" / "quant"
+DATA = paths.DATA / "quant"
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,16 @@ from typing import Any
 
 import pytest
 
-from harness.core.stage import StageContext
+from harness.core.contract import StageContext
 from harness.quant import QuantizeError
 from harness.quant.arch import expected_linear_names
 from harness.quant.checks import precheck
+from tests.support.paths import TINY_CPU
+from tests.support.stages import run_stage, stage_context
 
+# Overrides of the tiny_cpu spec (AutoAWQ, 4 bits, group 64, served at TP 2).
+TP1 = "infer.tensor_parallel_size=1"
+LLMC = "quantize.backend=llmcompressor"
 QWEN2 = {
     "architectures": ["Qwen2ForCausalLM"],
     "model_type": "qwen2",
@@ -100,58 +105,41 @@ def test_all_problems_are_listed_at_once() -> None:
     assert "w_bit" in msg and "version" in msg and "pad intermediate_size" in msg
 
 
-def _ctx(tmp_path: Path, config: dict[str, Any], tp: int, **quant: Any) -> StageContext:
-    model = tmp_path / "pad" / "model"
+def _ctx(tmp_path: Path, config: dict[str, Any], *overrides: str) -> StageContext:
+    """The quantize stage of the tiny_cpu spec on a model dir holding only ``config``.
+
+    Without an infer stage the spec's own serving checks (which read the spec's tiny model,
+    not this one) do not run: what refuses is the stage's pre-check.
+    """
+    model = tmp_path / "model" / "model"
     model.mkdir(parents=True)
     (model / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    out = tmp_path / "out"
-    out.mkdir()
-    q = {
-        "method": "awq",
-        "backend": "autoawq",
-        "w_bit": 4,
-        "q_group_size": 64,
-        "zero_point": True,
-        "version": "GEMM",
-        "calibration": {"source": "mix", "n_samples": 4, "max_seq_len": 32, "seed": 0},
-        "check_prompts": 2,
-        **quant,
-    }
-    return StageContext(
-        stage="quantize",
-        key="k",
-        config={
-            "quantize": q,
-            "infer.tensor_parallel_size": tp,
-            "model.trust_remote_code": False,
-            "prompts.system": None,
-        },
-        out=out,
-        inputs={"model": tmp_path / "pad"},
-        upstream={},
-        root=tmp_path,
-        run_dir=tmp_path / "run",
+    return stage_context(
+        TINY_CPU,
+        "quantize",
+        "stages=[model,quantize]",
+        *overrides,
+        out=tmp_path / "out",
+        inputs={"model": model.parent},
     )
 
 
 @pytest.mark.parametrize(
-    ("config", "tp", "quant", "message"),
+    ("config", "overrides", "message"),
     [
-        ({**QWEN2, "intermediate_size": 320}, 2, {}, "pad intermediate_size to 384"),
-        ({**QWEN2, "num_hidden_layers": 0}, 1, {}, "zero layers"),
-        (QWEN2, 1, {"w_bit": 8}, "w_bit"),
-        (QWEN2, 1, {"backend": "llmcompressor", "q_group_size": 96}, "llm-compressor cannot"),
-        (QWEN2, 1, {"backend": "llmcompressor", "w_bit": 8}, "w_bit"),
+        ({**QWEN2, "intermediate_size": 320}, [], "pad intermediate_size to 384"),
+        ({**QWEN2, "num_hidden_layers": 0}, [TP1], "zero layers"),
+        (QWEN2, [TP1, "quantize.w_bit=8"], "w_bit"),
+        (QWEN2, [TP1, LLMC, "quantize.q_group_size=96"], "llm-compressor cannot"),
+        (QWEN2, [TP1, LLMC, "quantize.w_bit=8"], "w_bit"),
     ],
 )
 def test_stage_refuses_before_any_work(
-    tmp_path: Path, config: dict[str, Any], tp: int, quant: dict[str, Any], message: str
+    tmp_path: Path, config: dict[str, Any], overrides: list[str], message: str
 ) -> None:
-    from harness.stages import quantize
-
     # The model dir holds only config.json: any attempt to load weights or a tokenizer, or to
     # read calibration data (there is no mix input), would fail with a different error.
-    ctx = _ctx(tmp_path, config, tp, **quant)
+    ctx = _ctx(tmp_path, config, *overrides)
     with pytest.raises(QuantizeError, match=message):
-        quantize.run(ctx)
+        run_stage(ctx)
     assert list(ctx.out.iterdir()) == []

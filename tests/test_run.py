@@ -15,10 +15,10 @@ import pytest
 from harness.core.executor import execute
 from harness.core.plan import MANIFEST, build_plan
 from harness.spec import load_spec
+from tests.support.paths import REPO
+from tests.support.paths import TINY_CPU as TINY
 from tests.support.wandb_log import read_run
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "experiments" / "tiny_cpu.yaml"
 TOY = ["stages=[toy_a,toy_b]"]
 
 

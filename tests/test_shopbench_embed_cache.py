@@ -23,8 +23,8 @@ from harness.shopbench.data import load_shopbench
 from harness.shopbench.embed_cache import EmbeddingCache, model_key
 from harness.shopbench.errors import SentenceModelNotFoundError
 from harness.shopbench.evaluate import evaluate
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 MODEL = "all-MiniLM-L6-v2"
 PREDS = ["a red cotton shirt", "", "ein Hemd", "toggle switch", "a red cotton shirt", "A strap."]
 TRUTHS: list[Any] = [

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from harness.shopbench import metrics
 from harness.shopbench.errors import ScoringError, SentenceModelNotFoundError, UnknownNameError
+from tests.support import paths
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "metrics" / "cases.json"
+GOLDEN = paths.GOLDEN / "metrics" / "cases.json"
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MULTILINGUAL = "paraphrase-multilingual-MiniLM-L12-v2"
 

@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness.core.stage import StageContext, stage_defs
+from harness.core.contract import StageContext
+from harness.core.stage import stage_defs
 from harness.errors import HarnessError
 from harness.shopbench.errors import DataError, ScoringError
 from harness.shopbench.score_cli import add_arguments, main, parse_sentence_models
 from tests.support.paths import FIXTURE_CORPUS as CORPUS
+from tests.support.paths import TINY_CPU
+from tests.support.stages import run_stage, stage_context
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -85,19 +88,16 @@ def test_score_cli_sentence_model_override_is_used(dev_path: Path, tmp_path: Pat
 # --------------------------------------------------------------------------- the score stage
 
 
-def _context(
-    tmp_path: Path, eval_cfg: dict[str, object], limit: int | None = None, out: str = "out"
-) -> StageContext:
-    out_dir = tmp_path / out
-    out_dir.mkdir()
-    return StageContext(
-        stage="score",
-        key="test",
-        config={"eval": eval_cfg, "infer.limit": limit},
-        out=out_dir,
+def _context(tmp_path: Path, dev_path: Path, *overrides: str, out: str = "out") -> StageContext:
+    """The score stage of the tiny_cpu spec on the development-format fixture, scoring the
+    predictions in ``<tmp_path>/infer``."""
+    return stage_context(
+        TINY_CPU,
+        "score",
+        f"eval.data={dev_path}",
+        *overrides,
+        out=tmp_path / out,
         inputs={"predictions": tmp_path / "infer"},
-        upstream={"infer": tmp_path / "infer"},
-        root=tmp_path,
         run_dir=tmp_path / "run",
     )
 
@@ -118,10 +118,8 @@ def test_score_stage_writes_both_modes(dev_path: Path, tmp_path: Path) -> None:
     stage = stage_defs()["score"]
     assert stage.env == "core" and stage.inputs == {"predictions": ("infer",)}
     _infer_dir(tmp_path, dev_path)
-    ctx = _context(
-        tmp_path, {"data": str(dev_path), "parser": "robust", "tracks": None, "sentence_models": {}}
-    )
-    result = stage.fn(ctx)
+    ctx = _context(tmp_path, dev_path, "eval.parser=robust")
+    result = run_stage(ctx)
     files = sorted(p.name for p in ctx.out.iterdir())
     assert files == [
         "rows.jsonl",
@@ -146,27 +144,21 @@ def test_score_stage_writes_both_modes(dev_path: Path, tmp_path: Path) -> None:
 
 
 def test_score_stage_limit_tracks_and_misalignment(dev_path: Path, tmp_path: Path) -> None:
-    stage = stage_defs()["score"]
     _infer_dir(tmp_path, dev_path, n=17)
-    cfg = {
-        "data": str(dev_path),
-        "parser": "official",
-        "tracks": ["amazon-kdd-cup-24-understanding-shopping-concepts"],
-        "sentence_models": {},
-    }
-    result = stage.fn(_context(tmp_path, cfg, limit=17))
+    track = "eval.tracks=[amazon-kdd-cup-24-understanding-shopping-concepts]"
+    ctx = _context(tmp_path, dev_path, track, "infer.limit=17")
+    assert ctx.config["eval"]["parser"] == "official"
+    result = run_stage(ctx)
     assert result.summary["rows"] == 17  # the first 17 rows are all in track 1
     with pytest.raises(ScoringError, match=r"17 predictions but .* has 44 rows"):
-        stage.fn(_context(tmp_path, cfg, out="out2"))
+        run_stage(_context(tmp_path, dev_path, track, out="out2"))
 
 
 def test_score_stage_detects_out_of_order_predictions(dev_path: Path, tmp_path: Path) -> None:
-    stage = stage_defs()["score"]
     _infer_dir(tmp_path, dev_path)
     path = tmp_path / "infer" / "predictions.jsonl"
     lines = path.read_text("utf-8").splitlines()
     lines[0], lines[4] = lines[4], lines[0]
     path.write_text("\n".join(lines) + "\n", "utf-8")
-    cfg = {"data": str(dev_path), "parser": "official", "tracks": None, "sentence_models": {}}
     with pytest.raises(ScoringError, match=r"predictions\.jsonl:1: prediction is for task 'task3'"):
-        stage.fn(_context(tmp_path, cfg))
+        run_stage(_context(tmp_path, dev_path))

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from harness.shopbench.mmlu import LEADERBOARD_COLUMNS, evaluated_files
+from tests.support.paths import REPO
 from tests.support.runs import run_spec
 
-REPO = Path(__file__).resolve().parents[1]
 SPEC = "experiments/shopping_mmlu/tiny_cpu.yaml"
 UPSTREAM = ["model", "synthesize", "mix", "finetune", "pad", "quantize"]
 PROFILES = ["shopping-mmlu-skill", "shopping-mmlu-task", "official", "robust"]

@@ -14,9 +14,8 @@ from harness.cli import main as cli_main
 from harness.errors import SpecError
 from harness.spec import load_spec
 from harness.spec.docs import generated_sections, section_markers
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "experiments" / "tiny_cpu.yaml"
+from tests.support.paths import REPO
+from tests.support.paths import TINY_CPU as TINY
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

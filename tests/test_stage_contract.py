@@ -15,8 +15,8 @@ import pytest
 
 from harness.core.codehash import code_closure, contract_module, imported_modules
 from harness.core.stage import VLLM_PLUGINS, default_stages, stage_defs
-from harness.project import REPO
 from tests.support.clone import plan_of_copy, project_copy
+from tests.support.paths import REPO
 
 LIBRARY = (
     "harness/data",

@@ -28,23 +28,24 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.core.stage import StageContext, StageResult
+from harness.core.contract import StageContext, StageResult
 from harness.inference.agreement import NOISE_BF16, greedy_agreement, logprob_gap
 from harness.quant import QuantizeError
 from harness.quant.check import VllmJob, run_vllm_jobs
 from harness.spec.schema import TinyModelConfig
 from tests.support.infer import SYSTEM
+from tests.support.paths import DATA as TEST_DATA
+from tests.support.paths import REPO, TINY_CPU
+from tests.support.stages import run_stage, stage_context
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine]
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "tests" / "data" / "quant"
+DATA = TEST_DATA / "quant"
 GROUP = 64
 CHECK_PROMPTS = 8
 
@@ -87,39 +88,21 @@ def _ctx(
     backend: str = "autoawq",
     pythons: dict[str, str] | None = None,
 ) -> StageContext:
-    out = work / f"q-{name}-tp{tp}-{backend}"
-    out.mkdir()
-    return StageContext(
-        stage="quantize",
-        key=f"{name}-tp{tp}",
-        config={
-            "quantize": {
-                "method": "awq",
-                "backend": backend,
-                "w_bit": 4,
-                "q_group_size": GROUP,
-                "zero_point": True,
-                "version": "GEMM",
-                "calibration": {
-                    "source": "mix",
-                    "path": None,
-                    "n_samples": 2,
-                    "max_seq_len": 32,
-                    "seed": 0,
-                },
-                "check_prompts": prompts,
-            },
-            "infer.tensor_parallel_size": tp,
-            "infer.fallback_engine": None,
-            "model.trust_remote_code": False,
-            "prompts.system": SYSTEM,
-        },
-        out=out,
+    """The quantize stage of tiny_cpu (AWQ, 4 bits, group 64) on one of the models, with two
+    short calibration blocks from the fixture mix."""
+    return stage_context(
+        TINY_CPU,
+        "quantize",
+        f"quantize.backend={backend}",
+        "quantize.calibration.n_samples=2",
+        "quantize.calibration.max_seq_len=32",
+        f"quantize.check_prompts={prompts}",
+        f"infer.tensor_parallel_size={tp}",
+        f"prompts.system={SYSTEM}",
+        out=work / f"q-{name}-tp{tp}-{backend}",
         inputs={"model": models[name], "calibration": models["mix"]},
-        upstream={},
-        root=REPO,
         run_dir=work / f"run-{name}-tp{tp}-{backend}",
-        pythons={"quant": sys.executable, "serve": sys.executable, **(pythons or {})},
+        pythons=pythons,
     )
 
 
@@ -155,7 +138,6 @@ def _check_stage_output(ctx: StageContext, result: StageResult, intermediate: in
 def test_harness_refuses_unpadded_model_at_tp2(
     work: Path, models: dict[str, Path], backend: str
 ) -> None:
-    from harness.stages import quantize
     from shopbench_kernels.tp_math import check_tp
 
     config = json.loads((models["m320"] / "model" / "config.json").read_text(encoding="utf-8"))
@@ -164,8 +146,9 @@ def test_harness_refuses_unpadded_model_at_tp2(
     assert check_tp(config, 1, GROUP) == []
     # Refused before any work: llm-compressor's environment is not even looked up.
     ctx = _ctx(work, models, "m320", 2, CHECK_PROMPTS, backend)
+    assert ctx.config["quantize"]["q_group_size"] == GROUP
     with pytest.raises(QuantizeError, match="pad intermediate_size to 384"):
-        quantize.run(ctx)
+        run_stage(ctx)
     assert list(ctx.out.iterdir()) == []
 
 
@@ -174,12 +157,10 @@ def quantized(work: Path, models: dict[str, Path]) -> dict[str, Any]:
     """Both models through the quantize stage: the aligned one at TP 2 with the stage's own
     check against its unquantised source (TP 1), the unaligned one at TP 1 (where it is
     aligned) with the serving check only."""
-    from harness.stages import quantize
-
     out: dict[str, Any] = {}
     for name, tp, prompts in (("m384", 2, CHECK_PROMPTS), ("m320", 1, 0)):
         ctx = _ctx(work, models, name, tp, prompts)
-        out[name] = (ctx, quantize.run(ctx))
+        out[name] = (ctx, run_stage(ctx))
     return out
 
 
@@ -320,14 +301,13 @@ def llmc_quantized(
     against its unquantised source like AutoAWQ's (after it: the same check sequences)."""
     from harness.core.envs import ensure_env, env_file
     from harness.errors import HarnessError
-    from harness.stages import quantize
 
     try:
         python = ensure_env(env_file("llmcompressor", "cpu"))
     except HarnessError as e:  # no package index: the environment cannot be created
         pytest.skip(f"the llmcompressor environment cannot be built here: {e}")
     ctx = _ctx(work, models, "m384", 2, CHECK_PROMPTS, "llmcompressor", {"llmcompressor": python})
-    return ctx, quantize.run(ctx)
+    return ctx, run_stage(ctx)
 
 
 def test_llmcompressor_checkpoint_is_compressed_tensors_and_served_at_tp2(

@@ -10,15 +10,18 @@ from typing import Any
 
 import pytest
 
-from harness.core.stage import StageContext, stage_defs
+from harness.core.contract import StageContext
+from harness.core.stage import stage_defs
 from harness.errors import HarnessError, SpecError
 from harness.spec import load_spec
-from harness.spec.schema import FinetuneConfig, MergeConfig, ModelConfig, TinyModelConfig
+from harness.spec.schema import FinetuneConfig, MergeConfig, TinyModelConfig
 from tests.support.infer import SYSTEM
+from tests.support.paths import DATA as TEST_DATA
+from tests.support.paths import REPO
+from tests.support.paths import TINY_CPU as TINY
+from tests.support.stages import run_stage, stage_context
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "experiments" / "tiny_cpu.yaml"
-DATA = REPO / "tests" / "data" / "finetune"
+DATA = TEST_DATA / "finetune"
 LORA = ("q_proj", "v_proj", "down_proj")
 Q0 = "model.layers.0.self_attn.q_proj.weight"
 
@@ -372,19 +375,9 @@ def test_max_position_embeddings_is_validated(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- model stage
 
 
-def _model_ctx(tmp_path: Path, key: str, cfg: ModelConfig) -> StageContext:
-    out = tmp_path / f".tmp-{key}"
-    out.mkdir(parents=True)
-    return StageContext(
-        stage="model",
-        key=key,
-        config={"model": cfg.model_dump(mode="json")},
-        out=out,
-        inputs={},
-        upstream={},
-        root=REPO,
-        run_dir=tmp_path,
-    )
+def _model_ctx(tmp_path: Path, name: str, *overrides: str) -> StageContext:
+    """The model stage of the tiny_cpu spec, alone, writing into ``.tmp-<name>``."""
+    return stage_context(TINY, "model", "stages=[model]", *overrides, out=tmp_path / f".tmp-{name}")
 
 
 def test_model_stage_sets_max_position_embeddings_and_pad_and_quantize_keep_it(
@@ -392,14 +385,13 @@ def test_model_stage_sets_max_position_embeddings_and_pad_and_quantize_keep_it(
 ) -> None:
     from harness.core.artifacts import MODEL
     from harness.quant.verify import finalize_model_dir
-    from harness.stages.model import run
     from shopbench_kernels.pad_checkpoint import pad_checkpoint
 
     assert "harness.model_files" in stage_defs()["model"].code_modules
     # A local model: linked, not copied, with the changed config.
-    cfg = ModelConfig(source="local", path=str(models["base"]), max_position_embeddings=128)
-    ctx = _model_ctx(tmp_path, "local", cfg)
-    result = run(ctx)
+    local = ("model.source=local", f"model.path={models['base']}", "model.tiny=null")
+    ctx = _model_ctx(tmp_path, "local", *local, "model.max_position_embeddings=128")
+    result = run_stage(ctx)
     model_dir = MODEL.dir(ctx.out)
     assert model_dir == ctx.out / "model"
     assert json.loads((model_dir / "config.json").read_text())["max_position_embeddings"] == 128
@@ -410,9 +402,8 @@ def test_model_stage_sets_max_position_embeddings_and_pad_and_quantize_keep_it(
     assert weights and all(p.is_symlink() for p in weights)
     assert result.summary["max_position_embeddings"] == {"before": 256, "after": 128}
     # The same value as the checkpoint's: used in place.
-    same = ModelConfig(source="local", path=str(models["base"]), max_position_embeddings=256)
-    ctx_same = _model_ctx(tmp_path, "same", same)
-    run(ctx_same)
+    ctx_same = _model_ctx(tmp_path, "same", *local, "model.max_position_embeddings=256")
+    run_stage(ctx_same)
     assert MODEL.dir(ctx_same.out) == models["base"]
     # The padded model keeps it, and so does the quantised one's config.
     padded = tmp_path / "padded"
@@ -430,14 +421,19 @@ def test_model_stage_sets_max_position_embeddings_and_pad_and_quantize_keep_it(
 
 
 def test_model_stage_sets_it_on_the_tiny_model(tmp_path: Path) -> None:
-    from harness.stages.model import run
-
-    tiny = TinyModelConfig(
-        vocab_size=300, hidden_size=16, intermediate_size=32, corpus=[str(DATA / "corpus.txt")]
+    tiny = (
+        "model.tiny.vocab_size=300",
+        "model.tiny.hidden_size=16",
+        "model.tiny.intermediate_size=32",
     )
-    cfg = ModelConfig(source="tiny", tiny=tiny, max_position_embeddings=3072)
-    ctx = _model_ctx(tmp_path, "tiny", cfg)
-    result = run(ctx)
+    ctx = _model_ctx(
+        tmp_path,
+        "tiny",
+        *tiny,
+        f"model.tiny.corpus=[{DATA / 'corpus.txt'}]",
+        "model.max_position_embeddings=3072",
+    )
+    result = run_stage(ctx)
     config = json.loads((ctx.out / "model" / "config.json").read_text())
     assert config["max_position_embeddings"] == 3072
     assert result.summary["max_position_embeddings"] == {"before": 4096, "after": 3072}
@@ -457,7 +453,6 @@ def test_finetune_stage_averages_seeds_and_checkpoints_with_wise_ft(
 
     import torch
 
-    from harness.stages.finetune import run
     from harness.tiny_model import build_tiny_model
     from harness.training import weight_space
 
@@ -474,53 +469,42 @@ def test_finetune_stage_averages_seeds_and_checkpoints_with_wise_ft(
         model_stage / "model",
         REPO,
     )
-    cfg = FinetuneConfig.model_validate(
-        {
-            "backend": "trl",
-            "lora": {"rank": 4, "alpha": 8, "modules_to_save": ["lm_head"]},
-            "learning_rate": 1e-2,
-            "max_steps": 4,
-            "save_steps": 2,
-            "batch_size": 2,
-            "max_seq_length": 256,
-            "merge": {
-                "dtype": "float32",
-                "max_shard_size": "100KB",
-                "average_seeds": [0, 1],
-                "average_checkpoints": [2, 4],
-                "wise_ft_theta": 0.75,
-            },
-        }
-    )
-    out = tmp_path / ".tmp-ws"
-    out.mkdir()
-    ctx = StageContext(
-        stage="finetune",
-        key="ws",
-        config={
-            "finetune": cfg.model_dump(mode="json"),
-            "prompts.system": SYSTEM,
-            "model.trust_remote_code": False,
-        },
-        out=out,
+    # tiny_cpu's fine-tuning (LoRA with a trained lm_head), 4 steps, on two seeds and two
+    # checkpoints each, merged with WiSE-FT.
+    ctx = stage_context(
+        TINY,
+        "finetune",
+        "finetune.backend=trl",
+        "finetune.lora.rank=4",
+        "finetune.lora.alpha=8",
+        "finetune.learning_rate=1e-2",
+        "finetune.warmup_steps=0",
+        "finetune.max_steps=4",
+        "finetune.save_steps=2",
+        "finetune.batch_size=2",
+        "finetune.max_seq_length=256",
+        "finetune.merge.max_shard_size=100KB",
+        "finetune.merge.average_seeds=[0,1]",
+        "finetune.merge.average_checkpoints=[2,4]",
+        "finetune.merge.wise_ft_theta=0.75",
+        f"prompts.system={SYSTEM}",
+        out=tmp_path / ".tmp-ws",
         inputs={"model": model_stage, "data": DATA / "mix"},
-        upstream={"model": model_stage, "mix": DATA / "mix"},
-        root=REPO,
-        run_dir=tmp_path,
     )
+    assert ctx.config["finetune"]["lora"]["modules_to_save"] == ["lm_head"]
     # A stage killed in the merge keeps its finished runs: the rerun trains nothing again.
     with monkeypatch.context() as m:
         m.setattr(weight_space, "merge_adapters", _fail)
         with pytest.raises(RuntimeError, match="killed"):
-            run(ctx)
-    resume = tmp_path / ".resume-ws"
+            run_stage(ctx)
+    resume = tmp_path / f".resume-{ctx.key}"
     assert (resume / "seed-0" / "run_outcome.json").is_file()
     assert (resume / "seed-1" / "kept" / "step-2" / "adapter_model.safetensors").is_file()
     capsys.readouterr()
     out = tmp_path / ".tmp-ws-2"
     out.mkdir()
     ctx = dataclasses.replace(ctx, out=out)
-    result = run(ctx)
+    result = run_stage(ctx)
     assert capsys.readouterr().out.count("reusing the finished run") == 2
     labels = ["seed-0/step-2", "seed-0/step-4", "seed-1/step-2", "seed-1/step-4"]
     merge = result.summary["merge"]
@@ -530,7 +514,7 @@ def test_finetune_stage_averages_seeds_and_checkpoints_with_wise_ft(
     assert "loss_last_seed1" in result.metrics
     assert result.series == {"train": "train_log.jsonl", "train_seed1": "train_log_seed-1.jsonl"}
     assert result.tables == {"weight_deltas": "weight_deltas.jsonl"}
-    assert not (tmp_path / ".resume-ws").exists()
+    assert not resume.exists()
     # The checkpoints and the seeds differ, and the merged model is their hand-computed mix.
     base, got = _tensors(model_stage / "model"), _tensors(out / "model")
     dirs = [out / "adapters" / label for label in labels]

@@ -55,8 +55,8 @@ from harness.shopbench.errors import SentenceModelNotFoundError
 from harness.shopbench.parsers import parse
 from harness.shopbench.prompt_info import mc_options
 from tests.benchmarks.shop_texts import ShopTexts
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench-results" / "embedding_cache.json"
 ROWS = int(os.environ.get("BENCH_SCORE_ROWS", "20000"))
 THREADS = os.environ.get("BENCH_TORCH_THREADS", "1")

@@ -24,8 +24,8 @@ import pytest
 from harness.atomic import write_json
 from tests.support import browser as chromium
 from tests.support import explorer as synth
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "bench-results"
 RESULTS = OUT / "explorer.json"
 ROWS = 20_000

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from harness.spec.schema import TinyModelConfig
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench-results" / "infer.json"
 DEV = REPO.parent / "shared" / "data" / "shopbench_dev" / "development.json"
 LOCAL = REPO / "tests" / "data" / "infer" / "eval.jsonl"

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 RESULTS = REPO / "bench-results" / "padding.json"
 MB = 1 << 20
 

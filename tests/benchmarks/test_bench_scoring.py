@@ -31,8 +31,8 @@ from harness.shopbench.errors import SentenceModelNotFoundError
 from harness.shopbench.evaluate import evaluate
 from harness.shopbench.prompt_info import mc_options
 from harness.shopbench.types import Record
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 THREADS = int(os.environ.get("BENCH_TORCH_THREADS", "1"))
 RESULTS = REPO / "bench-results" / "scoring.json"
 ROWS = 20_000

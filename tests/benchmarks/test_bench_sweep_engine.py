@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 RESULTS = REPO / "bench-results" / "sweep_engine.json"
 UPSTREAM = "stages=[model,synthesize,mix,finetune,pad,quantize]"
 SWEEPS = {

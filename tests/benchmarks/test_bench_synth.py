@@ -24,8 +24,8 @@ import pytest
 
 from harness.data.openai_gen import Generator, RequestCache
 from harness.spec.schema import OpenAIGenerator
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench-results" / "synth.json"
 DELAY_S = 0.2
 # Enough requests that the run's fixed set-up (client, TLS context) is amortised: 48 take

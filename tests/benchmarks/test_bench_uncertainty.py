@@ -33,8 +33,8 @@ from harness.shopbench.errors import SentenceModelNotFoundError
 from harness.shopbench.evaluate import evaluate, units_of
 from harness.shopbench.uncertainty import compare, intervals
 from tests.benchmarks.test_bench_scoring import _prediction, _rows
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench-results" / "uncertainty.json"
 BUDGET_S = 3.0
 

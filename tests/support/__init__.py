@@ -11,6 +11,11 @@ from each other).
 * :mod:`tests.support.openai_server` — a fault-injecting OpenAI-compatible fake server;
   :mod:`tests.support.synth_responder` — a synthesis stand-in model answering through it;
 * :mod:`tests.support.vllm_server` — a real vLLM OpenAI-compatible server for a session;
+* :mod:`tests.support.stages` — one stage's context planned from a real spec with overrides
+  (:func:`~tests.support.stages.stage_context`) and running it in-process
+  (:func:`~tests.support.stages.run_stage`): tests never write a stage's slice by hand;
+* :mod:`tests.support.runs` — ``harness run`` of a spec in a subprocess;
+  :mod:`tests.support.clone` — a throw-away copy of the project and its plan;
 * :mod:`tests.support.wandb_log` — reading a W&B offline run's log back.
 
 Only the few tests about the real data itself (its checksums, its 96 rows, parity on its

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.project import REPO
+from tests.support.paths import REPO
 
 
 def project_copy(tmp: Path) -> Path:

@@ -1,6 +1,9 @@
 """Where the tests' files are: the repository, the project's test data, and the real public
 datasets (which only a few tests need).
 
+:data:`REPO` is the repository root for every test (no test file derives its own);
+:data:`TINY_CPU` is the embedded default spec, the one most stage tests plan from.
+
 The project's fixtures live under ``tests/data`` and are always there:
 
 * :data:`DEV_FIXTURE` — a 44-row file in the ShopBench development format (all 18 tasks, the
@@ -28,6 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
 DATA = TESTS / "data"
+GOLDEN = REPO / "golden"
+TINY_CPU = REPO / "experiments" / "tiny_cpu.yaml"
 
 INFER_DATA = DATA / "infer"
 EVAL = INFER_DATA / "eval.jsonl"
