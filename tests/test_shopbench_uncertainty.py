@@ -264,6 +264,22 @@ def test_swapping_negates_the_delta_and_mirrors_the_interval(
         assert ab["tasks"][name]["better"] == ba["tasks"][name]["worse"]
 
 
+def test_swapping_mirrors_sets_with_the_same_counts_that_differ_per_row() -> None:
+    """Two sets with the same distinct rows and counts (one right answer moved to another
+    row) still come in one order whichever is called A: the interval mirrors exactly."""
+
+    def units(scores: list[float]) -> Units:
+        s = np.array(scores)
+        ids = tuple(f"r{i}" for i in range(len(s)))
+        return Units({"t": TaskUnits("t", "g", "accuracy", MEAN, s[:, None], ids, s)})
+
+    a, b = units([0, 1, 1, 1]), units([1, 0, 1, 1])
+    ab, ba = compare(a, b, resamples=R, seed=2), compare(b, a, resamples=R, seed=2)
+    assert ab["overall"]["ci"][0] == pytest.approx(-ba["overall"]["ci"][1], abs=1e-12)
+    assert ab["overall"]["ci"][1] == pytest.approx(-ba["overall"]["ci"][0], abs=1e-12)
+    assert ab["overall"]["ci"][0] != pytest.approx(-ab["overall"]["ci"][1])  # not symmetric
+
+
 @SETTINGS
 @given(pair=_units_pair(), seed=st.integers(0, 2**31), shuffle=st.integers(0, 2**31))
 def test_row_order_does_not_matter(pair: tuple[Units, Units], seed: int, shuffle: int) -> None:

@@ -297,10 +297,16 @@ def check_same_rows(a: Units, b: Units) -> None:
 
 
 def _key(units: Units) -> bytes:
+    """An order of prediction sets that does not depend on the order of their rows: by the
+    distinct rows and their counts, then (sets with the same counts, differing per row) by the
+    rows in the order of their ids, so that exactly one of two different sets comes first."""
     parts = []
     for name, t in units.tasks.items():
         cats, counts = _canonical(t.stats)
         parts += [name.encode(), cats.tobytes(), counts.tobytes()]
+    for name, t in units.tasks.items():
+        order = sorted(range(len(t.ids)), key=lambda i: (t.ids[i], t.stats[i].tobytes()))
+        parts += [name.encode(), t.stats[order].tobytes()]
     return b"\0".join(parts)
 
 
