@@ -42,12 +42,12 @@ from harness.spec import load_spec
 from harness.sweeps.cli import load_sweep
 from harness.sweeps.executors import SweepRun, run_sweep
 from harness.sweeps.trial import read_ledger
+from tests.support.paths import REPO
 from tests.support.served_sweep import alive, engine_hosts, infer_summaries, write_served_sweep
 from tests.support.vllm_server import free_port
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "experiments" / "tiny_cpu.yaml"
 RAY = Path(sys.executable).with_name("ray")
 TEMPERATURE = "decoding.generation.temperature"

@@ -26,8 +26,8 @@ from harness.stages.quantize import QuantizeMetrics, QuantizeResult
 from harness.stages.report import ReportResult
 from harness.stages.score import ScoreResult
 from tests.plugins.toy_stages import SeedSlice, ToyBResult
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "experiments" / "tiny_cpu.yaml"
 
 PLUGIN = """

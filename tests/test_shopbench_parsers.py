@@ -6,7 +6,6 @@ invented answers)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,11 +23,11 @@ from harness.shopbench.parsers import (
 )
 from harness.shopbench.types import TASK_TYPES
 from harness.shopbench.validators import valid_answer
-from tests.support import official_corpus
+from tests.support import official_corpus, paths
 from tests.support.goldens import check_file, official_golden
 from tests.support.parser_cases import BULLET_CASES, GOLDEN_INPUTS, OFFICIAL_DOCUMENTED, PROMPTS
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "parsers" / "cases.json"
+GOLDEN = paths.GOLDEN / "parsers" / "cases.json"
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

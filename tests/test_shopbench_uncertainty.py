@@ -32,9 +32,9 @@ from harness.shopbench.mmlu.units import mmlu_units
 from harness.shopbench.types import Record
 from harness.shopbench.uncertainty import compare, intervals, mcnemar_p
 from harness.shopbench.units import MEAN, MICRO_F1, TaskUnits, Units, aggregate
-from tests.support import fake_embedder
+from tests.support import fake_embedder, paths
 
-HERE = Path(__file__).resolve().parent
+HERE = paths.TESTS
 VARIED = HERE / "data" / "predictions_corpus" / "fixture_varied.jsonl"
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 TOL = 1e-9

@@ -50,11 +50,11 @@ from harness.shopbench.mmlu import (
     skill_column,
 )
 from harness.shopbench.mmlu import data as mmlu_data
-from tests.support import official_corpus
+from tests.support import official_corpus, paths
 from tests.support.fake_embedder import EMBED, EN
 from tests.support.goldens import check_file, official_golden, sha256_text
 
-HERE = Path(__file__).resolve().parent
+HERE = paths.TESTS
 _spec = importlib.util.spec_from_file_location(
     "shopping_mmlu_fixture", HERE / "data" / "shopping_mmlu" / "build_fixture.py"
 )

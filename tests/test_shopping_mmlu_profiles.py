@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
@@ -28,8 +27,8 @@ from harness.shopbench.mmlu.profiles import (
     skill_records,
 )
 from tests.support import fake_embedder
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "experiments" / "data" / "shopping_mmlu_mini"
 _spec = importlib.util.spec_from_file_location(
     "shopping_mmlu_fixture", REPO / "tests" / "data" / "shopping_mmlu" / "build_fixture.py"

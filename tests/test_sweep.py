@@ -30,11 +30,11 @@ from harness.sweeps.executors import choose_executor, run_sweep
 from harness.sweeps.space import TrialSource, planned_trials
 from harness.sweeps.trial import TrialJob, read_ledger, run_trial, trial_id
 from tests.plugins.sweep_probe import PROBE, UNLUCKY_TOP_K, sweep_probe
+from tests.support.paths import REPO
 from tests.support.runs import run_spec
 from tests.support.served_sweep import alive, engine_hosts, infer_summaries, write_served_sweep
 from tests.support.wandb_log import read_run
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "experiments" / "tiny_cpu.yaml"
 TOY = ["stages=[toy_a,toy_b]", "tracking.mode=disabled"]
 PROBED = ["stages=[toy_a,toy_b,sweep_probe]", "tracking.mode=disabled"]
