@@ -43,7 +43,15 @@ from harness.sweeps.cli import load_sweep
 from harness.sweeps.executors import SweepRun, run_sweep
 from harness.sweeps.trial import read_ledger
 from tests.support.paths import REPO
-from tests.support.served_sweep import alive, engine_hosts, infer_summaries, write_served_sweep
+from tests.support.served_sweep import (
+    cmdline,
+    engine_hosts,
+    gone,
+    infer_summaries,
+    start_sweep,
+    wait_for_engines,
+    write_served_sweep,
+)
 from tests.support.vllm_server import free_port
 
 pytestmark = pytest.mark.slow
@@ -78,13 +86,6 @@ def _session_pids(sid: int) -> list[int]:
         if state != "Z":
             out.append(int(p.name))
     return out
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
 
 
 def _node_env() -> dict[str, str]:
@@ -370,7 +371,7 @@ def _engine_watch(cluster: Cluster, runs: Path, stop: threading.Event, seen: dic
                 seen["hosts"][host] = (owner, cluster.node_of(owner))
         for node in (cluster.head, *cluster.workers):
             for pid in node.pids() if node is not None and node.alive else ():
-                cmd = _cmdline(pid)
+                cmd = cmdline(pid)
                 if "harness.core.stage_main" in cmd and any("/infer/" in a for a in cmd):
                     seen["infer_nodes"].add(node.name)
         time.sleep(0.1)
@@ -403,14 +404,7 @@ def test_trials_of_one_model_run_where_its_engine_runs(
     assert {s["pid"] for s in shared} == {host}
     assert sum(s["started_here"] for s in shared) == 1
     # The engine and its keeper end with the sweep.
-    assert _gone([host, owner]), "the engine outlived its sweep"
-
-
-def _gone(pids: list[int], within_s: float = 60) -> bool:
-    deadline = time.time() + within_s
-    while time.time() < deadline and any(alive(p) for p in pids):
-        time.sleep(0.2)
-    return not any(alive(p) for p in pids)
+    assert gone([host, owner]), "the engine outlived its sweep"
 
 
 def test_a_killed_cluster_sweep_leaves_no_engine(
@@ -420,28 +414,16 @@ def test_a_killed_cluster_sweep_leaves_no_engine(
     path = write_served_sweep(
         tmp_path, "killed", [2, 4, 6, 8], f"cluster.address={cluster.address}"
     )
-    cmd = [sys.executable, "-m", "harness.cli", "sweep", str(path), "--executor", "ray"]
-    driver = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    driver = start_sweep(path)
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and not engine_hosts(runs):
-            assert driver.poll() is None, "the sweep ended before its engine was seen"
-            time.sleep(0.1)
-        hosts = engine_hosts(runs)
-        assert hosts, "no engine started"
+        hosts = wait_for_engines(driver, runs, within_s=240)
         owners = [o for o in hosts.values() if o]
         assert owners and all(cluster.node_of(o) for o in owners), "the keepers are Ray workers"
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
     # Ray ends the dead driver's actors: the keeper, then the engine watching it.
-    assert _gone([*hosts, *owners]), f"engines {hosts} outlived their killed sweep"
+    assert gone([*hosts, *owners]), f"engines {hosts} outlived their killed sweep"
     assert not engine_hosts(runs)
 
 
@@ -450,7 +432,7 @@ def _lost_trial_watch(cluster: Cluster, worker: Node, found: dict[str, Any]) -> 
     deadline = time.time() + 180
     while time.time() < deadline and worker.alive:
         for pid in worker.pids():
-            cmd = _cmdline(pid)
+            cmd = cmdline(pid)
             if "harness.core.stage_main" in cmd and any("/cluster_probe/" in a for a in cmd):
                 found["run_dir"] = Path(cmd[cmd.index("harness.core.stage_main") + 1]).parents[2]
                 worker.kill()

@@ -32,7 +32,14 @@ from harness.sweeps.trial import TrialJob, read_ledger, run_trial, trial_id
 from tests.plugins.sweep_probe import PROBE, UNLUCKY_TOP_K, sweep_probe
 from tests.support.paths import REPO
 from tests.support.runs import run_spec
-from tests.support.served_sweep import alive, engine_hosts, infer_summaries, write_served_sweep
+from tests.support.served_sweep import (
+    alive,
+    gone,
+    infer_summaries,
+    start_sweep,
+    wait_for_engines,
+    write_served_sweep,
+)
 from tests.support.wandb_log import read_run
 
 TINY = REPO / "experiments" / "tiny_cpu.yaml"
@@ -600,31 +607,16 @@ def test_a_killed_engine_fails_only_the_trial_it_served(runs: Path, tmp_path: Pa
 @pytest.mark.slow
 def test_a_killed_sweep_leaves_no_engine(runs: Path, tmp_path: Path) -> None:
     path = write_served_sweep(tmp_path, "sweepkill", [2, 4, 6, 8])
-    cmd = [sys.executable, "-m", "harness.cli", "sweep", str(path), "--executor", "ray"]
-    proc = subprocess.Popen(
-        [*cmd, "--concurrency", "1"],
-        cwd=REPO,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_sweep(path, "--concurrency", "1")
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not engine_hosts(runs):
-            assert proc.poll() is None, "the sweep ended before its engine was seen"
-            time.sleep(0.1)
-        hosts = engine_hosts(runs)
-        assert hosts, "no engine started"
+        hosts = wait_for_engines(proc, runs, within_s=300)
         assert set(hosts.values()) == {proc.pid}, "the engines watch the sweep's process"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     # The engines run in sessions of their own (the kill did not reach them): they end
     # because their owner did.
-    deadline = time.time() + 30
-    while time.time() < deadline and any(alive(pid) for pid in hosts):
-        time.sleep(0.2)
-    assert not any(alive(pid) for pid in hosts), f"engines {hosts} outlived their killed sweep"
+    assert gone(list(hosts), within_s=30), f"engines {hosts} outlived their killed sweep"
 
 
 # --------------------------------------------------------------------------- the real pipeline

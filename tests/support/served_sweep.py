@@ -9,6 +9,9 @@ task type, named entity recognition).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +90,35 @@ def engine_hosts(runs: Path) -> dict[int, int]:
         if env.get("HARNESS_RUNS_ROOT") == str(runs) and alive(int(p.name)):
             found[int(p.name)] = int(env.get("HARNESS_ENGINE_POOL_OWNER", "0") or 0)
     return found
+
+
+def start_sweep(path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``harness sweep PATH --executor ray ARGS`` in a session of its own (to be killed as a
+    group), from the repository root."""
+    cmd = [sys.executable, "-m", "harness.cli", "sweep", str(path), "--executor", "ray", *args]
+    return subprocess.Popen(
+        cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def wait_for_engines(proc: subprocess.Popen[bytes], runs: Path, within_s: float) -> dict[int, int]:
+    """The engine hosts under ``runs`` once one is up (:func:`engine_hosts`); fails if the
+    sweep ends first, and asserts that one started within ``within_s``."""
+    deadline = time.time() + within_s
+    while time.time() < deadline and not engine_hosts(runs):
+        assert proc.poll() is None, "the sweep ended before its engine was seen"
+        time.sleep(0.1)
+    hosts = engine_hosts(runs)
+    assert hosts, "no engine started"
+    return hosts
+
+
+def gone(pids: list[int], within_s: float = 60) -> bool:
+    """Whether every process has ended within ``within_s``."""
+    deadline = time.time() + within_s
+    while time.time() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.2)
+    return not any(alive(p) for p in pids)
 
 
 def infer_summaries(runs: Path, records: list[Any]) -> list[dict[str, Any]]:
