@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 from harness.project import PACKAGE_ROOTS, PROJECT_PACKAGES, REPO
 
@@ -55,15 +56,26 @@ def normalized_source(source: str, filename: str = "<source>") -> str:
     return ast.unparse(_strip_docstrings(ast.parse(source, filename=filename)))
 
 
+class _FileFacts(NamedTuple):
+    """What one parse of a file gives."""
+
+    digest: str
+    deps: frozenset[str]
+    """The project modules it depends on."""
+    module_level_deps: frozenset[str]
+    """Those its module level alone depends on (what importing it runs)."""
+    empty: bool
+    """Only docstrings and comments."""
+
+
 @cache
-def _facts(path: str, size: int, mtime_ns: int) -> tuple[str, frozenset[str], frozenset[str]]:
-    """One parse of a file: its digest, the project modules it depends on, and those its
-    module level alone depends on (what importing it runs, function bodies aside)."""
+def _facts(path: str, size: int, mtime_ns: int) -> _FileFacts:
     tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
     deps = frozenset(_dependencies(ast.walk(tree), Path(path)))
     top = frozenset(_dependencies(_module_level(tree), Path(path)))
-    digest = hashlib.sha256(ast.unparse(_strip_docstrings(tree)).encode()).hexdigest()[:16]
-    return digest, deps, top
+    normalized = ast.unparse(_strip_docstrings(tree))
+    digest = hashlib.sha256(normalized.encode()).hexdigest()[:16]
+    return _FileFacts(digest, deps, top, normalized.strip() in {"", "pass"})
 
 
 def _module_level(tree: ast.AST) -> Iterator[ast.AST]:
@@ -76,7 +88,7 @@ def _module_level(tree: ast.AST) -> Iterator[ast.AST]:
             todo.extend(ast.iter_child_nodes(node))
 
 
-def _stat_facts(path: Path) -> tuple[str, frozenset[str], frozenset[str]]:
+def _stat_facts(path: Path) -> _FileFacts:
     st = path.stat()
     where = path if path.is_absolute() else path.resolve()  # project files come absolute
     return _facts(str(where), st.st_size, st.st_mtime_ns)
@@ -84,7 +96,7 @@ def _stat_facts(path: Path) -> tuple[str, frozenset[str], frozenset[str]]:
 
 def file_digest(path: Path) -> str:
     """Digest of one module's normalised source (memoised on path, size and mtime)."""
-    return _stat_facts(path)[0]
+    return _stat_facts(path).digest
 
 
 def module_files(name: str) -> list[Path]:
@@ -131,7 +143,8 @@ def imported_modules(path: Path, *, module_level: bool = False) -> set[str]:
     a module, else ``a.b``), and those it names as whole string constants (the module of a
     ``python -m`` child or of a lazily registered ``module:attr`` target). With
     ``module_level``, only those of the code that runs on import (not function bodies)."""
-    return set(_stat_facts(path)[2 if module_level else 1])
+    facts = _stat_facts(path)
+    return set(facts.module_level_deps if module_level else facts.deps)
 
 
 def _dependencies(nodes: Iterable[ast.AST], path: Path) -> set[str]:
@@ -168,12 +181,7 @@ def contract_module(name: str) -> bool:
 def _trivial(name: str) -> bool:
     """A package whose ``__init__`` holds no code (importing it runs nothing)."""
     f = source_file(name)
-    return f is not None and f.name == "__init__.py" and file_is_empty(f)
-
-
-def file_is_empty(path: Path) -> bool:
-    """Whether a file's normalised source is empty (only docstrings and comments)."""
-    return normalized_source(path.read_text(encoding="utf-8")).strip() in {"", "pass"}
+    return f is not None and f.name == "__init__.py" and _stat_facts(f).empty
 
 
 @cache
