@@ -213,6 +213,32 @@ def test_a_plugin_reading_a_misspelled_spec_path_fails_at_plan(tmp_path: Path) -
     assert "Traceback" not in err
 
 
+def test_input_files_below_a_list_of_sections_are_fingerprinted(tmp_path: Path) -> None:
+    """A plugin reading ``data.mix.sources`` (a list of sections) gets each source's
+    ``path`` as an input file, fingerprinted from the read's value."""
+    import os
+
+    plugin = textwrap.dedent(PLUGIN).replace(
+        'data: str = read("eval.data")', 'data: list[dict] = read("data.mix.sources")'
+    )
+    (tmp_path / "sources_plugin.py").write_text(plugin)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "HARNESS_STAGE_PLUGINS": "sources_plugin"}
+    code = (
+        "from harness.core.plan import build_plan\n"
+        "from harness.spec import load_spec\n"
+        f"p = build_plan(load_spec({str(REPO / 'experiments' / 'tiny_cpu.yaml')!r}, "
+        "['stages=[model,infer,count_rows]']), strict=False)\n"
+        "fps = p.by_name('count_rows').files['data.mix.sources[*].path']\n"
+        "print(len(fps), all(isinstance(f, str) and len(f) == 64 for f in fps if f))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    n, hashed = proc.stdout.split()
+    assert int(n) >= 1 and hashed == "True", proc.stdout
+
+
 def test_a_plugin_whose_slice_type_the_spec_does_not_match_fails_at_plan(tmp_path: Path) -> None:
     """A slice field typed ``int`` over a spec path holding a string: ``harness plan`` exits 2
     naming the spec file, the stage and the field, before anything runs."""

@@ -31,6 +31,7 @@ from harness.errors import HarnessError
 from harness.public_data import DatasetNotCachedError, is_ref, resolve_path
 from harness.registry import did_you_mean
 from harness.spec.load import LoadedSpec
+from harness.spec.paths import under
 
 CONTRACT = 2
 """Version of the key material. 1: name, version, slice, files, upstream (no code, no
@@ -212,12 +213,10 @@ def runs_root(loaded: LoadedSpec, project_root: Path) -> Path:
 def _named_files(stage: StageDef, slice_: dict[str, Any]) -> list[tuple[str, Any]]:
     """``(dotted path or label, value)`` of every input file a stage's slice names."""
     named: list[tuple[str, Any]] = []
-    for dotted in stage.files:
-        head = next((r for r in stage.reads if dotted == r or dotted.startswith(r + ".")), None)
-        if head is None:
-            raise HarnessError(f"stage `{stage.name}`: file path `{dotted}` is outside its reads")
-        value = slice_[head] if dotted == head else get_path(slice_[head], dotted[len(head) + 1 :])
-        named.append((dotted, value))
+    for dotted in stage.files:  # derived from the reads: each lies at or below one of them
+        head = next(r for r in stage.reads if under(dotted, r))
+        # The read's value under a stand-in name, so that the rest may start with `[*]`.
+        named.append((dotted, get_path({"": slice_[head]}, dotted[len(head) :])))
     for label, derive in stage.derived_files.items():
         named.append((label, derive(slice_)))
     return named

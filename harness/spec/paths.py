@@ -76,10 +76,11 @@ def spec_paths() -> dict[str, bool]:
 
 def file_paths_under(path: str) -> tuple[str, ...]:
     """The input-file paths at or below ``path`` (in schema order)."""
-    return tuple(p for p, is_file in spec_paths().items() if is_file and _under(p, path))
+    return tuple(p for p, is_file in spec_paths().items() if is_file and under(p, path))
 
 
-def _under(p: str, path: str) -> bool:
+def under(p: str, path: str) -> bool:
+    """Whether spec path ``p`` is ``path`` or lies below it (``[*]`` steps included)."""
     return p == path or p.startswith(path + ".") or p.startswith(path + "[*].")
 
 
