@@ -95,6 +95,12 @@ VARIABLES: tuple[Variable, ...] = (
         "`off`: every `infer` stage of a sweep (or of a run and its baselines) starts its own "
         "engine instead of sharing one per model and engine settings.",
     ),
+    Variable(
+        "HARNESS_STAGE_WORKERS",
+        "`on`",
+        "`off`: every stage of a sweep starts a fresh process instead of a child of a warm "
+        "stage worker (one per interpreter, its stages' imports done once).",
+    ),
 )
 """Every variable, in the order the README lists them."""
 

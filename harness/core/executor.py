@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +37,7 @@ from harness.core.artifacts import MANIFEST
 from harness.core.contract import ResultError, StageContext, StageResult, check_result
 from harness.core.plan import Plan, PlannedStage, file_sha256, save_history
 from harness.core.stage_main import package_versions
+from harness.core.worker_pool import current_workers
 from harness.errors import StageError
 from harness.inference.engine_pool import open_pool
 from harness.secrets import redact, scrub_text
@@ -131,6 +132,63 @@ def _outputs(d: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+def stage_env() -> dict[str, str]:
+    """The environment a stage process gets: this process's, unbuffered, hub offline unless
+    set otherwise."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
+
+
+@contextmanager
+def _stage_process(
+    python: str, argv: list[str], cwd: Path
+) -> Iterator[tuple[Iterator[str], Callable[[], int]]]:
+    """Start ``harness.core.stage_main`` with ``argv`` under ``python``: in a child of the
+    warm stage worker of that interpreter while a worker pool is open
+    (:mod:`~harness.core.worker_pool`), else as a fresh process. Yields its output lines and
+    a function waiting for its exit code; leaving the block early kills it."""
+    env = stage_env()
+    pool = current_workers()
+    if pool is None:
+        proc = subprocess.Popen(
+            [python, "-m", "harness.core.stage_main", *argv],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None
+        try:
+            yield proc.stdout, proc.wait
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        return
+    read_fd, write_fd = os.pipe()
+    try:
+        child = pool.start(python, env, cwd, argv, write_fd)
+    finally:
+        os.close(write_fd)
+    with open(read_fd, encoding="utf-8", errors="replace") as output:
+        ended = False
+
+        def wait() -> int:
+            nonlocal ended
+            ended = True
+            return child.wait()
+
+        try:
+            yield output, wait
+        finally:
+            if not ended:
+                child.kill()
+
+
 def _run_stage_process(
     plan: Plan, st: PlannedStage, tmp: Path, run_dir: Path, console: Console
 ) -> dict[str, Any]:
@@ -165,29 +223,20 @@ def _run_stage_process(
     result_file.unlink(missing_ok=True)
     result_file.with_suffix(".error").unlink(missing_ok=True)
     python = pythons[st.definition.env]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    cmd = [python, "-m", "harness.core.stage_main", str(ctx_file), str(result_file)]
-    with log_file.open("w", encoding="utf-8") as log:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=plan.project_root,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
-        assert proc.stdout is not None
-        with console.status(f"[bold]{st.name}[/] running (log: {log_file})") as status:
-            for line in proc.stdout:
-                line = scrub_text(line)
-                log.write(line)
-                log.flush()
-                text = line.strip()
-                if text:
-                    status.update(f"[bold]{st.name}[/] {text[:100]}")
-        rc = proc.wait()
+    argv = [str(ctx_file), str(result_file)]
+    with (
+        log_file.open("w", encoding="utf-8") as log,
+        _stage_process(python, argv, plan.project_root) as (output, wait),
+        console.status(f"[bold]{st.name}[/] running (log: {log_file})") as status,
+    ):
+        for line in output:
+            line = scrub_text(line)
+            log.write(line)
+            log.flush()
+            text = line.strip()
+            if text:
+                status.update(f"[bold]{st.name}[/] {text[:100]}")
+        rc = wait()
     if rc != 0 or not result_file.is_file():
         err = result_file.with_suffix(".error")
         if err.is_file():

@@ -42,6 +42,9 @@ carries everything the rest of the harness derives from:
   strings: ``python -m`` children and lazily registered ``module:attr`` targets). The
   normalised source of every module in it is part of the key;
 * ``version``: an optional marker of a semantic change (correctness never depends on it);
+* ``warm``: modules the stage function imports when it runs (lazily, since planning imports
+  every stage module) that a warm :mod:`~harness.core.stage_worker` imports once for all the
+  stages it serves (a sweep's ``infer`` and ``score``); they never change a result or a key;
 * ``serves``: it generates through an inference engine; a run with several such stages (a
   spec and its baselines) shares one engine per model and engine settings
   (:mod:`harness.inference.engine_pool`), as a sweep's trials do.
@@ -134,6 +137,7 @@ class StageDef:
     slice_envs: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
     result_model: type[StageResult] = StageResult
     baselines: tuple[str, ...] = ()
+    warm: tuple[str, ...] = ()
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -201,6 +205,7 @@ def stage(
     serves: bool = False,
     slice_envs: Callable[[dict[str, Any]], tuple[str, ...]] | None = None,
     baselines: tuple[str, ...] = (),
+    warm: tuple[str, ...] = (),
 ) -> Callable[[StageFn], StageFn]:
     """Declare a stage (decorator). See the module docstring for the fields."""
     bad = [e for e in envs if e not in ENVS]
@@ -236,6 +241,7 @@ def stage(
             slice_envs=slice_envs,
             result_model=result_model,
             baselines=baselines,
+            warm=warm,
         )
         STAGES.add(name, definition)
         return fn

@@ -50,8 +50,14 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one stage from its context file."""
+def main(argv: list[str] | None = None, *, packages: dict[str, str] | None = None) -> int:
+    """Run one stage from its context file.
+
+    Args:
+        argv: ``[CONTEXT, RESULT]`` (default: the command line).
+        packages: The tracked package versions, when the caller read them already (a warm
+            :mod:`~harness.core.stage_worker`); default: read now.
+    """
     argv = sys.argv[1:] if argv is None else argv
     ctx_path, result_path = Path(argv[0]), Path(argv[1])
     ctx = StageContext.from_json(json.loads(ctx_path.read_text(encoding="utf-8")))
@@ -63,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         result_path.with_suffix(".error").write_text(str(e), encoding="utf-8")
         print(f"error: {e}", file=sys.stderr)
         return 3
-    payload = {"result": result.to_json(), "packages": package_versions(), "python": sys.executable}
+    payload = {
+        "result": result.to_json(),
+        "packages": package_versions() if packages is None else packages,
+        "python": sys.executable,
+    }
     write_json(result_path, payload)
     return 0
 

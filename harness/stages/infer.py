@@ -113,6 +113,10 @@ class InferResult(StageResult):
     summary: InferSummary
 
 
+TOKENIZER_IMPORTS = ("transformers", "transformers.models.auto.tokenization_auto")
+"""What loading a tokenizer imports (seconds): a warm stage worker does it once."""
+
+
 @stage(
     name="infer",
     section="eval",
@@ -122,6 +126,7 @@ class InferResult(StageResult):
     envs=("serve",),
     code=VLLM_PLUGINS,
     serves=True,
+    warm=TOKENIZER_IMPORTS,
 )
 def run(ctx: StageContext, spec: InferSlice) -> InferResult:
     """Generate raw predictions for the evaluation data."""

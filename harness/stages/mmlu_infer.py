@@ -29,7 +29,7 @@ from harness.core.stage import (
     stage,
 )
 from harness.errors import HarnessError
-from harness.stages.infer import GenerationMetrics, ServingSlice
+from harness.stages.infer import TOKENIZER_IMPORTS, GenerationMetrics, ServingSlice
 
 # Folder of a task file -> the harness's task type (requests are grouped by it).
 FOLDER_TASK_TYPE = {
@@ -82,6 +82,7 @@ class MMLUInferResult(StageResult):
     envs=("serve",),
     code=VLLM_PLUGINS,
     serves=True,
+    warm=TOKENIZER_IMPORTS,
 )
 def run(ctx: StageContext, cfg: MMLUInferSlice) -> MMLUInferResult:
     """Answer every question of the evaluated Shopping MMLU files."""

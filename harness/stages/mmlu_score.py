@@ -181,6 +181,7 @@ class MMLUScoreSlice(SpecSlice):
     section="shopping_mmlu",
     inputs={"predictions": ("mmlu_infer",)},
     outputs=(MMLU_SCORES,),
+    warm=("matplotlib.figure", "matplotlib.backends.backend_agg"),
 )
 def run(ctx: StageContext, spec: MMLUScoreSlice) -> MMLUScoreResult:
     """Score the Shopping MMLU answers with every profile."""

@@ -117,11 +117,16 @@ class ScoreSlice(SpecSlice):
     limit: int | None = read("infer.limit")
 
 
+PLOT_IMPORTS = ("matplotlib.figure", "matplotlib.backends.backend_agg")
+"""What drawing a score plot imports: a warm stage worker does it once."""
+
+
 @stage(
     name="score",
     section="eval",
     inputs={"predictions": ("infer",)},
     outputs=(SCORES,),
+    warm=("rouge_score.rouge_scorer", "sacrebleu.metrics", *PLOT_IMPORTS),
 )
 def run(ctx: StageContext, spec: ScoreSlice) -> ScoreResult:
     """Score the predictions with the official and the robust parser."""

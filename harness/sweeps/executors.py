@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import re
+import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -31,7 +32,10 @@ from typing import Any
 from rich.console import Console
 
 from harness.atomic import write_json
+from harness.core.executor import stage_env
 from harness.core.plan import Plan
+from harness.core.worker_pool import POOL_ENV as WORKER_POOL_ENV
+from harness.core.worker_pool import open_workers
 from harness.errors import HarnessError
 from harness.inference.engine_host import OWNER_ENV
 from harness.inference.engine_pool import POOL_ENV, open_pool, sharing_enabled
@@ -135,7 +139,7 @@ def _forwarded_env() -> dict[str, str]:
         for k, v in os.environ.items()
         if k.startswith(FORWARDED_ENV)
         and k not in SECRET_ENV
-        and k not in (POOL_ENV, OWNER_ENV)
+        and k not in (POOL_ENV, OWNER_ENV, WORKER_POOL_ENV)
         and not _SECRET_NAME.search(k)
     }
 
@@ -481,7 +485,13 @@ def run_sweep(
     # on a cluster start their own).
     on_cluster = sweep.base.spec.cluster.address is not None
     placed: list[int] | None = None
-    with nullcontext(None) if on_cluster else open_pool() as pool:
+    with (
+        nullcontext(None) if on_cluster else open_pool() as pool,
+        nullcontext(None) if on_cluster else open_workers() as workers,
+    ):
+        if workers is not None:
+            # Its imports overlap the first trial's planning and cached stages.
+            workers.prestart(sys.executable, stage_env(), root)
         if kind == "wandb":
             records = run_wandb(sweep, job, concurrency, console)
         elif kind == "ray":
