@@ -36,6 +36,7 @@ from tests.support.served_sweep import (
     alive,
     gone,
     infer_summaries,
+    stage_workers,
     start_sweep,
     wait_for_engines,
     write_served_sweep,
@@ -611,12 +612,15 @@ def test_a_killed_sweep_leaves_no_engine(runs: Path, tmp_path: Path) -> None:
     try:
         hosts = wait_for_engines(proc, runs, within_s=300)
         assert set(hosts.values()) == {proc.pid}, "the engines watch the sweep's process"
+        workers = stage_workers(runs)
+        assert workers, "the trials' stages ran without a stage worker"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    # The engines run in sessions of their own (the kill did not reach them): they end
-    # because their owner did.
+    # The engines and stage workers run in sessions of their own (the kill did not reach
+    # them): they end because their owner did.
     assert gone(list(hosts), within_s=30), f"engines {hosts} outlived their killed sweep"
+    assert gone(workers, within_s=30), f"stage workers {workers} outlived their killed sweep"
 
 
 # --------------------------------------------------------------------------- the real pipeline

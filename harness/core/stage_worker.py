@@ -23,8 +23,7 @@ after the child is gone, so the two never interleave). A client that goes away h
 child's session killed.
 
 The worker never serves code older than the files: before each fork it checks that no
-project module it imported has changed on disk and that no import directory (site-packages)
-has, and otherwise answers ``("stale", why)`` and ends once its running children have (the
+module it imported has changed on disk and that no import directory (site-packages) has, and otherwise answers ``("stale", why)`` and ends once its running children have (the
 pool starts a fresh worker). It is single-threaded by design (forking a multi-threaded process
 can leave the child holding a lock no thread will release), and ends, killing its running
 children's sessions, when its owner process (the one that opened the pool) is gone or on
@@ -81,15 +80,9 @@ def preload() -> tuple[list[str], list[str]]:
 
 
 def _watched() -> dict[str, tuple[int, int]]:
-    """``(mtime_ns, size)`` of every project module imported and of every import directory."""
-    from harness.project import PACKAGE_ROOTS
-
-    roots = [str(root / name) for name, root in PACKAGE_ROOTS.items()]
-    paths = {
-        f
-        for m in list(sys.modules.values())
-        if (f := getattr(m, "__file__", None)) and any(f.startswith(r) for r in roots)
-    }
+    """``(mtime_ns, size)`` of every module file imported (a few thousand: milliseconds to
+    check) and of every import directory (a package installed or removed)."""
+    paths = {f for m in list(sys.modules.values()) if (f := getattr(m, "__file__", None))}
     paths |= {p for p in sys.path if p and os.path.isdir(p)}
     return {p: _stat(p) for p in sorted(paths)}
 

@@ -21,6 +21,7 @@ from tests.support.paths import REPO
 
 TINY = REPO / "experiments" / "tiny_cpu.yaml"
 ENGINE_HOST = "harness.inference.engine_host"
+STAGE_WORKER = "harness.core.stage_worker"
 NER_TOKENS = "decoding.named_entity_recognition.max_tokens"
 SERVED = (
     "stages=[model,infer]",
@@ -79,17 +80,31 @@ def alive(pid: int) -> bool:
         return False
 
 
-def engine_hosts(runs: Path) -> dict[int, int]:
-    """Running engine hosts started under the runs root ``runs``: host pid -> the pid of the
-    pool's owner it watches."""
+def module_processes(runs: Path, module: str) -> dict[int, dict[str, str]]:
+    """Running ``python -m MODULE`` processes started under the runs root ``runs``: pid ->
+    environment."""
     found = {}
     for p in Path("/proc").iterdir():
-        if not p.name.isdigit() or ENGINE_HOST not in cmdline(int(p.name)):
+        if not p.name.isdigit() or module not in cmdline(int(p.name)):
             continue
         env = environ(int(p.name))
         if env.get("HARNESS_RUNS_ROOT") == str(runs) and alive(int(p.name)):
-            found[int(p.name)] = int(env.get("HARNESS_ENGINE_POOL_OWNER", "0") or 0)
+            found[int(p.name)] = env
     return found
+
+
+def engine_hosts(runs: Path) -> dict[int, int]:
+    """Running engine hosts started under the runs root ``runs``: host pid -> the pid of the
+    pool's owner it watches."""
+    return {
+        pid: int(env.get("HARNESS_ENGINE_POOL_OWNER", "0") or 0)
+        for pid, env in module_processes(runs, ENGINE_HOST).items()
+    }
+
+
+def stage_workers(runs: Path) -> list[int]:
+    """Running stage workers started under the runs root ``runs``."""
+    return sorted(module_processes(runs, STAGE_WORKER))
 
 
 def start_sweep(path: Path, *args: str) -> subprocess.Popen[bytes]:
