@@ -45,6 +45,9 @@ carries everything the rest of the harness derives from:
 * ``warm``: modules the stage function imports when it runs (lazily, since planning imports
   every stage module) that a warm :mod:`~harness.core.stage_worker` imports once for all the
   stages it serves (a sweep's ``infer`` and ``score``); they never change a result or a key;
+* ``engine``: for a stage that serves, a function of its validated slice, its input dirs by
+  role and its output dir giving the engine spec it serves with: a sweep starts that engine
+  ahead of its first trial (:mod:`harness.sweeps.prestart`);
 * ``serves``: it generates through an inference engine; a run with several such stages (a
   spec and its baselines) shares one engine per model and engine settings
   (:mod:`harness.inference.engine_pool`), as a sweep's trials do.
@@ -67,7 +70,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -138,6 +141,7 @@ class StageDef:
     result_model: type[StageResult] = StageResult
     baselines: tuple[str, ...] = ()
     warm: tuple[str, ...] = ()
+    engine: Callable[[Any, Mapping[str, Path], Path], Any] | None = None
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -206,6 +210,7 @@ def stage(
     slice_envs: Callable[[dict[str, Any]], tuple[str, ...]] | None = None,
     baselines: tuple[str, ...] = (),
     warm: tuple[str, ...] = (),
+    engine: Callable[[Any, Mapping[str, Path], Path], Any] | None = None,
 ) -> Callable[[StageFn], StageFn]:
     """Declare a stage (decorator). See the module docstring for the fields."""
     bad = [e for e in envs if e not in ENVS]
@@ -242,6 +247,7 @@ def stage(
             result_model=result_model,
             baselines=baselines,
             warm=warm,
+            engine=engine,
         )
         STAGES.add(name, definition)
         return fn

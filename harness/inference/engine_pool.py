@@ -170,7 +170,12 @@ class EnginePool:
                     shared = {"pid": facts["pid"], "fingerprint": fp, "started_here": False}
                     return RemoteEngine(conn, facts, shared), 0.0
                 info_file.unlink()
-            info = self._start(spec, fp, info_file)
+            starting = self._starting(fp)
+            info = (
+                self._wait(starting, fp, info_file)
+                if starting is not None
+                else self._start(spec, fp, info_file)
+            )
             got = self._connect(info)
             if got is None:
                 raise InferenceError(f"the shared engine (pid {info['pid']}) refused a connection")
@@ -178,8 +183,9 @@ class EnginePool:
             shared = {
                 "pid": facts["pid"],
                 "fingerprint": fp,
-                "started_here": True,
+                "started_here": starting is None,
                 "engine_start_s": info["start_s"],
+                **({"started_ahead": True} if starting is not None else {}),
             }
             return RemoteEngine(conn, facts, shared), time.perf_counter() - t0
 
@@ -211,8 +217,31 @@ class EnginePool:
                 conn.close()
         return ended
 
-    def _start(self, spec: EngineSpec, fp: str, info_file: Path) -> dict[str, Any]:
-        self._end_idle_hosts(keep=fp)
+    def prestart(self, spec: EngineSpec) -> bool:
+        """Start the host of this engine without waiting for it (a sweep, ahead of the first
+        trial that needs it; that trial's :meth:`acquire` waits for the rest of the start).
+
+        Returns:
+            False when a host for it runs or is starting already.
+        """
+        fp = fingerprint(spec)
+        info_file = self.root / f"{fp}{HOST_INFO}"
+        with self._locked(fp):
+            if info_file.is_file() or self._starting(fp) is not None:
+                return False
+            self._end_idle_hosts(keep=fp)
+            self._spawn(spec, fp, info_file)
+            return True
+
+    def _starting(self, fp: str) -> int | None:
+        """The pid of a host of ``fp`` started ahead and not up yet (None: none)."""
+        try:
+            pid = int((self.root / f"{fp}.starting").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def _spawn(self, spec: EngineSpec, fp: str, info_file: Path) -> subprocess.Popen[bytes]:
         spec_file = self.root / f"{fp}.spec.pickle"
         spec_file.write_bytes(pickle.dumps(spec))
         log = self.root / f"{fp}.log"
@@ -233,17 +262,30 @@ class EnginePool:
         # One file per host started (a replaced host keeps its own): what close ends and
         # started counts.
         (self.root / f"{fp}.{proc.pid}.pid").write_text(str(proc.pid))
+        (self.root / f"{fp}.starting").write_text(str(proc.pid))
+        return proc
+
+    def _wait(
+        self, proc: subprocess.Popen[bytes] | int, fp: str, info_file: Path
+    ) -> dict[str, Any]:
+        """The info of the host ``proc`` once it is up (raises when it dies first)."""
+        pid = proc if isinstance(proc, int) else proc.pid
         deadline = time.monotonic() + START_TIMEOUT_S
         while not info_file.is_file():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                tail = log.read_text(errors="replace")[-3000:]
-                raise InferenceError(
-                    f"the shared engine failed to start (exit {proc.poll()}):\n{tail}"
-                )
-            time.sleep(0.2)
+            ended = proc.poll() is not None if not isinstance(proc, int) else not _alive(pid)
+            if ended or time.monotonic() > deadline:
+                if not ended:
+                    os.killpg(pid, signal.SIGKILL)
+                code = proc.poll() if not isinstance(proc, int) else None
+                tail = (self.root / f"{fp}.log").read_text(errors="replace")[-3000:]
+                raise InferenceError(f"the shared engine failed to start (exit {code}):\n{tail}")
+            time.sleep(0.1)
+        (self.root / f"{fp}.starting").unlink(missing_ok=True)
         return json.loads(info_file.read_text())
+
+    def _start(self, spec: EngineSpec, fp: str, info_file: Path) -> dict[str, Any]:
+        self._end_idle_hosts(keep=fp)
+        return self._wait(self._spawn(spec, fp, info_file), fp, info_file)
 
     def started(self) -> list[int]:
         """The pids of every host started in this pool so far (running or not)."""

@@ -20,7 +20,9 @@ summary compares the run time with Track 4's budget, names the engine that ran (
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.atomic import write_jsonl
 from harness.core.artifacts import MODEL, PREDICTIONS
@@ -41,6 +43,9 @@ from harness.spec.schema import (
     InferConfig,
     PromptsConfig,
 )
+
+if TYPE_CHECKING:
+    from harness.inference.engines.base import EngineSpec
 
 
 def _variant_file(slice_: dict[str, Any]) -> str:
@@ -117,6 +122,28 @@ TOKENIZER_IMPORTS = ("transformers", "transformers.models.auto.tokenization_auto
 """What loading a tokenizer imports (seconds): a warm stage worker does it once."""
 
 
+def engine_spec(spec: InferSlice, inputs: Mapping[str, Path], out: Path) -> EngineSpec:
+    """The engine the stage serves with, from its slice and input dirs (a sweep starts it
+    ahead of its first trial from the same declaration).
+
+    Args:
+        spec: The stage's slice.
+        inputs: Role -> upstream stage dir (``model``).
+        out: The stage's output dir (the ``openai`` engine's request cache goes there).
+    """
+    from harness.inference.engines.base import EngineSpec, resolve_engine
+    from harness.openai_client import default_cache_dir
+
+    infer = spec.infer.model_copy(update={"engine": resolve_engine(spec.infer)})
+    return EngineSpec(
+        infer=infer,
+        model_dir=str(MODEL.dir(inputs["model"])),
+        trust_remote_code=spec.trust_remote_code,
+        chat=spec.prompts.chat_template,
+        request_cache=str(default_cache_dir(out)) if infer.engine == "openai" else None,
+    )
+
+
 @stage(
     name="infer",
     section="eval",
@@ -127,12 +154,13 @@ TOKENIZER_IMPORTS = ("transformers", "transformers.models.auto.tokenization_auto
     code=VLLM_PLUGINS,
     serves=True,
     warm=TOKENIZER_IMPORTS,
+    engine=engine_spec,
 )
 def run(ctx: StageContext, spec: InferSlice) -> InferResult:
     """Generate raw predictions for the evaluation data."""
     from harness.inference.decoding import eos_token_ids, load_tokenizer, resolve_token_edits
     from harness.inference.engine_pool import current_pool
-    from harness.inference.engines.base import EngineSpec, resolve_engine
+    from harness.inference.engines.base import resolve_engine
     from harness.inference.prompts import load_prompt_set, variant_path
     from harness.inference.replicas import serve_requests
     from harness.inference.runner import (
@@ -142,7 +170,6 @@ def run(ctx: StageContext, spec: InferSlice) -> InferResult:
         to_rows,
     )
     from harness.inference.validate import check_servable
-    from harness.openai_client import default_cache_dir
     from harness.shopbench.data import load_shopbench
 
     requested = spec.infer
@@ -180,14 +207,9 @@ def run(ctx: StageContext, spec: InferSlice) -> InferResult:
         edits=edits,
     )
 
-    engine_spec = EngineSpec(
-        infer=infer,
-        model_dir=str(mdir),
-        trust_remote_code=trust,
-        chat=prompts.chat_template,
-        request_cache=str(default_cache_dir(ctx.out)) if infer.engine == "openai" else None,
+    results, stats, start_s, engine = serve_requests(
+        engine_spec(spec, ctx.inputs, ctx.out), cluster, requests
     )
-    results, stats, start_s, engine = serve_requests(engine_spec, cluster, requests)
 
     preds = [
         {

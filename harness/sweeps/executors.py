@@ -38,11 +38,12 @@ from harness.core.worker_pool import POOL_ENV as WORKER_POOL_ENV
 from harness.core.worker_pool import open_workers
 from harness.errors import HarnessError
 from harness.inference.engine_host import OWNER_ENV
-from harness.inference.engine_pool import POOL_ENV, open_pool, sharing_enabled
+from harness.inference.engine_pool import POOL_ENV, EnginePool, open_pool, sharing_enabled
 from harness.secrets import _SECRET_NAME, SECRET_ENV
 from harness.spec.schema import ClusterConfig
 from harness.sweeps.config import Sweep, SweepError
 from harness.sweeps.placement import EnginePlacement, run_placed_trial
+from harness.sweeps.prestart import prestart_engines
 from harness.sweeps.space import TrialSource, planned_trials
 from harness.sweeps.trial import (
     TrialJob,
@@ -430,6 +431,21 @@ def run_wandb(sweep: Sweep, job: TrialJob, concurrency: int, console: Console) -
     return sorted(records, key=lambda r: r.index)
 
 
+def _prestart(sweep: Sweep, job: TrialJob, pool: EnginePool, console: Console) -> None:
+    """Start the first trial's engine ahead of it (:mod:`harness.sweeps.prestart`)."""
+    if sweep.method == "bayes":  # its first trial depends on the ledger
+        return
+    first = TrialSource(sweep).next()
+    if first is None:
+        return
+    try:
+        plan = prepare(job, first)
+    except HarnessError:
+        return  # the trial itself reports what is wrong with its spec
+    for name in prestart_engines(plan, pool):
+        console.print(f"starting the engine of the first trial's `{name}` ahead of it")
+
+
 def run_sweep(
     sweep: Sweep,
     *,
@@ -492,6 +508,8 @@ def run_sweep(
         if workers is not None:
             # Its imports overlap the first trial's planning and cached stages.
             workers.prestart(sys.executable, stage_env(), root)
+        if pool is not None:
+            _prestart(sweep, job, pool, console)
         if kind == "wandb":
             records = run_wandb(sweep, job, concurrency, console)
         elif kind == "ray":

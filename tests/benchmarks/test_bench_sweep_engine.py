@@ -4,8 +4,10 @@ their own, in one run, as whole ``harness sweep`` processes.
 The tiny_cpu pipeline's upstream stages (model to quantize) are computed once in a fresh runs
 root; then each sweep file (``experiments/sweeps/decoding.yaml``: 6 trials,
 ``experiments/sweeps/prompts.yaml``: 4 trials) runs twice, its infer and score stages removed
-in between so both runs compute them: first with ``HARNESS_SHARE_ENGINES=off`` (one engine per
-trial, as before engines were shared), then with sharing on. Records both wall times and their
+in between so both runs compute them: first the way trials ran before sharing
+(``HARNESS_SHARE_ENGINES=off``, ``HARNESS_STAGE_WORKERS=off``: one engine and one fresh
+process per stage of each trial), then with both on (one engine for the sweep, started ahead
+of its first trial, and warm stage workers). Records both wall times and their
 ratio, the sum of the trials' generation times, the shared engine's start time, and the
 sweep's wall time against one engine start plus the generation times (the floor a shared
 engine could reach; what is above it is each trial's planning, stage processes, scoring and
@@ -48,6 +50,7 @@ def _run(cmd: list[str], runs: Path, share: bool) -> float:
         **os.environ,
         "HARNESS_RUNS_ROOT": str(runs),
         "HARNESS_SHARE_ENGINES": "on" if share else "off",
+        "HARNESS_STAGE_WORKERS": "on" if share else "off",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "VLLM_CPU_KVCACHE_SPACE": "1",
@@ -76,14 +79,25 @@ def _sweep(runs: Path, file: str, share: bool) -> dict:
     trials = _trials(runs, name)
     assert trials and all(t["status"] == "ok" for t in trials), [t.get("error") for t in trials]
     gen = [t["metrics"]["infer/wall_s"] for t in trials]
-    start = [t["metrics"]["infer/engine_start_s"] for t in trials]
+    waited = [t["metrics"]["infer/engine_start_s"] for t in trials]
+    # Each engine's own start time: a shared engine's from its host (the sweep may start it
+    # ahead of the first trial, which then waits for part of it only), else the stage's.
+    starts: dict[str, float] = {}
+    for t, w in zip(trials, waited, strict=True):
+        manifest = runs / "stages" / "infer" / t["stage_keys"]["infer"] / "manifest.json"
+        shared = json.loads(manifest.read_text())["result"]["summary"].get("shared_engine")
+        if shared is None:
+            starts[t["trial"]] = w
+        elif "engine_start_s" in shared:
+            starts[str(shared["pid"])] = shared["engine_start_s"]
     return {
         "trials": len(trials),
         "wall_s": wall,
         "generation_s_sum": sum(gen),
-        "engine_start_s_sum": sum(start),
-        "engine_start_s_max": max(start),
-        "engines_started": sum(s > 0 for s in start),
+        "engine_start_s_sum": sum(starts.values()),
+        "engine_start_s_max": max(starts.values()),
+        "engines_started": len(starts),
+        "engine_wait_s_sum": sum(waited),
     }
 
 
