@@ -97,15 +97,28 @@ def _version_matches(installed: str, pinned: str) -> bool:
     return installed == pinned or installed.split("+", 1)[0] == pinned
 
 
+_INSTALLED: tuple[tuple[tuple[str, int], ...], dict[str, str]] | None = None
+
+
 def installed_versions() -> dict[str, str]:
     """``name -> version`` of every distribution installed in this interpreter (names
-    normalised)."""
+    normalised).
+
+    Reading every distribution's metadata takes about half a second; the answer is kept
+    until an import directory changes (installing or removing a distribution changes its
+    directory), so a sweep's trials read it once per process.
+    """
+    global _INSTALLED
+    stamp = tuple((p, os.stat(p).st_mtime_ns) for p in sys.path if p and os.path.isdir(p))
+    if _INSTALLED is not None and _INSTALLED[0] == stamp:
+        return dict(_INSTALLED[1])
     out: dict[str, str] = {}
     for d in metadata.distributions():
         name = d.metadata["Name"]
         if name:
             out.setdefault(_norm(name), d.version)
-    return out
+    _INSTALLED = (stamp, out)
+    return dict(out)
 
 
 @dataclass(frozen=True)
