@@ -193,3 +193,37 @@ def test_sharing_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HARNESS_SHARE_ENGINES", "off")
     with open_pool() as pool:
         assert pool is None and POOL_ENV not in os.environ
+
+
+def test_an_engine_started_ahead_is_waited_for_not_started_again(tiny_model: Path) -> None:
+    spec = _spec(tiny_model)
+    with open_pool() as pool:
+        assert pool is not None
+        t0 = time.perf_counter()
+        assert pool.prestart(spec) is True
+        assert time.perf_counter() - t0 < 2.0, "starting ahead must not wait for the engine"
+        assert pool.prestart(spec) is False, "a second start ahead of the same engine"
+        engine, waited = pool.acquire(spec)
+        try:
+            # The stage that asked waited for the rest of that start, and started nothing.
+            assert engine.shared["started_ahead"] is True
+            assert not engine.shared["started_here"] and engine.shared["engine_start_s"] > 0
+            assert waited < engine.shared["engine_start_s"] + 5
+            assert len(pool.started()) == 1 and engine.pid == pool.started()[0]
+            assert _outputs(engine.generate(_requests(tiny_model, 6)))
+        finally:
+            engine.close()
+        # Once up, a start ahead is a no-op.
+        assert pool.prestart(spec) is False and len(pool.started()) == 1
+        host = engine.pid
+    assert _gone(host)
+
+
+def test_an_engine_that_dies_while_starting_ahead_fails_the_stage_waiting_for_it(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    broken = _spec(tmp_path / "no-model-here")
+    with open_pool() as pool:
+        assert pool is not None and pool.prestart(broken) is True
+        with pytest.raises(InferenceError, match="failed to start"):
+            pool.acquire(broken)
