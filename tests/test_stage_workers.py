@@ -201,3 +201,23 @@ def test_a_killed_owner_leaves_no_worker_and_no_stage(
         proc.wait()
     # Worker and child live in sessions of their own: the kill did not reach them.
     assert gone([worker, child], within_s=10), "a worker or its stage outlived its owner"
+
+
+def test_a_worker_that_cannot_start_leaves_the_stage_to_a_fresh_process(
+    runs: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "lib" / f"{WARM}.py").write_text(
+        "import os, sys\n"
+        "if sys.argv[0].endswith('stage_worker.py'):\n"
+        "    os._exit(3)  # dies while the worker preloads it\n"
+        "VALUE = 3\n"
+    )
+    with open_workers() as pool:
+        assert pool is not None
+        summary = _run()
+        # Tried once (for the first stage), not again for each stage.
+        assert len(pool.started()) == 1 and not alive(pool.started()[0])
+    probed = _probe(summary)
+    assert probed["ppid"] == os.getpid() and probed["value"] == 3
+    log = (summary.run_dir / "stages" / "worker_probe" / "stage.log").read_text()
+    assert log.startswith("no stage worker (the stage worker failed to start"), log[:300]

@@ -12,6 +12,7 @@ stage fails, and its temp dir is kept for inspection, never reused.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import platform
@@ -38,7 +39,7 @@ from harness.core.contract import ResultError, StageContext, StageResult, check_
 from harness.core.plan import Plan, PlannedStage, file_sha256, save_history
 from harness.core.stage_main import package_versions
 from harness.core.worker_pool import current_workers
-from harness.errors import StageError
+from harness.errors import HarnessError, StageError
 from harness.inference.engine_pool import open_pool
 from harness.secrets import redact, scrub_text
 from harness.tracking import DiskSink, Tracker, WandbSink, wandb_mode
@@ -146,11 +147,22 @@ def _stage_process(
 ) -> Iterator[tuple[Iterator[str], Callable[[], int]]]:
     """Start ``harness.core.stage_main`` with ``argv`` under ``python``: in a child of the
     warm stage worker of that interpreter while a worker pool is open
-    (:mod:`~harness.core.worker_pool`), else as a fresh process. Yields its output lines and
-    a function waiting for its exit code; leaving the block early kills it."""
+    (:mod:`~harness.core.worker_pool`), else (or when no worker would take it: the first
+    output line says why) as a fresh process. Yields its output lines and a function waiting
+    for its exit code; leaving the block early kills it."""
     env = stage_env()
     pool = current_workers()
-    if pool is None:
+    child = None
+    if pool is not None:
+        read_fd, write_fd = os.pipe()
+        try:
+            child = pool.start(python, env, cwd, argv, write_fd)
+        except HarnessError as e:
+            os.close(read_fd)
+            note = f"no stage worker ({e}); running as a fresh process\n"
+        finally:
+            os.close(write_fd)
+    if child is None:
         proc = subprocess.Popen(
             [python, "-m", "harness.core.stage_main", *argv],
             cwd=cwd,
@@ -162,18 +174,13 @@ def _stage_process(
         )
         assert proc.stdout is not None
         try:
-            yield proc.stdout, proc.wait
+            yield itertools.chain([note] if pool is not None else [], proc.stdout), proc.wait
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             proc.stdout.close()
         return
-    read_fd, write_fd = os.pipe()
-    try:
-        child = pool.start(python, env, cwd, argv, write_fd)
-    finally:
-        os.close(write_fd)
     with open(read_fd, encoding="utf-8", errors="replace") as output:
         ended = False
 

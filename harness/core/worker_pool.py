@@ -158,11 +158,18 @@ class WorkerPool:
         raise HarnessError(f"no stage worker would take the stage (pool {self.root})")
 
     def _ready(self, python: str, env: Mapping[str, str], cwd: Path, key: str) -> dict[str, Any]:
-        """The running worker's info, starting it (once, under the key's lock) if needed."""
+        """The running worker's info, starting it (once, under the key's lock) if needed.
+
+        A worker that failed to start is not tried again in this pool: the stages of its key
+        run as fresh processes.
+        """
+        failed = self.root / f"{key}.failed"
         with self._lock(key):
             info = self._info(key)
             if info is not None:
                 return info
+            if failed.is_file():
+                raise HarnessError(failed.read_text())
             proc_pid = self._starting(key) or self._spawn(python, env, cwd, key)
             deadline = time.monotonic() + START_TIMEOUT_S
             while (info := self._info(key)) is None:
@@ -170,7 +177,8 @@ class WorkerPool:
                     with suppress(ProcessLookupError):
                         os.killpg(proc_pid, signal.SIGKILL)
                     log = (self.root / f"{key}.log").read_text(errors="replace")[-3000:]
-                    raise HarnessError(f"the stage worker failed to start:\n{log}")
+                    failed.write_text(f"the stage worker failed to start:\n{log}")
+                    raise HarnessError(failed.read_text())
                 time.sleep(0.05)
             return info
 
