@@ -7,9 +7,10 @@ rouge-score and matplotlib to score) for well under a second of work. While a wo
 open (:mod:`harness.core.worker_pool`), the executor hands each stage to the worker of its
 interpreter instead: started as ``python -m harness.core.stage_worker INFO_JSON OWNER_PID``,
 it imports the code of every stage that declares ``warm`` modules and those modules
-(:func:`harness.core.stage.stage`: what the stage function imports lazily), reads the installed package versions once, then serves
-requests on an abstract Unix socket (authenticated with a random key) published in
-``INFO_JSON`` (written atomically once it is ready).
+(:func:`harness.core.stage.stage`: what the stage function imports lazily), reads the
+installed package versions once, then serves requests on an abstract Unix socket
+(authenticated with a random key) published in ``INFO_JSON`` (written atomically once it is
+ready).
 
 A request names the stage's context and result files, its environment and working directory,
 and passes the write end of the executor's log pipe. The worker forks: the child starts a
@@ -23,8 +24,9 @@ after the child is gone, so the two never interleave). A client that goes away h
 child's session killed.
 
 The worker never serves code older than the files: before each fork it checks that no
-module it imported has changed on disk and that no import directory (site-packages) has, and otherwise answers ``("stale", why)`` and ends once its running children have (the
-pool starts a fresh worker). It is single-threaded by design (forking a multi-threaded process
+module it imported has changed on disk and that no import directory (site-packages) has,
+and otherwise answers ``("stale", why)`` and ends once its running children have (the pool
+starts a fresh worker). It is single-threaded by design (forking a multi-threaded process
 can leave the child holding a lock no thread will release), and ends, killing its running
 children's sessions, when its owner process (the one that opened the pool) is gone or on
 SIGTERM.
