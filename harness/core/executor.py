@@ -11,7 +11,6 @@ stage fails, and its temp dir is kept for inspection, never reused.
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import os
@@ -43,6 +42,7 @@ from harness.errors import HarnessError, StageError
 from harness.inference.engine_pool import open_pool
 from harness.secrets import redact, scrub_text
 from harness.tracking import DiskSink, Tracker, WandbSink, wandb_mode
+from shopbench_kernels.fsutil import flocked
 from shopbench_kernels.fsutil import fsync_dir as _fsync_dir
 from shopbench_kernels.fsutil import pid_alive as _pid_alive
 
@@ -117,12 +117,8 @@ def _clean_stale(stage_root: Path, key: str) -> None:
 def _stage_lock(stage_root: Path, key: str) -> Iterator[None]:
     """Serialises concurrent runs of the same stage key (e.g. parallel sweep trials)."""
     stage_root.mkdir(parents=True, exist_ok=True)
-    with (stage_root / f".{key}.lock").open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with flocked(stage_root / f".{key}.lock"):
+        yield
 
 
 def _outputs(d: Path) -> dict[str, dict[str, Any]]:

@@ -51,6 +51,8 @@ from multiprocessing.reduction import recv_handle
 from pathlib import Path
 from typing import Any
 
+from shopbench_kernels.fsutil import pid_alive
+
 WATCH_S = 0.2
 PR_SET_PDEATHSIG = 1
 
@@ -125,7 +127,7 @@ class Worker:
         """Accept requests until the owner is gone, or the worker is stale and idle."""
         while True:
             self._reap()
-            if self.owner and not _alive(self.owner):
+            if self.owner and not pid_alive(self.owner):
                 print(f"owner process {self.owner} is gone: ending", flush=True)
                 self.end(0)
             if self.stale_why and not self.running:
@@ -252,16 +254,6 @@ def _gone(conn: Connection) -> bool:
     except (EOFError, OSError):
         return True
     return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _kill_session(pid: int) -> None:

@@ -19,7 +19,6 @@ project's code changed under it) is replaced on the next request.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -29,13 +28,15 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from multiprocessing.connection import Client, Connection
 from multiprocessing.reduction import send_handle
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from shopbench_kernels.fsutil import flocked
+from shopbench_kernels.fsutil import pid_running as _alive
 
 POOL_ENV = "HARNESS_STAGE_WORKER_POOL"
 START_TIMEOUT_S = 600.0
@@ -218,14 +219,8 @@ class WorkerPool:
     def owner(self) -> int:
         return int((self.root / "owner").read_text())
 
-    @contextmanager
-    def _lock(self, key: str) -> Iterator[None]:
-        with (self.root / f"{key}.lock").open("w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _lock(self, key: str) -> AbstractContextManager[None]:
+        return flocked(self.root / f"{key}.lock")
 
     def started(self) -> list[int]:
         """The pids of every worker started in this pool so far."""
@@ -245,21 +240,6 @@ class WorkerPool:
             with suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         return ended
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not reaped by its parent) is not alive.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def current_workers() -> WorkerPool | None:

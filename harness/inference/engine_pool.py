@@ -22,7 +22,6 @@ next request; the stage it was serving fails with an error saying so.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,8 @@ from typing import Any
 from harness.inference.engine_host import OWNER_ENV
 from harness.inference.engines.base import EngineSpec, GenRequest, GenResult
 from harness.inference.errors import InferenceError
-from shopbench_kernels.fsutil import pid_alive
+from shopbench_kernels.fsutil import flocked
+from shopbench_kernels.fsutil import pid_running as _alive
 
 POOL_ENV = "HARNESS_ENGINE_POOL"
 SHAREABLE = ("vllm", "transformers")
@@ -75,17 +75,6 @@ def fingerprint(spec: EngineSpec) -> str:
 def shareable(spec: EngineSpec) -> bool:
     """Whether a stage may take this engine from a pool (one replica of a local engine)."""
     return spec.infer.engine in SHAREABLE and spec.infer.replicas == 1
-
-
-def _alive(pid: int) -> bool:
-    """:func:`~shopbench_kernels.fsutil.pid_alive`, counting a zombie (exited, not yet
-    reaped by its parent) as gone."""
-    if not pid_alive(pid):
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class RemoteEngine:
@@ -126,14 +115,8 @@ class EnginePool:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    @contextmanager
-    def _locked(self, fp: str) -> Iterator[None]:
-        with (self.root / f"{fp}.lock").open("a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def _locked(self, fp: str) -> AbstractContextManager[None]:
+        return flocked(self.root / f"{fp}.lock")
 
     def _connect(
         self, info: dict[str, Any], *, hello: bool = True
@@ -272,11 +255,11 @@ class EnginePool:
         pid = proc if isinstance(proc, int) else proc.pid
         deadline = time.monotonic() + START_TIMEOUT_S
         while not info_file.is_file():
-            ended = proc.poll() is not None if not isinstance(proc, int) else not _alive(pid)
+            ended = not _alive(pid)
             if ended or time.monotonic() > deadline:
                 if not ended:
                     os.killpg(pid, signal.SIGKILL)
-                code = proc.poll() if not isinstance(proc, int) else None
+                code = None if isinstance(proc, int) else proc.poll()
                 tail = (self.root / f"{fp}.log").read_text(errors="replace")[-3000:]
                 raise InferenceError(f"the shared engine failed to start (exit {code}):\n{tail}")
             time.sleep(0.1)
